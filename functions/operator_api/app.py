@@ -1,0 +1,49 @@
+"""Operator routes (IAM): catalogue, teams, members, apps and subscriptions."""
+from typing import Annotated
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.logging import correlation_paths
+
+from usage_ledger.http.api import json_response, new_resolver, resolve
+from usage_ledger.http.identity import require_operator
+from usage_ledger.http.schemas import IDENTIFIER, AppBody, MemberBody, ResourceBody, SubscriptionBody, TeamBody
+from usage_ledger.service import operator
+
+logger = Logger()
+app = new_resolver()
+PathId = Annotated[str, Path(pattern=IDENTIFIER)]
+
+
+def _written(result: operator.Written):
+    return json_response(result.body, 201 if result.created else 200)
+
+
+@app.put("/v1/admin/resources/<resource_id>")
+def put_resource(resource_id: PathId, body: Annotated[ResourceBody, Body()]):
+    return _written(operator.put_resource(resource_id, body))
+
+
+@app.put("/v1/admin/teams/<team_id>")
+def put_team(team_id: PathId, body: Annotated[TeamBody, Body()]):
+    return _written(operator.put_team(team_id, body))
+
+
+@app.put("/v1/admin/teams/<team_id>/members/<user_id>")
+def put_member(team_id: PathId, user_id: PathId, body: Annotated[MemberBody, Body()]):
+    return _written(operator.put_member(team_id, user_id, body))
+
+
+@app.put("/v1/admin/teams/<team_id>/apps/<app_id>")
+def put_app(team_id: PathId, app_id: PathId, body: Annotated[AppBody, Body()]):
+    return _written(operator.put_app(team_id, app_id, body))
+
+
+@app.post("/v1/admin/teams/<team_id>/subscriptions")
+def create_subscription(team_id: PathId, body: Annotated[SubscriptionBody, Body()]):
+    return _written(operator.create_subscription(team_id, body))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event, context):
+    return resolve(app, event, context, guard=require_operator)

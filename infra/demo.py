@@ -1,0 +1,193 @@
+"""Loads a demo team (catalogue, members, app, subscriptions, ~10 days of usage) through the HTTP API."""
+from __future__ import annotations
+
+import json
+import random
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+TEAM_ID = "team-demo"
+EVENT_SOURCE = "urn:usage-ledger:demo"
+OPERATOR = {"X-Local-Operator": "1"}
+
+RESOURCES = {
+    "asset": {"kind": "resource", "display_name": "Assets", "unit": "asset", "charge_unit_size": 1},
+    "processing-minutes": {
+        "kind": "api",
+        "display_name": "Processing minutes",
+        "unit": "processing minute",
+        "charge_unit_size": 20,
+    },
+    "render-credits": {"kind": "resource", "display_name": "Render credits", "unit": "credit", "charge_unit_size": 1},
+}
+
+MEMBERS = {
+    "alice": {"email": "alice@example.com", "roles": ["primary_admin"], "full_access": True},
+    "bob": {"email": "bob@example.com", "roles": ["secondary_admin"], "full_access": False},
+    "hana": {"email": "hana@example.com", "roles": ["hub_admin"], "full_access": False},
+    "carl": {"email": "carl@example.com", "roles": [], "full_access": False},
+}
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def _call(base_url: str, method: str, path: str, body: Any, content_type: str = "application/json") -> tuple[int, Any]:
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(
+        base_url.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={**OPERATOR, "Content-Type": content_type, "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def _expect(result: tuple[int, Any], what: str, ok: set[int]) -> Any:
+    status, body = result
+    if status not in ok:
+        raise DemoError(f"{what}: HTTP {status} {body}")
+    return body
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def subscriptions(today: datetime) -> list[dict[str, Any]]:
+    """The demo grants, dated from `today` (UTC midnight) so reruns on one day are identical."""
+    started = today - timedelta(days=15)
+    purchased = today - timedelta(days=20)
+    return [
+        {
+            "subscription_id": "sub-demo-asset-flex",
+            "resource_id": "asset",
+            "type": "flex",
+            "quantity": 150,
+            "starts_at": _iso(started),
+            "ends_at": _iso(started + timedelta(days=365)),
+            "refresh_period": "month",
+        },
+        {
+            "subscription_id": "sub-demo-asset-free",
+            "resource_id": "asset",
+            "type": "free",
+            "quantity": 10,
+            "starts_at": _iso(started),
+            "refresh_period": None,
+        },
+        {
+            "subscription_id": "sub-demo-minutes-token-flex",
+            "resource_id": "processing-minutes",
+            "type": "token_flex",
+            "quantity": 100,
+            "starts_at": _iso(started),
+            "ends_at": _iso(today + timedelta(days=365)),
+            "refresh_period": None,
+        },
+        {
+            "subscription_id": "sub-demo-minutes-payg",
+            "resource_id": "processing-minutes",
+            "type": "payg",
+            "starts_at": _iso(purchased),
+            "purchased_at": _iso(purchased),
+            "timezone": "America/Los_Angeles",
+            "unit_amount": 250,
+            "currency": "usd",
+            "purchaser_user_id": "alice",
+            "payment_method": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030},
+        },
+    ]
+
+
+def usage_events(now: datetime, count: int = 300, days: int = 10) -> list[dict[str, Any]]:
+    """Deterministic usage (fixed seed and ids; times relative to `now`, never in the future).
+
+    Roughly 120 assets (of 160 prepaid) and 2,250 processing minutes (112 charged units: the 100
+    token_flex units, then some Pay-as-You-Go), so every kind of card has something to show.
+    """
+    rng = random.Random(20261125)
+    now = now.replace(second=0, microsecond=0)
+    events = []
+    for index in range(count):
+        offset = timedelta(minutes=rng.randint(1, days * 24 * 60 - 1))
+        user = rng.choice(["alice", "bob"])
+        if index % 5 < 2:  # two events in five are assets
+            data: dict[str, Any] = {"resource_id": "asset", "quantity": 1, "user_id": user}
+            if rng.random() < 0.5:
+                data["app_id"] = "app-1"
+        else:
+            data = {"resource_id": "processing-minutes", "quantity": rng.randint(5, 20), "user_id": user, "app_id": "app-1"}
+        events.append(
+            {
+                "specversion": "1.0",
+                "id": f"demo-{index:04d}",
+                "source": EVENT_SOURCE,
+                "type": "usage.recorded",
+                "subject": TEAM_ID,
+                "time": _iso(now - offset),
+                "datacontenttype": "application/json",
+                "data": data,
+            }
+        )
+    events.sort(key=lambda event: event["time"])
+    return events
+
+
+def post_events(base_url: str, events: list[dict[str, Any]]) -> int:
+    """POST events as CloudEvents batches of at most 100; returns how many were accepted."""
+    accepted = 0
+    for start in range(0, len(events), 100):
+        batch = events[start : start + 100]
+        body = _expect(
+            _call(base_url, "POST", "/v1/events", batch, "application/cloudevents-batch+json"),
+            "post usage events",
+            {200, 202},
+        )
+        accepted += int((body or {}).get("accepted", len(batch)))
+    return accepted
+
+
+def load_demo(base_url: str, now: datetime | None = None) -> dict[str, Any]:
+    """Create the demo team through the operator API; safe to run again against the same stack."""
+    now = now or datetime.now(timezone.utc)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for resource_id, resource in RESOURCES.items():
+        _expect(_call(base_url, "PUT", f"/v1/admin/resources/{resource_id}", resource), f"resource {resource_id}", {200, 201})
+    _expect(_call(base_url, "PUT", f"/v1/admin/teams/{TEAM_ID}", {"name": "Demo Team"}), "team", {200, 201})
+    for user_id, member in MEMBERS.items():
+        _expect(
+            _call(base_url, "PUT", f"/v1/admin/teams/{TEAM_ID}/members/{user_id}", member), f"member {user_id}", {200, 201}
+        )
+    _expect(
+        _call(base_url, "PUT", f"/v1/admin/teams/{TEAM_ID}/apps/app-1", {"name": "Demo App", "owner_user_id": "hana"}),
+        "app",
+        {200, 201},
+    )
+    for subscription in subscriptions(today):
+        # 409: the same id with other dates, from a run on an earlier day - keep that one
+        _expect(
+            _call(base_url, "POST", f"/v1/admin/teams/{TEAM_ID}/subscriptions", subscription),
+            f"subscription {subscription['subscription_id']}",
+            {200, 201, 409},
+        )
+    events = usage_events(now)
+    accepted = post_events(base_url, events)
+    return {"team_id": TEAM_ID, "subscriptions": len(subscriptions(today)), "events": len(events), "accepted": accepted}
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(json.dumps(load_demo(sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:3000"), indent=2))

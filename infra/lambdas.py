@@ -1,0 +1,46 @@
+"""Loads a template function's handler from its CodeUri, the way Lambda would (layer on sys.path)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import Any, Callable
+
+from infra.stack import ROOT, Stack
+
+SHARED = ROOT / "shared"
+if str(SHARED) not in sys.path:
+    sys.path.insert(0, str(SHARED))
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def load_handler(stack: Stack, logical_id: str) -> Handler:
+    """Import functions/<CodeUri>/app.py under a unique module name and return its handler."""
+    props = stack.functions()[logical_id]
+    module_file, attribute = props["Handler"].rsplit(".", 1)
+    path = ROOT / props["CodeUri"] / f"{module_file}.py"
+    name = f"lambda_{logical_id}"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return getattr(module, attribute)
+
+
+class FakeLambdaContext:
+    """The attributes of a Lambda context object that Powertools reads."""
+
+    def __init__(self, function_name: str = "local") -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.memory_limit_in_mb = 512
+        self.aws_request_id = "local-request"
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000

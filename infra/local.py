@@ -1,0 +1,453 @@
+"""Local runner: moto + template deploy + an HTTP API gateway + event-source pollers, one process."""
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import email
+import email.policy
+import json
+import logging
+import mimetypes
+import os
+import signal
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from werkzeug.security import safe_join
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.utils import send_file
+from werkzeug.wrappers import Request, Response
+
+from infra.apigw import Identity, Route, find_route, http_event, routes_of
+from infra.stack import ROOT, Stack
+
+log = logging.getLogger("infra.local")
+
+WEB_DIR = ROOT / "web"
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+
+
+def configure_aws_environment(endpoint_url: str | None = None) -> None:
+    """Fake credentials and region (and the moto endpoint), before any boto3 client exists."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        os.environ.pop(name, None)  # a real profile must never leak into a local run
+    os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+    os.environ["AWS_DEFAULT_REGION"] = REGION
+    os.environ["AWS_REGION"] = REGION
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")  # no X-Ray daemon locally
+    if endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = endpoint_url
+
+
+def apply_function_environment(stack: Stack) -> None:
+    """All functions share this process, so os.environ gets the union of their environments."""
+    merged: dict[str, str] = {}
+    for logical in stack.functions():
+        for key, value in stack.function_environment(logical).items():
+            if key in merged and merged[key] != value:
+                log.warning("env %s differs between functions (%r vs %r); keeping the first", key, merged[key], value)
+                continue
+            merged[key] = value
+    os.environ.update(merged)
+
+
+def load_handlers(stack: Stack) -> tuple[dict[str, Callable[..., Any]], dict[str, str]]:
+    """Import every function's handler; returns (handlers, load errors by logical id)."""
+    from infra.lambdas import load_handler
+
+    handlers: dict[str, Callable[..., Any]] = {}
+    errors: dict[str, str] = {}
+    for logical in stack.functions():
+        try:
+            handlers[logical] = load_handler(stack, logical)
+        except Exception as error:  # noqa: BLE001 - keep serving the functions that do load
+            sys.modules.pop(f"lambda_{logical}", None)  # a half-imported module must not be reused
+            errors[logical] = f"{type(error).__name__}: {error}"
+            log.error("cannot load %s: %s", logical, errors[logical])
+    return handlers, errors
+
+
+# ------------------------------------------------------------------------------ identity
+
+
+def identity_from_headers(headers: Any) -> Identity:
+    """X-Local-Operator / SigV4 Authorization means IAM; X-Local-User or a Bearer JWT's sub a user."""
+    authorization = headers.get("Authorization", "")
+    iam = headers.get("X-Local-Operator", "").strip().lower() in {"1", "true", "yes"} or authorization.startswith(
+        "AWS4-HMAC-SHA256"
+    )
+    sub = headers.get("X-Local-User") or None
+    if sub is None and authorization.lower().startswith("bearer "):
+        sub = jwt_subject(authorization[7:].strip())
+    return Identity(sub=sub, iam=iam)
+
+
+def jwt_subject(token: str) -> str | None:
+    """The unverified `sub` of a JWT (locally, the token is trusted as presented)."""
+    parts = token.split(".")
+    if len(parts) < 2:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, binascii.Error):
+        return None
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    return str(sub) if sub else None
+
+
+# ------------------------------------------------------------------------------- emails
+
+
+def sent_emails(region: str = REGION) -> list[dict[str, Any]]:
+    """What moto SES (v1 and v2 share one store) has sent, oldest first, as plain dicts.
+
+    Read straight from moto's in-process backend: the runner hosts the moto server itself.
+    """
+    from moto.ses.models import RawMessage, TemplateMessage, ses_backends
+
+    from infra.moto_server import MOTO_LOCK
+
+    with MOTO_LOCK:
+        messages = list(ses_backends[ACCOUNT_ID][region].sent_messages)
+    emails = []
+    for message in messages:
+        if isinstance(message, RawMessage):
+            emails.append(_raw_email(message))
+        elif isinstance(message, TemplateMessage):
+            emails.append(
+                {
+                    "id": message.id,
+                    "source": message.source,
+                    "to": _addresses(message.destinations),
+                    "template": message.template,
+                    "template_data": message.template_data,
+                }
+            )
+        elif hasattr(message, "subject"):
+            # moto keeps only one body: the HTML one when both were sent
+            body = message.body or ""
+            html = "<" in body and "</" in body
+            emails.append(
+                {
+                    "id": message.id,
+                    "source": message.source,
+                    "to": _addresses(message.destinations),
+                    "subject": message.subject,
+                    "text": None if html else body,
+                    "html": body if html else None,
+                }
+            )
+    return emails
+
+
+def _addresses(destinations: Any) -> list[str]:
+    if isinstance(destinations, dict):
+        found: list[str] = []
+        for key in ("ToAddresses", "CcAddresses", "BccAddresses"):
+            value = destinations.get(key) or []
+            found.extend(value.values() if isinstance(value, dict) else value)
+        return found
+    return list(destinations or [])
+
+
+def _raw_email(message: Any) -> dict[str, Any]:
+    parsed = email.message_from_string(message.raw_data, policy=email.policy.default)
+    text = html = None
+    attachments = []
+    for part in parsed.walk():
+        if part.is_multipart():
+            continue
+        if part.get_content_disposition() == "attachment":
+            attachments.append({"filename": part.get_filename(), "content_type": part.get_content_type()})
+        elif part.get_content_type() == "text/plain" and text is None:
+            text = part.get_content()
+        elif part.get_content_type() == "text/html" and html is None:
+            html = part.get_content()
+    return {
+        "id": message.id,
+        "source": message.source,
+        "to": list(message.destinations),
+        "subject": str(parsed.get("Subject", "")),
+        "text": text,
+        "html": html,
+        "attachments": attachments,
+    }
+
+
+# ------------------------------------------------------------------------------ gateway
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, default=str), status=status, headers=headers, content_type="application/json")
+
+
+def lambda_response(result: Any) -> Response:
+    """Turn a Lambda result into an HTTP response, the way HTTP API payload 2.0 does."""
+    if not isinstance(result, dict) or "statusCode" not in result:
+        # API Gateway's inference for results without a statusCode: 200 with the JSON
+        return _json(200, result)
+    body = result.get("body") or ""
+    data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
+    response = Response(data, status=int(result["statusCode"]))
+    response.headers.pop("Content-Type", None)  # only what the function set
+    for name, value in (result.get("headers") or {}).items():
+        response.headers[name] = str(value)
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        for value in values:
+            response.headers.add(name, str(value))
+    for cookie in result.get("cookies") or []:
+        response.headers.add("Set-Cookie", cookie)
+    return response
+
+
+@dataclass
+class GatewayState:
+    """What the control routes report and use; filled in by the runner as it starts."""
+
+    stack: Stack
+    handlers: dict[str, Callable[..., Any]]
+    load_errors: dict[str, str] = field(default_factory=dict)
+    pollers: Any = None  # infra.pollers.BackgroundPollers
+    ready: bool = False
+    demo: str = "pending"
+
+
+class LocalGateway:
+    """A WSGI app standing in for the template's HttpApi, plus /_local control routes and web/."""
+
+    def __init__(self, state: GatewayState, web_dir: Path = WEB_DIR) -> None:
+        self.state = state
+        self.routes: list[Route] = routes_of(state.stack)
+        self.web_dir = web_dir
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = Request(environ)
+        try:
+            response = self.dispatch(request)
+        except Exception:  # noqa: BLE001 - like API Gateway: a crash is a bare 500
+            log.exception("%s %s failed", request.method, request.path)
+            response = _json(500, {"message": "Internal Server Error"})
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        if request.path.startswith("/_local/"):
+            return self.control(request)
+        found = find_route(self.routes, request.method, request.path)
+        if found is None:
+            if request.method in {"GET", "HEAD"}:
+                static = self.static(request)
+                if static is not None:
+                    return static
+            return _json(404, {"message": "Not Found"})
+        route, path_parameters = found
+        return self.invoke_route(request, route, path_parameters)
+
+    def invoke_route(self, request: Request, route: Route, path_parameters: dict[str, str]) -> Response:
+        caller = identity_from_headers(request.headers)
+        if route.authorizer == "AWS_IAM":
+            if not caller.iam:
+                return _json(403, {"message": "Forbidden"})
+            identity = Identity.operator()
+        else:
+            if caller.sub is None:
+                return _json(401, {"message": "Unauthorized"})
+            identity = Identity.user(caller.sub)
+        handler = self.state.handlers.get(route.function)
+        if handler is None:
+            log.error("%s is not loaded: %s", route.function, self.state.load_errors.get(route.function))
+            return _json(500, {"message": "Internal Server Error"})
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():
+            # HTTP API joins repeated headers with commas and moves cookies to their own field
+            key = name.lower()
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
+        cookie_header = headers.pop("cookie", None)
+        body = request.get_data() if request.content_length or request.headers.get("Transfer-Encoding") else None
+        event = http_event(
+            route,
+            request.path,
+            path_parameters,
+            identity=identity,
+            query=request.query_string.decode("latin-1"),
+            headers=headers,
+            body=body,
+        )
+        if cookie_header:
+            event["cookies"] = [cookie.strip() for cookie in cookie_header.split(";") if cookie.strip()]
+        from infra.pollers import invoke
+
+        result = invoke(self.state.stack, self.state.handlers, route.function, event)
+        return lambda_response(result)
+
+    def static(self, request: Request) -> Response | None:
+        if not self.web_dir.is_dir():
+            return None
+        relative = request.path.lstrip("/") or "index.html"
+        target = safe_join(str(self.web_dir), relative)
+        if target is None:
+            return None
+        path = Path(target)
+        if path.is_dir():
+            path = path / "index.html"
+        if not path.is_file():
+            return None
+        mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if path.suffix == ".js":
+            mimetype = "text/javascript"  # some systems' mime tables still lack it
+        return send_file(path, request.environ, mimetype=mimetype, max_age=0)
+
+    # ---------------------------------------------------------------- control routes
+
+    def control(self, request: Request) -> Response:
+        parts = request.path.strip("/").split("/")
+        if parts == ["_local", "health"] and request.method == "GET":
+            body = {
+                "ready": self.state.ready,
+                "demo": self.state.demo,
+                "moto_url": os.environ.get("AWS_ENDPOINT_URL"),
+                "functions": {name: "loaded" for name in self.state.handlers} | self.state.load_errors,
+            }
+            return _json(200 if self.state.ready else 503, body)
+        if parts == ["_local", "emails"] and request.method == "GET":
+            emails = sent_emails()
+            recipient = request.args.get("to")
+            if recipient:
+                emails = [e for e in emails if any(recipient.lower() in to.lower() for to in e.get("to", []))]
+            return _json(200, {"items": emails})
+        if parts == ["_local", "drain"] and request.method == "POST":
+            if self.state.pollers is None:
+                return _json(503, {"message": "pollers not running"})
+            return _json(200, self.state.pollers.drain_now())
+        if len(parts) == 3 and parts[:2] == ["_local", "run"] and request.method == "POST":
+            return self.run_function(request, parts[2])
+        return _json(404, {"message": "Not Found"})
+
+    def run_function(self, request: Request, function: str) -> Response:
+        from infra.pollers import run_scheduled, schedule_sources
+
+        if function not in {source.function for source in schedule_sources(self.state.stack)}:
+            return _json(404, {"message": f"{function} is not a scheduled function of the template"})
+        if function not in self.state.handlers:
+            return _json(500, {"message": f"{function} is not loaded: {self.state.load_errors.get(function)}"})
+        time = None
+        if request.get_data():
+            try:
+                payload = json.loads(request.get_data())
+            except ValueError:
+                return _json(400, {"message": "body must be JSON like {\"time\": \"2026-11-25T14:00:00Z\"}"})
+            time = payload.get("time") if isinstance(payload, dict) else None
+        try:
+            result = run_scheduled(self.state.stack, self.state.handlers, function, time)
+        except Exception as error:  # noqa: BLE001 - report the failure to the caller
+            log.exception("run of %s failed", function)
+            return _json(500, {"function": function, "error": repr(error), "traceback": traceback.format_exc()})
+        return _json(200, {"function": function, "time": time, "result": result})
+
+
+class _GatewayRequestHandler(WSGIRequestHandler):
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        if not self.path.startswith("/_local/health"):  # readiness polling is noise
+            super().log_request(code, size)
+
+
+def serve_gateway(app: LocalGateway, port: int, host: str = "127.0.0.1") -> BaseWSGIServer:
+    """Start the gateway in a daemon thread; returns the server (shutdown() to stop)."""
+    server = make_server(host, port, app, threaded=True, request_handler=_GatewayRequestHandler)
+    threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
+    return server
+
+
+# -------------------------------------------------------------------------------- main
+
+
+def banner(base_url: str, moto_url: str) -> str:
+    return f"""
+usage-ledger local stack
+  API + web   {base_url}
+  moto        {moto_url}
+
+  curl -s -H 'X-Local-User: alice' {base_url}/v1/teams/team-demo/balances
+  curl -s -H 'X-Local-User: alice' '{base_url}/v1/teams/team-demo/usage?granularity=day&group_by=resource'
+  curl -s -H 'X-Local-Operator: 1' {base_url}/v1/teams/team-demo/entitlements/asset
+  curl -s -X POST {base_url}/_local/run/CloseBillingCyclesFunction -d '{{"time": "2026-12-31T00:00:00Z"}}'
+  curl -s -X POST {base_url}/_local/drain        # process queued events now
+  curl -s {base_url}/_local/emails               # what SES has sent
+Ctrl-C stops everything.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.local", description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", "3000")))
+    parser.add_argument("--moto-port", type=int, default=5000, help="0 picks a free port")
+    parser.add_argument("--no-demo", action="store_true", help="do not load the demo team")
+    parser.add_argument("--schedule-seconds", type=float, default=60.0, help="seconds between scheduled runs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    configure_aws_environment()
+    from infra.moto_server import start_moto_server
+
+    moto_url, stop_moto = start_moto_server(args.moto_port)
+    configure_aws_environment(moto_url)
+
+    import boto3
+
+    from infra.pollers import BackgroundPollers
+    from infra.stack import deploy
+
+    base_url = f"http://127.0.0.1:{args.port}"
+    stack = deploy(
+        boto3.session.Session(region_name=REGION),
+        parameters={"PortalBaseUrl": base_url},
+        endpoint_url=moto_url,
+    )
+    apply_function_environment(stack)
+    handlers, errors = load_handlers(stack)
+    state = GatewayState(stack=stack, handlers=handlers, load_errors=errors)
+    # pollers first: the stream poller starts at LATEST, so it must exist before any write
+    state.pollers = BackgroundPollers(stack, handlers, schedule_seconds=args.schedule_seconds).start()
+    server = serve_gateway(LocalGateway(state), args.port)
+    print(banner(base_url, moto_url), flush=True)
+
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+
+    def load() -> None:
+        if args.no_demo:
+            state.demo = "skipped"
+        else:
+            from infra.demo import load_demo
+
+            try:
+                summary = load_demo(base_url)
+                state.pollers.drain_now()  # so the cards show numbers at once
+                state.demo = "loaded"
+                log.info("demo loaded: %s", summary)
+            except Exception as error:  # noqa: BLE001 - the stack stays usable without the demo
+                log.exception("demo load failed")
+                state.demo = f"failed: {error}"
+        state.ready = True
+        print(f"ready: {base_url} (demo {state.demo})", flush=True)
+
+    threading.Thread(target=load, name="demo-loader", daemon=True).start()
+    while not stopping.wait(0.5):
+        pass
+    print("stopping...", flush=True)
+    server.shutdown()
+    state.pollers.stop()
+    stop_moto()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

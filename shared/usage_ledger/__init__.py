@@ -1,0 +1,1 @@
+"""usage-ledger: pooled capacity and API usage - balances, metering, billing cycles, alerts."""

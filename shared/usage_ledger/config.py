@@ -1,0 +1,33 @@
+"""Environment parsed once into a settings object (names come from template.yaml)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class Settings:
+    ledger_table: str
+    usage_table: str
+    dedupe_table: str
+    events_queue_url: str
+    sender_email: str
+    billing_grace_minutes: int
+    entitlement_max_age_seconds: int
+    portal_base_url: str
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    env = os.environ
+    return Settings(
+        ledger_table=env["LEDGER_TABLE"],
+        usage_table=env["USAGE_TABLE"],
+        dedupe_table=env["DEDUPE_TABLE"],
+        events_queue_url=env.get("EVENTS_QUEUE_URL", ""),
+        sender_email=env.get("SENDER_EMAIL", "billing@example.com"),
+        billing_grace_minutes=int(env.get("BILLING_GRACE_MINUTES", "60")),
+        entitlement_max_age_seconds=int(env.get("ENTITLEMENT_MAX_AGE_SECONDS", "5")),
+        portal_base_url=env.get("PORTAL_BASE_URL", "http://127.0.0.1:3000").rstrip("/"),
+    )

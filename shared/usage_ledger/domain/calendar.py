@@ -1,0 +1,146 @@
+"""Period arithmetic: refresh periods (UTC) and Pay-as-You-Go billing cycles (local dates).
+
+Both are anchor + n x interval with the day clamped to the month's last day, never "add one
+month" repeated, so an anchor on the 31st returns to the 31st after a short month.
+"""
+from __future__ import annotations
+
+import calendar as _calendar
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+UTC = timezone.utc
+
+
+def clamp_day(year: int, month: int, day: int) -> date:
+    return date(year, month, min(day, _calendar.monthrange(year, month)[1]))
+
+
+def add_months(anchor: date, months: int) -> date:
+    """The anchor's day `months` later, clamped to the end of that month."""
+    index = anchor.year * 12 + (anchor.month - 1) + months
+    return clamp_day(index // 12, index % 12 + 1, anchor.day)
+
+
+def months_between(earlier: date, later: date) -> int:
+    return (later.year - earlier.year) * 12 + (later.month - earlier.month)
+
+
+# ------------------------------------------------------------------ refresh periods (UTC)
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime  # inclusive, UTC
+    end: datetime | None  # exclusive, UTC; None = open-ended
+
+    def contains(self, at: datetime) -> bool:
+        return self.start <= at and (self.end is None or at < self.end)
+
+
+def _shift(anchor: datetime, months: int) -> datetime:
+    moved = add_months(anchor.date(), months)
+    return datetime.combine(moved, anchor.timetz())
+
+
+def refresh_boundary(starts_at: datetime, refresh_period: str, index: int) -> datetime:
+    """Start of the index-th period of a subscription that refreshes every month or year."""
+    step = 12 if refresh_period == "year" else 1
+    return _shift(starts_at.astimezone(UTC), step * index)
+
+
+def refresh_period_at(starts_at: datetime, refresh_period: str | None, at: datetime) -> Period:
+    """The period containing `at` (at >= starts_at). Without refresh: one open-ended period."""
+    starts_at = starts_at.astimezone(UTC)
+    if refresh_period is None:
+        return Period(starts_at, None)
+    step = 12 if refresh_period == "year" else 1
+    index = months_between(starts_at.date(), at.astimezone(UTC).date()) // step
+    index = max(index, 0)
+    # the estimate can be one too high (earlier day in month) or, with clamping, one too low
+    while index > 0 and refresh_boundary(starts_at, refresh_period, index) > at:
+        index -= 1
+    while refresh_boundary(starts_at, refresh_period, index + 1) <= at:
+        index += 1
+    return Period(
+        refresh_boundary(starts_at, refresh_period, index),
+        refresh_boundary(starts_at, refresh_period, index + 1),
+    )
+
+
+# ------------------------------------------------------------------ billing cycles (local)
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """One billing cycle: local dates (inclusive) and the UTC instants that bound it."""
+
+    index: int
+    start_date: date
+    end_date: date  # inclusive
+    starts_at: datetime  # UTC, inclusive: local midnight of start_date
+    ends_at: datetime  # UTC, exclusive: local midnight after end_date
+
+    def contains(self, at: datetime) -> bool:
+        return self.starts_at <= at < self.ends_at
+
+
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    # midnight may not exist on a DST day (e.g. America/Santiago); fold=0 then resolves forward
+    naive = datetime.combine(day, time(0))
+    local = naive.replace(tzinfo=zone)
+    utc = local.astimezone(UTC)
+    if utc.astimezone(zone).replace(tzinfo=None) != naive:  # nonexistent local time
+        utc = (naive + timedelta(hours=1)).replace(tzinfo=zone).astimezone(UTC)
+        utc = utc.replace(minute=0, second=0, microsecond=0)
+    return utc
+
+
+def cycle_by_index(purchased_at: datetime, tz: str, index: int) -> Cycle:
+    zone = ZoneInfo(tz)
+    anchor = purchased_at.astimezone(zone).date()
+    start = add_months(anchor, index)
+    next_start = add_months(anchor, index + 1)
+    return Cycle(
+        index=index,
+        start_date=start,
+        end_date=next_start - timedelta(days=1),
+        starts_at=_local_midnight(start, zone),
+        ends_at=_local_midnight(next_start, zone),
+    )
+
+
+def cycle_at(purchased_at: datetime, tz: str, at: datetime) -> Cycle:
+    """The cycle containing instant `at`; instants before the purchase belong to cycle 0."""
+    zone = ZoneInfo(tz)
+    anchor = purchased_at.astimezone(zone).date()
+    local_day = at.astimezone(zone).date()
+    index = max(months_between(anchor, local_day), 0)
+    while index > 0 and cycle_by_index(purchased_at, tz, index).starts_at > at:
+        index -= 1
+    while cycle_by_index(purchased_at, tz, index).ends_at <= at:
+        index += 1
+    return cycle_by_index(purchased_at, tz, index)
+
+
+def utc_day(at: datetime) -> date:
+    return at.astimezone(UTC).date()
+
+
+def whole_days_between(now: datetime, later: datetime) -> int:
+    """Whole days from now until later, rounded down (negative when later is past)."""
+    return (later - now) // timedelta(days=1)
+
+
+def iso(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a Z: the one timestamp format the API answers with."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+
+
+def parse_instant(text: str) -> datetime:
+    """An RFC 3339 timestamp that carries an offset (naive times are refused)."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must carry a UTC offset (e.g. Z or +02:00)")
+    return value.astimezone(UTC)

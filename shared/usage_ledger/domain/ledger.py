@@ -1,0 +1,149 @@
+"""Consumption rules: usage becomes charged units, debited in consumption order, with rollover.
+
+Invariants this module keeps (docs/invariants.md):
+- usage_total == charged_units x charge_unit_size + pending_usage, 0 <= pending < unit size;
+- charged_units == prepaid debits + payg units + shortfall units;
+- no prepaid subscription's period is debited past its quantity.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from usage_ledger.domain.calendar import cycle_at, refresh_period_at, utc_day
+from usage_ledger.domain.model import Resource, Subscription, UsageEvent, in_consumption_order
+
+# daily charged units are kept this long: the projection reads the last 7 whole UTC days
+DAILY_HISTORY_DAYS = 40
+
+
+def period_key(subscription: Subscription, at: datetime) -> str:
+    """Identifies the refresh period of a prepaid subscription that contains `at`."""
+    period = refresh_period_at(subscription.starts_at, subscription.refresh_period, at)
+    return f"{subscription.subscription_id}@{period.start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+@dataclass(frozen=True)
+class BalanceState:
+    """What the ledger stores per team and resource (one DynamoDB item)."""
+
+    usage_total: Decimal = Decimal(0)
+    pending_usage: Decimal = Decimal(0)
+    charged_units: int = 0
+    consumed: dict[str, int] = field(default_factory=dict)  # period_key -> units debited
+    payg_units: int = 0
+    shortfall_units: int = 0
+    daily_units: dict[str, int] = field(default_factory=dict)  # UTC day -> charged units
+    version: int = 0
+
+    def debited(self, subscription: Subscription, at: datetime) -> int:
+        return self.consumed.get(period_key(subscription, at), 0)
+
+    def available_in(self, subscription: Subscription, at: datetime) -> int:
+        """Prepaid units left in the period containing `at` (0 when not active then)."""
+        if not subscription.is_prepaid or not subscription.is_active(at):
+            return 0
+        return max((subscription.quantity or 0) - self.debited(subscription, at), 0)
+
+    def units_on(self, day: date) -> int:
+        return self.daily_units.get(day.isoformat(), 0)
+
+
+@dataclass(frozen=True)
+class CycleKey:
+    subscription_id: str
+    index: int
+
+
+@dataclass
+class Debit:
+    """The effect of applying events: the new state and units per payg cycle."""
+
+    state: BalanceState
+    payg_by_cycle: dict[CycleKey, int]
+
+
+def apply_usage(
+    state: BalanceState,
+    resource: Resource,
+    subscriptions: list[Subscription],
+    events: list[UsageEvent],
+    *,
+    now: datetime,
+    closed_cycles: frozenset[CycleKey] = frozenset(),
+) -> Debit:
+    """Add events (in the order given) and debit every charged unit they complete."""
+    size = resource.charge_unit_size
+    ordered = in_consumption_order(subscriptions)
+    consumed = dict(state.consumed)
+    daily = dict(state.daily_units)
+    payg_by_cycle: dict[CycleKey, int] = {}
+    usage_total, pending = state.usage_total, state.pending_usage
+    charged = payg_total = shortfall = 0
+
+    for event in events:
+        usage_total += event.quantity
+        pending += event.quantity
+        units = int(pending // size)
+        if units == 0:
+            continue
+        pending -= units * size
+        charged += units
+        day = utc_day(event.time).isoformat()
+        daily[day] = daily.get(day, 0) + units
+        remaining = units
+        for subscription in ordered:
+            if remaining == 0:
+                break
+            if not subscription.is_active(event.time):
+                continue
+            if subscription.is_prepaid:
+                key = period_key(subscription, event.time)
+                left = (subscription.quantity or 0) - consumed.get(key, 0)
+                take = min(max(left, 0), remaining)
+                if take:
+                    consumed[key] = consumed.get(key, 0) + take
+                    remaining -= take
+            else:  # payg has no limit
+                cycle = _open_cycle(subscription, event.time, now, closed_cycles)
+                payg_by_cycle[cycle] = payg_by_cycle.get(cycle, 0) + remaining
+                payg_total += remaining
+                remaining = 0
+        shortfall += remaining
+
+    if daily:
+        newest = max(date.fromisoformat(day) for day in daily)
+        horizon = (newest - timedelta(days=DAILY_HISTORY_DAYS)).isoformat()
+        daily = {day: units for day, units in daily.items() if day >= horizon}
+
+    new_state = replace(
+        state,
+        usage_total=usage_total,
+        pending_usage=pending,
+        charged_units=state.charged_units + charged,
+        consumed=consumed,
+        payg_units=state.payg_units + payg_total,
+        shortfall_units=state.shortfall_units + shortfall,
+        daily_units=daily,
+        version=state.version + 1,
+    )
+    return Debit(new_state, payg_by_cycle)
+
+
+def _open_cycle(subscription: Subscription, at: datetime, now: datetime, closed: frozenset[CycleKey]) -> CycleKey:
+    """The cycle containing `at`; if that one is already closed, the open cycle instead."""
+    assert subscription.purchased_at and subscription.timezone
+    key = CycleKey(subscription.subscription_id, cycle_at(subscription.purchased_at, subscription.timezone, at).index)
+    if key not in closed:
+        return key
+    current = cycle_at(subscription.purchased_at, subscription.timezone, max(at, now)).index
+    index = max(current, key.index + 1)
+    while CycleKey(subscription.subscription_id, index) in closed:
+        index += 1
+    return CycleKey(subscription.subscription_id, index)
+
+
+def units_needed(pending_usage: Decimal, quantity: Decimal, size: Decimal) -> int:
+    """Charged units that `quantity` more base units complete after the pending remainder."""
+    return int((pending_usage + quantity) // size)

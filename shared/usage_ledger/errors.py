@@ -1,0 +1,75 @@
+"""Typed domain errors; the HTTP edge maps each type to one RFC 9457 problem."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class LedgerError(Exception):
+    status = 500
+    slug = "internal-error"
+    title = "Internal error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+
+
+class NotFound(LedgerError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class Forbidden(LedgerError):
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
+class Unauthorized(LedgerError):
+    status = 401
+    slug = "unauthorized"
+    title = "Unauthorized"
+
+
+class Conflict(LedgerError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class BadRequest(LedgerError):
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+
+class PayloadTooLarge(LedgerError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+
+
+@dataclass
+class FieldError:
+    path: str
+    message: str
+
+
+class ValidationFailed(LedgerError):
+    status = 422
+    slug = "validation-error"
+    title = "Validation failed"
+
+    def __init__(self, errors: list[FieldError], detail: str = "") -> None:
+        self.errors = errors
+        summary = "; ".join(f"{error.path}: {error.message}" for error in errors[:5])
+        super().__init__(detail or f"Invalid request: {summary}")
+
+    @classmethod
+    def single(cls, path: str, message: str) -> "ValidationFailed":
+        return cls([FieldError(path, message)])
+
+
+class RetryableConflict(LedgerError):
+    """A concurrent writer won a race; the caller should re-read and try again."""

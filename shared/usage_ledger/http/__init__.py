@@ -1,0 +1,1 @@
+"""HTTP edge shared by the API functions: resolver, identity, problem+json errors."""

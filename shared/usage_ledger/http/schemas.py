@@ -1,0 +1,128 @@
+"""Request bodies of the HTTP API as strict pydantic models (the OpenAPI document comes from these)."""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+from usage_ledger.domain.calendar import parse_instant
+from usage_ledger.domain.money import is_currency
+
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+EMAIL = re.compile(r"^[^@\s<>\"']+@[^@\s<>\"']+\.[^@\s<>\"']+$")
+
+Identifier = Annotated[StrictStr, Field(pattern=IDENTIFIER)]
+Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _instant(value: str) -> str:
+    try:
+        parse_instant(value)
+    except ValueError as error:
+        raise ValueError(f"must be an RFC 3339 timestamp with an offset ({error})") from None
+    return value
+
+
+class ResourceBody(Strict):
+    resource_id: Identifier | None = None
+    kind: Literal["resource", "api"]
+    display_name: Name
+    unit: Name
+    charge_unit_size: Annotated[Decimal, Field(gt=0, le=10**9, decimal_places=6, strict=False)] = Decimal(1)
+    low_balance_percent: Annotated[Decimal, Field(ge=0, le=100, decimal_places=6, strict=False)] = Decimal(10)
+
+    @field_validator("charge_unit_size", "low_balance_percent", mode="before")
+    @classmethod
+    def _numbers_only(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+            raise ValueError("must be a JSON number")
+        return value
+
+
+class TeamBody(Strict):
+    name: Name
+
+
+class MemberBody(Strict):
+    email: Annotated[StrictStr, Field(max_length=254)]
+    roles: list[Literal["primary_admin", "secondary_admin", "sso_admin", "hub_admin"]] = Field(max_length=4)
+    full_access: StrictBool = False
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not EMAIL.match(value):
+            raise ValueError("must be an email address")
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not repeat a role")
+        return value
+
+
+class AppBody(Strict):
+    name: Name
+    owner_user_id: Identifier
+
+
+class PaymentMethodBody(Strict):
+    brand: Annotated[StrictStr, Field(min_length=1, max_length=40)]
+    last4: Annotated[StrictStr, Field(pattern=r"^[0-9]{4}$")]
+    exp_month: Annotated[StrictInt, Field(ge=1, le=12)]
+    exp_year: Annotated[StrictInt, Field(ge=2000, le=2200)]
+
+
+class SubscriptionBody(Strict):
+    subscription_id: Identifier | None = None
+    resource_id: Identifier
+    type: Literal["free", "token_flex", "flex", "payg"]
+    quantity: Annotated[StrictInt, Field(gt=0, le=10**12)] | None = None
+    starts_at: StrictStr
+    ends_at: StrictStr | None = None
+    refresh_period: Literal["month", "year"] | None = None
+    purchased_at: StrictStr | None = None
+    timezone: StrictStr | None = None
+    unit_amount: Annotated[StrictInt, Field(ge=0, le=10**12)] | None = None
+    currency: StrictStr | None = None
+    purchaser_user_id: Identifier | None = None
+    payment_method: PaymentMethodBody | None = None
+
+    _starts = field_validator("starts_at")(lambda cls, v: _instant(v))
+    _ends = field_validator("ends_at", "purchased_at")(lambda cls, v: v if v is None else _instant(v))
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            if value != value.strip() or not value:
+                raise ZoneInfoNotFoundError(value)
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as Europe/Paris") from None
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        if value is not None and not is_currency(value):
+            raise ValueError("must be an ISO 4217 code in lower case, such as usd")
+        return value
+
+
+class AlertBody(Strict):
+    name: Name
+    windows_days: Annotated[list[Literal[10, 5]], Field(min_length=1, max_length=2)]
+    resource_ids: Annotated[list[Identifier], Field(min_length=1, max_length=100)]
+    recipient_user_ids: Annotated[list[Identifier], Field(min_length=1, max_length=100)]
