@@ -1,11 +1,12 @@
 """Loads a demo team (catalogue, members, app, subscriptions, ~10 days of usage) through the HTTP API."""
+
 from __future__ import annotations
 
 import json
 import random
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 TEAM_ID = "team-demo"
@@ -62,7 +63,7 @@ def _expect(result: tuple[int, Any], what: str, ok: set[int]) -> Any:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def subscriptions(today: datetime) -> list[dict[str, Any]]:
@@ -128,7 +129,8 @@ def usage_events(now: datetime, count: int = 300, days: int = 10) -> list[dict[s
             if rng.random() < 0.5:
                 data["app_id"] = "app-1"
         else:
-            data = {"resource_id": "processing-minutes", "quantity": rng.randint(5, 20), "user_id": user, "app_id": "app-1"}
+            minutes = rng.randint(5, 20)
+            data = {"resource_id": "processing-minutes", "quantity": minutes, "user_id": user, "app_id": "app-1"}
         events.append(
             {
                 "specversion": "1.0",
@@ -161,20 +163,18 @@ def post_events(base_url: str, events: list[dict[str, Any]]) -> int:
 
 def load_demo(base_url: str, now: datetime | None = None) -> dict[str, Any]:
     """Create the demo team through the operator API; safe to run again against the same stack."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    created = {200, 201}
     for resource_id, resource in RESOURCES.items():
-        _expect(_call(base_url, "PUT", f"/v1/admin/resources/{resource_id}", resource), f"resource {resource_id}", {200, 201})
-    _expect(_call(base_url, "PUT", f"/v1/admin/teams/{TEAM_ID}", {"name": "Demo Team"}), "team", {200, 201})
+        path = f"/v1/admin/resources/{resource_id}"
+        _expect(_call(base_url, "PUT", path, resource), f"resource {resource_id}", created)
+    _expect(_call(base_url, "PUT", f"/v1/admin/teams/{TEAM_ID}", {"name": "Demo Team"}), "team", created)
     for user_id, member in MEMBERS.items():
-        _expect(
-            _call(base_url, "PUT", f"/v1/admin/teams/{TEAM_ID}/members/{user_id}", member), f"member {user_id}", {200, 201}
-        )
-    _expect(
-        _call(base_url, "PUT", f"/v1/admin/teams/{TEAM_ID}/apps/app-1", {"name": "Demo App", "owner_user_id": "hana"}),
-        "app",
-        {200, 201},
-    )
+        path = f"/v1/admin/teams/{TEAM_ID}/members/{user_id}"
+        _expect(_call(base_url, "PUT", path, member), f"member {user_id}", created)
+    app = {"name": "Demo App", "owner_user_id": "hana"}
+    _expect(_call(base_url, "PUT", f"/v1/admin/teams/{TEAM_ID}/apps/app-1", app), "app", created)
     for subscription in subscriptions(today):
         # 409: the same id with other dates, from a run on an earlier day - keep that one
         _expect(

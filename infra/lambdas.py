@@ -25,6 +25,9 @@ def load_handler(stack: Stack, logical_id: str) -> Handler:
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
+        # like Lambda, the function folder is on sys.path so a handler can import its siblings
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return getattr(module, attribute)

@@ -1,4 +1,5 @@
 """Local runner: moto + template deploy + an HTTP API gateway + event-source pollers, one process."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,17 +15,23 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import boto3
 from werkzeug.security import safe_join
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
 from infra.apigw import Identity, Route, find_route, http_event, routes_of
-from infra.stack import ROOT, Stack
+from infra.demo import load_demo
+from infra.lambdas import load_handler
+from infra.moto_server import MOTO_LOCK, start_moto_server
+from infra.pollers import BackgroundPollers, invoke, schedule_sources, scheduled_event
+from infra.stack import ROOT, Stack, deploy
 
 log = logging.getLogger("infra.local")
 
@@ -60,8 +67,6 @@ def apply_function_environment(stack: Stack) -> None:
 
 def load_handlers(stack: Stack) -> tuple[dict[str, Callable[..., Any]], dict[str, str]]:
     """Import every function's handler; returns (handlers, load errors by logical id)."""
-    from infra.lambdas import load_handler
-
     handlers: dict[str, Callable[..., Any]] = {}
     errors: dict[str, str] = {}
     for logical in stack.functions():
@@ -112,8 +117,6 @@ def sent_emails(region: str = REGION) -> list[dict[str, Any]]:
     Read straight from moto's in-process backend: the runner hosts the moto server itself.
     """
     from moto.ses.models import RawMessage, TemplateMessage, ses_backends
-
-    from infra.moto_server import MOTO_LOCK
 
     with MOTO_LOCK:
         messages = list(ses_backends[ACCOUNT_ID][region].sent_messages)
@@ -174,7 +177,7 @@ def _raw_email(message: Any) -> dict[str, Any]:
     return {
         "id": message.id,
         "source": message.source,
-        "to": list(message.destinations),
+        "to": list(dict.fromkeys(message.destinations)),  # moto lists To-header recipients twice
         "subject": str(parsed.get("Subject", "")),
         "text": text,
         "html": html,
@@ -232,7 +235,7 @@ class LocalGateway:
         request = Request(environ)
         try:
             response = self.dispatch(request)
-        except Exception:  # noqa: BLE001 - like API Gateway: a crash is a bare 500
+        except Exception:
             log.exception("%s %s failed", request.method, request.path)
             response = _json(500, {"message": "Internal Server Error"})
         return response(environ, start_response)
@@ -282,8 +285,6 @@ class LocalGateway:
         )
         if cookie_header:
             event["cookies"] = [cookie.strip() for cookie in cookie_header.split(";") if cookie.strip()]
-        from infra.pollers import invoke
-
         result = invoke(self.state.stack, self.state.handlers, route.function, event)
         return lambda_response(result)
 
@@ -331,8 +332,6 @@ class LocalGateway:
         return _json(404, {"message": "Not Found"})
 
     def run_function(self, request: Request, function: str) -> Response:
-        from infra.pollers import run_scheduled, schedule_sources
-
         if function not in {source.function for source in schedule_sources(self.state.stack)}:
             return _json(404, {"message": f"{function} is not a scheduled function of the template"})
         if function not in self.state.handlers:
@@ -342,14 +341,16 @@ class LocalGateway:
             try:
                 payload = json.loads(request.get_data())
             except ValueError:
-                return _json(400, {"message": "body must be JSON like {\"time\": \"2026-11-25T14:00:00Z\"}"})
+                return _json(400, {"message": 'body must be JSON like {"time": "2026-11-25T14:00:00Z"}'})
             time = payload.get("time") if isinstance(payload, dict) else None
+        event = scheduled_event(self.state.stack, function, time)
         try:
-            result = run_scheduled(self.state.stack, self.state.handlers, function, time)
-        except Exception as error:  # noqa: BLE001 - report the failure to the caller
+            result = invoke(self.state.stack, self.state.handlers, function, event)
+        except Exception as error:
             log.exception("run of %s failed", function)
-            return _json(500, {"function": function, "error": repr(error), "traceback": traceback.format_exc()})
-        return _json(200, {"function": function, "time": time, "result": result})
+            trace = traceback.format_exc()
+            return _json(500, {"function": function, "time": event["time"], "error": repr(error), "traceback": trace})
+        return _json(200, {"function": function, "time": event["time"], "result": result})
 
 
 class _GatewayRequestHandler(WSGIRequestHandler):
@@ -394,15 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     configure_aws_environment()
-    from infra.moto_server import start_moto_server
 
     moto_url, stop_moto = start_moto_server(args.moto_port)
     configure_aws_environment(moto_url)
-
-    import boto3
-
-    from infra.pollers import BackgroundPollers
-    from infra.stack import deploy
 
     base_url = f"http://127.0.0.1:{args.port}"
     stack = deploy(
@@ -426,14 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_demo:
             state.demo = "skipped"
         else:
-            from infra.demo import load_demo
-
             try:
                 summary = load_demo(base_url)
                 state.pollers.drain_now()  # so the cards show numbers at once
                 state.demo = "loaded"
                 log.info("demo loaded: %s", summary)
-            except Exception as error:  # noqa: BLE001 - the stack stays usable without the demo
+            except Exception as error:
                 log.exception("demo load failed")
                 state.demo = f"failed: {error}"
         state.ready = True

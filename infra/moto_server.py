@@ -1,8 +1,10 @@
 """Runs moto's server in a background thread, one request at a time, for the runner and tests."""
+
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 

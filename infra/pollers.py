@@ -1,4 +1,5 @@
 """Lambda event sources for local runs: SQS queue poller, DynamoDB stream poller and scheduler."""
+
 from __future__ import annotations
 
 import base64
@@ -7,9 +8,10 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 
@@ -86,7 +88,7 @@ class SqsResult:
     succeeded: int = 0
     failed: int = 0
 
-    def add(self, other: "SqsResult") -> None:
+    def add(self, other: SqsResult) -> None:
         self.received += other.received
         self.succeeded += other.succeeded
         self.failed += other.failed
@@ -164,7 +166,7 @@ def sqs_run_once(
     try:
         response = invoke(stack, handlers, source.function, event)
         failed = _failed_ids(response, ids) if source.report_failures else set()
-    except Exception:  # noqa: BLE001 - a raising handler fails the whole batch, as in Lambda
+    except Exception:
         log.exception("%s failed on a batch of %d messages", source.function, len(messages))
         failed = set(ids)
     succeeded = [message for message in messages if message["MessageId"] not in failed]
@@ -256,7 +258,7 @@ def matches_pattern(pattern: Any, event: Any) -> bool:
 def _matches_rule(rule: Any, value: Any) -> bool:
     if not isinstance(rule, dict):
         return rule == value
-    (operator, argument), = rule.items()
+    ((operator, argument),) = rule.items()
     if operator == "exists":
         return bool(argument)
     if operator == "prefix":
@@ -325,7 +327,7 @@ def stream_sources(stack: Stack) -> list[StreamSource]:
 
 def _lambda_attribute(value: dict[str, Any]) -> dict[str, Any]:
     """boto3 decodes binary attributes to bytes; Lambda delivers them base64-encoded."""
-    (kind, inner), = value.items()
+    ((kind, inner),) = value.items()
     if kind == "B":
         return {"B": base64.b64encode(inner).decode()}
     if kind == "BS":
@@ -421,7 +423,7 @@ class StreamPoller:
                 delivered += len(batch)
                 try:
                     response = invoke(self.stack, self.handlers, source.function, {"Records": batch})
-                except Exception:  # noqa: BLE001 - logged and skipped; no retries locally
+                except Exception:
                     log.exception("%s failed on %d stream record(s)", source.function, len(batch))
                     continue
                 failures = (response or {}).get("batchItemFailures") if isinstance(response, dict) else None
@@ -456,7 +458,7 @@ def schedule_sources(stack: Stack) -> list[ScheduleSource]:
 
 
 def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def scheduled_event(stack: Stack, function_logical_id: str, time: datetime | str | None = None) -> dict[str, Any]:
@@ -465,7 +467,7 @@ def scheduled_event(stack: Stack, function_logical_id: str, time: datetime | str
     if not sources:
         raise KeyError(f"{function_logical_id} has no Schedule event")
     if time is None:
-        time = datetime.now(timezone.utc)
+        time = datetime.now(UTC)
     if isinstance(time, datetime):
         time = _rfc3339(time)
     return {
@@ -496,7 +498,7 @@ def run_all_scheduled(stack: Stack, handlers: Handlers, time: datetime | str | N
             continue
         try:
             results[function] = run_scheduled(stack, handlers, function, time)
-        except Exception:  # noqa: BLE001 - one failing job must not stop the others
+        except Exception:
             log.exception("scheduled run of %s failed", function)
             results[function] = None
     return results
@@ -529,7 +531,7 @@ class BackgroundPollers:
         self.streams = StreamPoller(stack, handlers)
         self.queues = [source for source in sqs_sources(stack) if source.function in handlers]
 
-    def start(self) -> "BackgroundPollers":
+    def start(self) -> BackgroundPollers:
         loops = [
             ("sqs-poller", self.queue_interval, self.poll_queues),
             ("stream-poller", self.stream_interval, self.streams.poll_once),
@@ -563,7 +565,7 @@ class BackgroundPollers:
         while not self.stopping.wait(interval):
             try:
                 step()
-            except Exception:  # noqa: BLE001 - keep polling; moto or a handler may recover
+            except Exception:
                 log.exception("%s tick failed", name)
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -89,10 +89,10 @@ class Api:
 
 
 def reset_domain_caches() -> None:
-    from usage_ledger.adapters import dynamo, ledger_store
+    from usage_ledger.adapters import aws, ledger_store
     from usage_ledger.config import settings
 
-    dynamo.reset_clients()
+    aws.reset_clients()
     ledger_store.forget_catalogue()
     settings.cache_clear()
 
@@ -195,3 +195,71 @@ def cloud_event(team_id: str, resource_id: str, quantity: Any, at: datetime | st
         "time": at if isinstance(at, str) else rfc3339(at),
         "data": data,
     }
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    return {"Records": [{
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {"ApproximateReceiveCount": message.get("Attributes", {}).get("ApproximateReceiveCount", "1"),
+                       "SentTimestamp": "0", "SenderId": "local", "ApproximateFirstReceiveTimestamp": "0"},
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": "us-east-1",
+    } for message in messages]}
+
+
+def drain_events(stack: Stack, *, max_rounds: int = 50) -> list[dict[str, Any]]:
+    """Feed the events queue to IngestFunction until it is empty; returns the batch responses."""
+    sqs = boto3.client("sqs")
+    url = stack.physical["EventsQueue"]
+    arn = stack.attributes[("EventsQueue", "Arn")]
+    handler = load_handler(stack, "IngestFunction")
+    responses = []
+    for _ in range(max_rounds):
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"],
+                                       VisibilityTimeout=0).get("Messages", [])
+        if not messages:
+            break
+        response = handler(sqs_event(messages, arn), FakeLambdaContext("IngestFunction"))
+        responses.append(response)
+        failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        if failed:
+            break
+    return responses
+
+
+def send_events(api: Api, events: list[dict[str, Any]]) -> Reply:
+    return api.call("POST", "/v1/events", as_=OPERATOR, raw_body=json.dumps(events),
+                    headers={"content-type": "application/cloudevents-batch+json"})
+
+
+class Clock:
+    """The domain's wall clock, frozen for a test and moved by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def set(self, value: datetime) -> None:
+        self.current = value
+
+
+FROZEN_AT = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    from usage_ledger import clock as domain_clock
+
+    frozen = Clock(FROZEN_AT)
+    monkeypatch.setattr(domain_clock, "now", frozen)
+    return frozen

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any, Iterator
 
-import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from usage_ledger.adapters import aws
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -18,15 +17,8 @@ _deserializer = TypeDeserializer()
 MAX_TRANSACTION_ITEMS = 100
 
 
-@lru_cache(maxsize=1)
 def client() -> Any:
-    """Built lazily, once per container, so tests can start moto before the first call."""
-    return boto3.client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5}))
-
-
-def reset_clients() -> None:
-    """Forget cached clients (tests start a fresh moto per test)."""
-    client.cache_clear()
+    return aws.client("dynamodb")
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:

@@ -340,3 +340,17 @@ def resource(resource_id: str) -> Resource | None:
 
 def forget_catalogue() -> None:
     _catalogue_cache.update(loaded_at=0.0, resources={})
+
+
+def existing_teams(team_ids: set[str]) -> set[str]:
+    """Which of these teams exist: one BatchGetItem per 100 ids."""
+    found: set[str] = set()
+    ids = sorted(team_ids)
+    for start in range(0, len(ids), 100):
+        keys = [dynamo.to_item({"PK": team_pk(team_id), "SK": "META"}) for team_id in ids[start:start + 100]]
+        request = {table(): {"Keys": keys, "ProjectionExpression": "team_id"}}
+        while request:
+            response = dynamo.client().batch_get_item(RequestItems=request)
+            found.update(dynamo.from_item(item)["team_id"] for item in response["Responses"].get(table(), []))
+            request = response.get("UnprocessedKeys") or {}
+    return found

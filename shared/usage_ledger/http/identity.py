@@ -55,11 +55,16 @@ def may(member: Member, action: Action) -> bool:
     return member.is_admin
 
 
-def authorize(event: dict[str, Any], team_id: str, action: Action) -> Member:
-    member = team_member(event, team_id)
+def require(member: Member, action: Action) -> Member:
     if not may(member, action):
         raise Forbidden(f"Your roles do not allow you to {action.value} for this team.")
     return member
+
+
+def member_guard(event: dict[str, Any]) -> dict[str, Any]:
+    """The team routes' guard: resolves the caller's membership before anything else runs."""
+    team_id = (event.get("pathParameters") or {}).get("team_id", "")
+    return {"member": team_member(event, team_id)}
 
 
 def visible_resource(member: Member, resource: Resource) -> bool:

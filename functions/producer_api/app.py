@@ -1,0 +1,42 @@
+"""Producer routes (IAM): usage events in, and the entitlement check on a producer's hot path."""
+from typing import Annotated
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+
+from usage_ledger import clock
+from usage_ledger.config import settings
+from usage_ledger.http.api import json_body, json_response, new_resolver, resolve
+from usage_ledger.http.identity import require_operator
+from usage_ledger.http.schemas import IDENTIFIER
+from usage_ledger.service import balances, ingest
+
+logger = Logger()
+metrics = Metrics()
+app = new_resolver()
+PathId = Annotated[str, Path(pattern=IDENTIFIER)]
+
+
+@app.post("/v1/events")
+def post_events():
+    payload = json_body(app)
+    accepted = ingest.accept(payload, app.current_event.headers.get("content-type", ""))
+    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=accepted)
+    return json_response({"accepted": accepted}, 202)
+
+
+@app.get("/v1/teams/<team_id>/entitlements/<resource_id>")
+def get_entitlement(team_id: PathId, resource_id: PathId,
+                    quantity: Annotated[str | None, Query(description="base units; default one charged unit")] = None):
+    answer = balances.entitlement(team_id, resource_id, balances.parse_entitlement_quantity(quantity), clock.now())
+    # the staleness a producer accepts, set by the EntitlementMaxAgeSeconds template parameter
+    cache = f"private, max-age={settings().entitlement_max_age_seconds}"
+    return json_response(answer, headers={"Cache-Control": cache})
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event, context):
+    return resolve(app, event, context, guard=require_operator)

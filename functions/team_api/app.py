@@ -1,0 +1,16 @@
+"""Team routes (JWT): balances, notices, usage reports, alerts and invoices, one router per area."""
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
+
+import balances_routes
+from usage_ledger.http.api import new_resolver, resolve
+from usage_ledger.http.identity import member_guard
+
+logger = Logger()
+app = new_resolver()
+app.include_router(balances_routes.router)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event, context):
+    return resolve(app, event, context, guard=member_guard)
