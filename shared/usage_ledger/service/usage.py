@@ -1,0 +1,129 @@
+"""Usage reports: actual usage in base units by UTC day or month, grouped by resource, user or app."""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from usage_ledger.adapters import ledger_store, usage_store
+from usage_ledger.domain.calendar import add_months, iso, utc_day
+from usage_ledger.domain.model import Member
+from usage_ledger.errors import FieldError, ValidationFailed
+from usage_ledger.http.identity import require_visible, visible_resource
+
+GRANULARITIES = ("day", "month")
+GROUPS = {"resource": None, "user": usage_store.USER_PREFIX, "app": usage_store.APP_PREFIX}
+HISTORY_MONTHS = 24
+DEFAULT_DAYS = 30
+# a report may end in the future (this month's view), but not so far as to be a huge answer
+MAX_FUTURE_DAYS = 366
+
+
+def _date(raw: str | None, name: str, errors: list[FieldError]) -> date | None:
+    if raw is None:
+        return None
+    try:
+        if len(raw) != 10:
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors.append(FieldError(name, "must be a date as YYYY-MM-DD"))
+        return None
+
+
+def periods(first: date, last: date, granularity: str) -> list[str]:
+    if granularity == "day":
+        return [(first + timedelta(days=offset)).isoformat() for offset in range((last - first).days + 1)]
+    months = (last.year - first.year) * 12 + last.month - first.month
+    return [add_months(first.replace(day=1), offset).isoformat()[:7] for offset in range(months + 1)]
+
+
+def _day_totals(team_id: str, resource_id: str, first: date, last: date) -> list[tuple[str, dict[str, Any]]]:
+    items = usage_store.read_periods(team_id, resource_id, "day", first.isoformat(), last.isoformat())
+    return [(item["SK"].rsplit("#", 1)[1], item) for item in items]
+
+
+def _month_totals(team_id: str, resource_id: str, first: date, last: date) -> list[tuple[str, dict[str, Any]]]:
+    """Month buckets; partly covered edge months are summed from their days, so totals are exact."""
+    whole_first = first if first.day == 1 else add_months(first.replace(day=1), 1)
+    last_of_month = add_months(last.replace(day=1), 1) - timedelta(days=1)
+    whole_last = last if last == last_of_month else last.replace(day=1) - timedelta(days=1)
+    rows: list[tuple[str, dict[str, Any]]] = []
+    if whole_first <= whole_last:
+        items = usage_store.read_periods(team_id, resource_id, "month", whole_first.isoformat()[:7],
+                                         whole_last.isoformat()[:7])
+        rows.extend((item["SK"].rsplit("#", 1)[1], item) for item in items)
+    edges = []
+    if first < whole_first:
+        edges.append((first, min(last, whole_first - timedelta(days=1))))
+    if whole_last < last and (not edges or last > edges[0][1]):
+        edges.append((max(first, whole_last + timedelta(days=1)), last))
+    for edge_first, edge_last in edges:
+        rows.extend((day[:7], item) for day, item in _day_totals(team_id, resource_id, edge_first, edge_last))
+    return rows
+
+
+def report(team_id: str, member: Member, now: datetime, *, from_: str | None, to: str | None,
+           granularity: str | None, group_by: str | None, resource_id: str | None) -> dict[str, Any]:
+    errors: list[FieldError] = []
+    granularity = granularity or "day"
+    group_by = group_by or "resource"
+    if granularity not in GRANULARITIES:
+        errors.append(FieldError("granularity", "must be day or month"))
+    if group_by not in GROUPS:
+        errors.append(FieldError("group_by", "must be resource, user or app"))
+    today = utc_day(now)
+    last = _date(to, "to", errors) if to is not None else today
+    first = _date(from_, "from", errors) if from_ is not None else (last or today) - timedelta(days=DEFAULT_DAYS - 1)
+    oldest = add_months(today, -HISTORY_MONTHS)
+    if first and first < oldest:
+        errors.append(FieldError("from", f"must be within the last {HISTORY_MONTHS} months (on or after {oldest})"))
+    if first and last and last < first:
+        errors.append(FieldError("to", "must not be before from"))
+    if last and last > today + timedelta(days=MAX_FUTURE_DAYS):
+        errors.append(FieldError("to", f"must be at most {MAX_FUTURE_DAYS} days after today"))
+    resource = None
+    if resource_id is not None:
+        resource = ledger_store.resource(resource_id)
+        if resource is None:
+            errors.append(FieldError("resource_id", "is not a catalogue resource"))
+    if errors:
+        raise ValidationFailed(errors)
+    assert first and last
+
+    if resource is not None:
+        require_visible(member, resource)
+        resource_ids = [resource.resource_id]
+    else:  # every resource the team has stored state for, that the caller may see
+        snapshot = ledger_store.load_team(team_id)
+        resource_ids = [
+            rid for rid in sorted(snapshot.resources)
+            if (found := ledger_store.resource(rid)) is not None and visible_resource(member, found)
+        ]
+
+    reader = _day_totals if granularity == "day" else _month_totals
+    buckets: dict[Any, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    prefix = GROUPS[group_by]
+    for rid in resource_ids:
+        if prefix is None:
+            buckets[rid]  # a zero-filled series for every resource shown
+        for period, item in reader(team_id, rid, first, last):
+            if prefix is None:
+                buckets[rid][period] += Decimal(item.get("quantity", 0))
+            else:
+                for key, quantity in usage_store.split_attributes(item, prefix).items():
+                    buckets[key][period] += quantity
+
+    key_name = {"resource": "resource_id", "user": "user_id", "app": "app_id"}[group_by]
+    all_periods = periods(first, last, granularity)
+    series = [
+        {"key": {key_name: key}, "points": [{"period": p, "quantity": buckets[key].get(p, Decimal(0))}
+                                            for p in all_periods]}
+        for key in sorted(buckets, key=lambda k: (k is None, k or ""))
+    ]
+    body: dict[str, Any] = {"from": first.isoformat(), "to": last.isoformat(), "granularity": granularity,
+                            "group_by": group_by, "as_of": iso(now), "series": series}
+    if resource_id is not None:
+        body["resource_id"] = resource_id
+    return body
