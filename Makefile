@@ -1,0 +1,44 @@
+# usage-ledger: two commands on a fresh machine - `make run` (local stack) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PORT   ?= 3000
+
+.PHONY: install run test test-fast bench close alerts lint soak clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: the whole system locally (moto server + template + HTTP gateway on :$(PORT) + pollers + demo data)
+run: install
+	$(PY) -m infra.local --port $(PORT)
+
+## test: every test (unit, functional, server-mode concurrency, template checks, local stack, browser)
+test: install
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then bash infra/install_browser.sh || echo "browser install failed; browser tests will be skipped"; fi
+	$(PY) -m pytest -n 2 --dist loadfile
+
+test-fast: install
+	$(PY) -m pytest -n 2 --dist loadfile -m "not e2e and not browser"
+
+## bench: DynamoDB requests per event, per query, per closed cycle; cold-start import time (JSON)
+bench: install
+	$(PY) -m bench.run
+
+## close / alerts: run the scheduled jobs of a running `make run` now
+close:
+	curl -s -X POST http://127.0.0.1:$(PORT)/_local/run/CloseBillingCyclesFunction; echo
+alerts:
+	curl -s -X POST http://127.0.0.1:$(PORT)/_local/run/EvaluateAlertsFunction; echo
+
+lint: install
+	$(VENV)/bin/cfn-lint template.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
