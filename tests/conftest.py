@@ -197,42 +197,23 @@ def cloud_event(team_id: str, resource_id: str, quantity: Any, at: datetime | st
     }
 
 
-def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
-    return {"Records": [{
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": {"ApproximateReceiveCount": message.get("Attributes", {}).get("ApproximateReceiveCount", "1"),
-                       "SentTimestamp": "0", "SenderId": "local", "ApproximateFirstReceiveTimestamp": "0"},
-        "messageAttributes": {},
-        "md5OfBody": message["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": "us-east-1",
-    } for message in messages]}
+class TemplateHandlers(dict):
+    """Handlers of the template's functions, imported on first use."""
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__()
+        self.stack = stack
+
+    def __missing__(self, logical_id: str) -> Any:
+        self[logical_id] = load_handler(self.stack, logical_id)
+        return self[logical_id]
 
 
-def drain_events(stack: Stack, *, max_rounds: int = 50) -> list[dict[str, Any]]:
-    """Feed the events queue to IngestFunction until it is empty; returns the batch responses."""
-    sqs = boto3.client("sqs")
-    url = stack.physical["EventsQueue"]
-    arn = stack.attributes[("EventsQueue", "Arn")]
-    handler = load_handler(stack, "IngestFunction")
-    responses = []
-    for _ in range(max_rounds):
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"],
-                                       VisibilityTimeout=0).get("Messages", [])
-        if not messages:
-            break
-        response = handler(sqs_event(messages, arn), FakeLambdaContext("IngestFunction"))
-        responses.append(response)
-        failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
-        for message in messages:
-            if message["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        if failed:
-            break
-    return responses
+def drain_events(stack: Stack, **kwargs: Any) -> Any:
+    """Feed the events queue to IngestFunction until it is empty (the local runner's poller)."""
+    from infra.pollers import drain_queue
+
+    return drain_queue(stack, TemplateHandlers(stack), "IngestFunction", **kwargs)
 
 
 def send_events(api: Api, events: list[dict[str, Any]]) -> Reply:

@@ -99,7 +99,7 @@ def test_bad_events_are_refused_naming_the_field_and_nothing_is_enqueued(api, te
     assert reply.status == 422, reply.text
     assert reply.content_type == "application/problem+json"
     assert path in [error["path"] for error in reply.json["errors"]]
-    assert drain_events(api.stack) == []
+    assert drain_events(api.stack).received == 0
 
 
 def test_a_batch_is_all_or_nothing(api, team):
@@ -108,7 +108,7 @@ def test_a_batch_is_all_or_nothing(api, team):
     reply = send_events(api, [good, good, bad])
     assert reply.status == 422
     assert [error["path"] for error in reply.json["errors"]] == ["[2].data.quantity"]
-    assert drain_events(api.stack) == []
+    assert drain_events(api.stack).received == 0
 
 
 @pytest.mark.parametrize("count", [0, 101])

@@ -1,0 +1,58 @@
+"""Crash between any two ingest writes, then SQS redelivery: the same state as one clean run."""
+import pytest
+
+from conftest import Identity, cloud_event, drain_events, send_events, utc
+
+ALICE = Identity.user("alice")
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashOnce:
+    """Fails the n-th TransactWriteItems, before it is sent or after it was applied."""
+
+    def __init__(self, nth: int, after: bool) -> None:
+        self.nth, self.after, self.calls, self.fired = nth, after, 0, False
+
+    def __call__(self, **kwargs):
+        self.calls += 1
+        if self.calls == self.nth and not self.fired:
+            self.fired = True
+            raise Crash(f"injected crash {'after' if self.after else 'before'} write #{self.nth}")
+
+
+def state_after(api, world, crash=None):
+    from usage_ledger.adapters import aws
+
+    world.resource("minutes", size=20)
+    world.team("team-a")
+    world.subscription("team-a", "minutes", "free", quantity=2)
+    world.subscription("team-a", "minutes", "payg", purchased_at="2026-11-01T00:00:00Z")
+    events = [cloud_event("team-a", "minutes", 15, utc(2026, 11, 20 + i % 3), id=f"e{i}", user_id=f"u{i % 2}")
+              for i in range(12)]
+    send_events(api, events)
+    events_client = aws.client("dynamodb").meta.events
+    if crash:
+        hook = "after-call.dynamodb.TransactWriteItems" if crash.after else "before-call.dynamodb.TransactWriteItems"
+        events_client.register(hook, crash)
+    first = drain_events(api.stack, retry_failed_after=0)
+    if crash:
+        events_client.unregister(hook, crash)
+        assert crash.fired and first.failed == 1
+        drain_events(api.stack, retry_failed_after=0)  # the redelivery
+    card = api.get("/v1/teams/team-a/balances/minutes", as_=ALICE).json
+    usage = api.get("/v1/teams/team-a/usage", as_=ALICE, query="from=2026-11-20&to=2026-11-22&group_by=user").json
+    return card, usage["series"]
+
+
+# per message: write 1 claims the events, write 2 applies them to the balance, cycle and usage
+@pytest.mark.parametrize("nth", [1, 2])
+@pytest.mark.parametrize("after", [False, True])
+def test_a_crash_then_redelivery_leaves_the_state_of_one_clean_run(api, world, nth, after):
+    crashed_card, crashed_usage = state_after(api, world, CrashOnce(nth, after))
+    assert crashed_card["payg"]["charged_units"] == 7  # 180 minutes = 9 units: 2 free, 7 payg
+    assert crashed_card["pending_usage"] == 0
+    assert sum(p["quantity"] for s in crashed_usage for p in s["points"]) == 180
+    assert [s["key"] for s in crashed_usage] == [{"user_id": "u0"}, {"user_id": "u1"}]
