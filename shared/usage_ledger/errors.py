@@ -1,7 +1,7 @@
 """Typed domain errors; the HTTP edge maps each type to one RFC 9457 problem."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class LedgerError(Exception):

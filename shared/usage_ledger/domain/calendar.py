@@ -87,14 +87,22 @@ class Cycle:
 
 
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    # midnight may not exist on a DST day (e.g. America/Santiago); fold=0 then resolves forward
+    """The first instant of `day` in `zone`: local midnight, or the end of a DST gap that skips it."""
     naive = datetime.combine(day, time(0))
-    local = naive.replace(tzinfo=zone)
-    utc = local.astimezone(UTC)
-    if utc.astimezone(zone).replace(tzinfo=None) != naive:  # nonexistent local time
-        utc = (naive + timedelta(hours=1)).replace(tzinfo=zone).astimezone(UTC)
-        utc = utc.replace(minute=0, second=0, microsecond=0)
-    return utc
+    after = naive.replace(tzinfo=zone).astimezone(UTC)  # fold=0: in a gap, at or after the transition
+    if after.astimezone(zone).replace(tzinfo=None) == naive:
+        return after
+    # midnight does not exist (America/Santiago's spring forward, Pacific/Apia's lost 2011-12-30):
+    # the day starts at the transition, found between the fold=1 reading (before it) and fold=0
+    low = int(naive.replace(tzinfo=zone, fold=1).astimezone(UTC).timestamp())
+    high = int(after.timestamp())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, zone).replace(tzinfo=None) >= naive:
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, UTC)
 
 
 def cycle_by_index(purchased_at: datetime, tz: str, index: int) -> Cycle:
