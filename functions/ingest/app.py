@@ -12,8 +12,8 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> None:
-    events = ingest.decode_message(record.body)
-    counted = ingest.apply_message(record.message_id, events)
+    batch_id, events = ingest.decode_message(record.body, record.message_id)
+    counted = ingest.apply_message(batch_id, events)
     metrics.add_metric(name="EventsIngested", unit=MetricUnit.Count, value=counted)
     metrics.add_metric(name="DuplicatesDropped", unit=MetricUnit.Count, value=len(events) - counted)
 

@@ -56,3 +56,22 @@ def test_a_crash_then_redelivery_leaves_the_state_of_one_clean_run(api, world, n
     assert crashed_card["pending_usage"] == 0
     assert sum(p["quantity"] for s in crashed_usage for p in s["points"]) == 180
     assert [s["key"] for s in crashed_usage] == [{"user_id": "u0"}, {"user_id": "u1"}]
+
+
+def test_a_redriven_message_with_a_new_sqs_id_still_counts_its_events(api, world):
+    """SQS gives a redriven message a new id; ownership rides on the batch id in the body."""
+    import boto3
+
+    from usage_ledger.service.ingest import apply_message, claim, decode_message
+
+    world.resource("minutes", size=20)
+    world.team("team-a")
+    world.subscription("team-a", "minutes", "flex", quantity=100)
+    send_events(api, [cloud_event("team-a", "minutes", 40, utc(2026, 11, 24), id="r1")])
+    sqs = boto3.client("sqs")
+    [message] = sqs.receive_message(QueueUrl=api.stack.physical["EventsQueue"])["Messages"]
+    batch_id, events = decode_message(message["Body"], message["MessageId"])
+    claim(batch_id, events, utc(2026, 11, 25))  # the first attempt claimed, then crashed before applying
+    batch_again, events_again = decode_message(message["Body"], "a-new-sqs-message-id")
+    assert apply_message(batch_again, events_again) == 1
+    assert api.get("/v1/teams/team-a/balances/minutes", as_=ALICE).json["available"] == 98

@@ -2,10 +2,11 @@
 
 Exactly-once without read-then-write, in two conditional steps per SQS message:
 1. claim: one marker per (source, id) in the dedupe table, put with
-   `attribute_not_exists(PK) OR message_id = :this` (100 per transaction). A marker owned by
-   another message means a duplicate: that event is dropped here.
+   `attribute_not_exists(PK) OR message_id = :this` (100 per transaction), where the owner is the
+   batch id that POST /v1/events wrote into the message (stable across redeliveries and DLQ
+   redrives). A marker owned by another batch means a duplicate: that event is dropped here.
 2. apply: per team and resource, one transaction that writes an APPLIED marker for
-   (message, team, resource), the balance item (conditional on its version), the payg cycle
+   (batch, team, resource), the balance item (conditional on its version), the payg cycle
    items (conditional on the cycle still being open) and the usage aggregates.
 A crash between any two writes and a redelivery of the message replays both steps: the claim
 is re-taken by the same message, and an APPLIED marker that exists means "already done".
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -162,20 +164,25 @@ def parse_events(payload: Any, content_type: str, now: datetime) -> list[UsageEv
     return [UsageEvent(**fields) for _, fields in parsed]
 
 
-def encode_message(events: list[UsageEvent]) -> str:
-    return json.dumps({"events": [
+def encode_message(events: list[UsageEvent], batch_id: str | None = None) -> str:
+    """One SQS message per accepted request. Its `batch_id` owns the events' claims: it survives a
+    DLQ redrive (which gives the message a new SQS id), so a redriven batch is not taken for a
+    duplicate of itself."""
+    return json.dumps({"batch_id": batch_id or uuid.uuid4().hex, "events": [
         {"id": e.id, "source": e.source, "team_id": e.team_id, "resource_id": e.resource_id,
          "quantity": str(e.quantity), "time": iso(e.time), "user_id": e.user_id, "app_id": e.app_id}
         for e in events
     ]}, separators=(",", ":"))
 
 
-def decode_message(body: str) -> list[UsageEvent]:
-    return [
+def decode_message(body: str, message_id: str) -> tuple[str, list[UsageEvent]]:
+    """The batch id (the SQS message id for messages written without one) and the events."""
+    payload = json.loads(body)
+    return payload.get("batch_id") or message_id, [
         UsageEvent(id=raw["id"], source=raw["source"], team_id=raw["team_id"], resource_id=raw["resource_id"],
                    quantity=Decimal(raw["quantity"]), time=parse_instant(raw["time"]), user_id=raw.get("user_id"),
                    app_id=raw.get("app_id"))
-        for raw in json.loads(body)["events"]
+        for raw in payload["events"]
     ]
 
 
@@ -193,8 +200,8 @@ def dedupe_pk(event: UsageEvent) -> str:
     return "EVENT#" + dynamo.stable_hash(event.source, event.id, length=40)
 
 
-def claim(message_id: str, events: list[UsageEvent], now: datetime) -> list[UsageEvent]:
-    """Take ownership of each (source, id) for this message; return the events it owns."""
+def claim(batch_id: str, events: list[UsageEvent], now: datetime) -> list[UsageEvent]:
+    """Take ownership of each (source, id) for this batch; return the events it owns."""
     first_by_key: dict[str, UsageEvent] = {}
     for event in events:
         first_by_key.setdefault(dedupe_pk(event), event)
@@ -210,10 +217,10 @@ def claim(message_id: str, events: list[UsageEvent], now: datetime) -> list[Usag
                 dynamo.client().transact_write_items(TransactItems=[
                     {"Put": {
                         "TableName": settings().dedupe_table,
-                        "Item": dynamo.to_item({"PK": key, "message_id": message_id, "expires_at": expires,
+                        "Item": dynamo.to_item({"PK": key, "batch_id": batch_id, "expires_at": expires,
                                                 "team_id": first_by_key[key].team_id}),
-                        "ConditionExpression": "attribute_not_exists(PK) OR message_id = :message",
-                        "ExpressionAttributeValues": dynamo.values({":message": message_id}),
+                        "ConditionExpression": "attribute_not_exists(PK) OR batch_id = :batch",
+                        "ExpressionAttributeValues": dynamo.values({":batch": batch_id}),
                     }} for key in chunk
                 ])
                 owned.extend(first_by_key[key] for key in chunk)
@@ -233,24 +240,24 @@ def claim(message_id: str, events: list[UsageEvent], now: datetime) -> list[Usag
     return owned
 
 
-def apply_message(message_id: str, events: list[UsageEvent], now: datetime | None = None) -> int:
-    """Count and debit one SQS message's events; returns how many were new."""
+def apply_message(batch_id: str, events: list[UsageEvent], now: datetime | None = None) -> int:
+    """Count and debit one batch's events; returns how many were new."""
     now = now or clock.now()
-    owned = claim(message_id, events, now)
+    owned = claim(batch_id, events, now)
     groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
     for event in owned:
         groups[(event.team_id, event.resource_id)].append(event)
     for (team_id, resource_id), group in sorted(groups.items()):
         # a deterministic order: the same message replayed debits the same way
         group.sort(key=lambda event: (event.time, event.source, event.id))
-        apply_group(message_id, team_id, resource_id, group, now)
+        apply_group(batch_id, team_id, resource_id, group, now)
     return len(owned)
 
 
-def _applied_marker(message_id: str, team_id: str, resource_id: str, chunk: int, now: datetime) -> dict[str, Any]:
+def _applied_marker(batch_id: str, team_id: str, resource_id: str, chunk: int, now: datetime) -> dict[str, Any]:
     return {"Put": {
         "TableName": settings().dedupe_table,
-        "Item": dynamo.to_item({"PK": f"APPLIED#{message_id}#{team_id}#{resource_id}#{chunk}",
+        "Item": dynamo.to_item({"PK": f"APPLIED#{batch_id}#{team_id}#{resource_id}#{chunk}",
                                 "expires_at": int((now + APPLIED_RETENTION).timestamp())}),
         "ConditionExpression": "attribute_not_exists(PK)",
     }}
@@ -280,17 +287,17 @@ def _cycle_update(team_id: str, subscription: Subscription, key: CycleKey, units
     }}
 
 
-def apply_group(message_id: str, team_id: str, resource_id: str, events: list[UsageEvent], now: datetime) -> None:
+def apply_group(batch_id: str, team_id: str, resource_id: str, events: list[UsageEvent], now: datetime) -> None:
     resource = ledger_store.resource(resource_id)
     if resource is None:
         raise LedgerError(f"resource {resource_id!r} left the catalogue")
     aggregates = usage_store.aggregate_updates(team_id, resource_id, events)
     first, rest = aggregates[:FIRST_CHUNK_AGGREGATES], aggregates[FIRST_CHUNK_AGGREGATES:]
-    _apply_balance(message_id, team_id, resource, events, first, now)
+    _apply_balance(batch_id, team_id, resource, events, first, now)
     # aggregates past the first chunk: deterministic chunks, each guarded by its own marker
     size = dynamo.MAX_TRANSACTION_ITEMS - 1
     for number, start in enumerate(range(0, len(rest), size), start=1):
-        _transact_once([_applied_marker(message_id, team_id, resource_id, number, now), *rest[start:start + size]])
+        _transact_once([_applied_marker(batch_id, team_id, resource_id, number, now), *rest[start:start + size]])
 
 
 def _transact_once(items: list[dict[str, Any]]) -> bool:
@@ -309,7 +316,7 @@ def _transact_once(items: list[dict[str, Any]]) -> bool:
     raise IngestRetry("transaction kept conflicting; will retry")
 
 
-def _apply_balance(message_id: str, team_id: str, resource: Resource, events: list[UsageEvent],
+def _apply_balance(batch_id: str, team_id: str, resource: Resource, events: list[UsageEvent],
                    aggregates: list[dict[str, Any]], now: datetime) -> bool:
     """Debit the events against a fresh read of the balance; retry when a writer raced us."""
     resource_id = resource.resource_id
@@ -329,7 +336,7 @@ def _apply_balance(message_id: str, team_id: str, resource: Resource, events: li
         subscriptions = {s.subscription_id: s for s in ledger.subscriptions}
         cycles = [_cycle_update(team_id, subscriptions[key.subscription_id], key, units)
                   for key, units in sorted(debit.payg_by_cycle.items(), key=lambda pair: pair[0].index)]
-        items = [_applied_marker(message_id, team_id, resource_id, 0, now), {"Put": balance_put}, *cycles,
+        items = [_applied_marker(batch_id, team_id, resource_id, 0, now), {"Put": balance_put}, *cycles,
                  *aggregates]
         if len(items) > dynamo.MAX_TRANSACTION_ITEMS:
             raise LedgerError("a message spans too many billing cycles to apply in one transaction")
@@ -341,7 +348,7 @@ def _apply_balance(message_id: str, team_id: str, resource: Resource, events: li
             if not codes:
                 raise
             if codes[0] == "ConditionalCheckFailed":
-                return False  # this message was applied before a crash or a concurrent redelivery
+                return False  # this batch was applied before a crash or a concurrent redelivery
             _backoff(attempt)  # the balance version moved or a cycle closed: re-read and redo
     raise IngestRetry("balance kept changing under us; will retry")
 

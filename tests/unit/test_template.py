@@ -1,0 +1,439 @@
+"""template.yaml is deployable as written: authorization, least privilege, operations, contract shape, lint.
+
+Read with infra.stack.load_template (short-form tags kept as {"Ref": ...} / {"Fn::X": ...} dicts), so
+these checks see exactly what `sam deploy` and the moto runner see, before the SAM transform.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from infra.stack import ROOT, TEMPLATE_PATH, load_template
+
+TEMPLATE = load_template()
+RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
+GLOBAL_FUNCTION: dict[str, Any] = TEMPLATE.get("Globals", {}).get("Function", {})
+
+
+def of_type(type_: str) -> dict[str, dict[str, Any]]:
+    return {logical: res.get("Properties", {}) for logical, res in RESOURCES.items() if res["Type"] == type_}
+
+
+FUNCTIONS = of_type("AWS::Serverless::Function")
+TABLES = set(of_type("AWS::DynamoDB::Table"))
+QUEUES = set(of_type("AWS::SQS::Queue"))
+ALARMS = of_type("AWS::CloudWatch::Alarm")
+
+
+def ref(value: Any) -> str | None:
+    """The logical id a {"Ref": x} or {"Fn::GetAtt": [x, attr]} points at."""
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return value["Ref"]
+        if "Fn::GetAtt" in value:
+            return value["Fn::GetAtt"][0]
+    return None
+
+
+def events(function: str, type_: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: event.get("Properties", {})
+        for name, event in (FUNCTIONS[function].get("Events") or {}).items()
+        if event["Type"] == type_
+    }
+
+
+# ------------------------------------------------------------------------- 1. authorization
+
+HTTP_API = RESOURCES["HttpApi"]["Properties"]
+JWT_AUTHORIZER = HTTP_API["Auth"]["DefaultAuthorizer"]
+PRODUCER_ROUTES = {("POST", "/v1/events"), ("GET", "/v1/teams/{team_id}/entitlements/{resource_id}")}
+
+
+def http_routes() -> list[tuple[str, str, str, str | None]]:
+    """(METHOD, path, function, effective authorizer) for every HttpApi event in the template."""
+    routes = []
+    for function in FUNCTIONS:
+        for props in events(function, "HttpApi").values():
+            auth = props.get("Auth") or {}
+            authorizer = auth["Authorizer"] if "Authorizer" in auth else HTTP_API["Auth"].get("DefaultAuthorizer")
+            routes.append((props["Method"].upper(), props["Path"], function, authorizer))
+    return routes
+
+
+def route_kind(method: str, path: str) -> str:
+    if path.startswith("/v1/admin/"):
+        return "operator"
+    if (method, path) in PRODUCER_ROUTES:
+        return "producer"
+    return "team"
+
+
+def test_jwt_authorizer_is_the_default_and_takes_issuer_and_audience_from_parameters():
+    auth = HTTP_API["Auth"]
+    assert auth.get("EnableIamAuthorizer") is True
+    jwt = auth["Authorizers"][JWT_AUTHORIZER]
+    assert jwt["IdentitySource"] == "$request.header.Authorization"
+    assert jwt["JwtConfiguration"]["issuer"] == {"Ref": "JwtIssuer"}
+    assert jwt["JwtConfiguration"]["audience"] == [{"Ref": "JwtAudience"}]
+    assert {"JwtIssuer", "JwtAudience"} <= set(TEMPLATE["Parameters"])
+
+
+def test_every_route_is_on_the_http_api_and_has_the_authorizer_of_its_kind():
+    routes = http_routes()
+    kinds = {route_kind(method, path) for method, path, _, _ in routes}
+    assert kinds == {"operator", "producer", "team"}, routes
+    assert PRODUCER_ROUTES <= {(method, path) for method, path, _, _ in routes}
+    for function in FUNCTIONS:
+        for name, props in events(function, "HttpApi").items():
+            assert props.get("ApiId") == {"Ref": "HttpApi"}, f"{function}.{name} is not on HttpApi"
+    problems = []
+    for method, path, function, authorizer in routes:
+        kind = route_kind(method, path)
+        if authorizer in (None, "", "NONE"):
+            problems.append(f"{method} {path} ({function}) has no authorizer")
+        elif kind in ("operator", "producer") and authorizer != "AWS_IAM":
+            problems.append(f"{kind} route {method} {path} must be AWS_IAM, is {authorizer}")
+        elif kind == "team" and authorizer != JWT_AUTHORIZER:
+            problems.append(f"team route {method} {path} must use {JWT_AUTHORIZER}, is {authorizer}")
+    assert not problems, problems
+
+
+def test_routes_are_served_by_the_function_of_their_kind():
+    owner = {"operator": "OperatorApiFunction", "producer": "ProducerApiFunction", "team": "TeamApiFunction"}
+    wrong = [
+        (method, path, function)
+        for method, path, function, _ in http_routes()
+        if function != owner[route_kind(method, path)]
+    ]
+    assert not wrong, wrong
+
+
+# ------------------------------------------------------------------------- 2. least privilege
+
+# What each function does with each table, queue and the SES identity (see shared/usage_ledger/adapters).
+# "read" means read-only: a write policy (Crud/Write) on such a table fails the test.
+EXPECTED_ACCESS: dict[str, set[tuple[str, str]]] = {
+    "OperatorApiFunction": {("write", "LedgerTable")},
+    "ProducerApiFunction": {("read", "LedgerTable"), ("send", "EventsQueue")},
+    "TeamApiFunction": {("write", "LedgerTable"), ("read", "UsageTable")},
+    "IngestFunction": {("write", "LedgerTable"), ("write", "UsageTable"), ("write", "DedupeTable")},
+    "CloseBillingCyclesFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
+    "EvaluateAlertsFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
+}
+WRITE_TEMPLATES = {"DynamoDBCrudPolicy", "DynamoDBWritePolicy"}
+READ_TEMPLATES = {"DynamoDBReadPolicy"}
+SES_SEND_ACTIONS = {"ses:SendEmail", "ses:SendRawEmail"}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def mentions(value: Any, name: str) -> bool:
+    return name in json.dumps(value)
+
+
+def access_of(function: str) -> tuple[set[tuple[str, str]], list[str]]:
+    """What the function's Policies grant, as (verb, target) pairs, plus anything not understood."""
+    granted: set[tuple[str, str]] = set()
+    problems: list[str] = []
+    for policy in as_list(FUNCTIONS[function].get("Policies", [])):
+        if isinstance(policy, str):
+            problems.append(f"managed policy {policy} (use a scoped SAM policy template)")
+            continue
+        if "Statement" in policy:
+            for statement in as_list(policy["Statement"]):
+                actions = set(as_list(statement.get("Action", [])))
+                resources = as_list(statement.get("Resource", []))
+                if statement.get("Effect") != "Allow" or "NotAction" in statement or "NotResource" in statement:
+                    problems.append(f"unsupported statement {statement}")
+                if not resources or any("*" in json.dumps(resource) for resource in resources):
+                    problems.append(f"wildcard resource in {statement.get('Sid', statement)}")
+                if any("*" in action for action in actions):
+                    problems.append(f"wildcard action in {statement.get('Sid', statement)}")
+                if actions and actions <= SES_SEND_ACTIONS and all(mentions(r, "SenderEmail") for r in resources):
+                    granted.add(("email", "SenderEmail"))
+                else:
+                    problems.append(f"inline statement not understood by this test: {statement}")
+            continue
+        (name, args), = policy.items()
+        if name in WRITE_TEMPLATES | READ_TEMPLATES:
+            table = ref(args["TableName"])
+            granted.add(("write" if name in WRITE_TEMPLATES else "read", table))
+        elif name == "SQSSendMessagePolicy":
+            granted.add(("send", ref(args["QueueName"])))
+        else:
+            problems.append(f"policy template {name} not expected for any function")
+    return granted, problems
+
+
+@pytest.mark.parametrize("function", sorted(EXPECTED_ACCESS))
+def test_function_holds_exactly_the_access_it_needs(function):
+    granted, problems = access_of(function)
+    assert not problems, problems
+    written = {target for verb, target in granted if verb == "write"}
+    read_only = {target for verb, target in granted if verb == "read"}
+    assert not written & read_only, f"{function}: both read and write policies for {written & read_only}"
+    expected_writes = {target for verb, target in EXPECTED_ACCESS[function] if verb == "write"}
+    needless_writes = written - expected_writes
+    assert not needless_writes, f"{function} holds write policies for tables it only reads: {needless_writes}"
+    assert granted == EXPECTED_ACCESS[function]
+
+
+def test_every_function_is_covered_by_the_access_table():
+    assert set(FUNCTIONS) == set(EXPECTED_ACCESS)
+
+
+def test_no_inline_policy_anywhere_has_a_wildcard_resource():
+    for function, props in FUNCTIONS.items():
+        for policy in as_list(props.get("Policies", [])):
+            if isinstance(policy, dict) and "Statement" in policy:
+                for statement in as_list(policy["Statement"]):
+                    for resource in as_list(statement.get("Resource", [])):
+                        assert resource != "*" and "*" not in json.dumps(resource), (function, statement)
+
+
+def test_ses_send_is_limited_to_the_sender_address():
+    for function in ("CloseBillingCyclesFunction", "EvaluateAlertsFunction"):
+        statements = [
+            statement
+            for policy in FUNCTIONS[function]["Policies"]
+            if isinstance(policy, dict) and "Statement" in policy
+            for statement in policy["Statement"]
+        ]
+        assert statements and all(
+            statement["Condition"]["StringEquals"]["ses:FromAddress"] == {"Ref": "SenderEmail"}
+            for statement in statements
+        )
+
+
+# ------------------------------------------------------------------------- 3. operations
+
+
+def alarms_on(metric: str, dimension_ref: str) -> list[dict[str, Any]]:
+    """Alarms on `metric` whose dimensions point at `dimension_ref` (plain or metric-math alarms)."""
+    found = []
+    for props in ALARMS.values():
+        stats = [props] if "MetricName" in props else [
+            item["MetricStat"]["Metric"] for item in props.get("Metrics", []) if "MetricStat" in item
+        ]
+        for stat in stats:
+            if stat["MetricName"] == metric and any(ref(d["Value"]) == dimension_ref for d in stat["Dimensions"]):
+                found.append(props)
+                break
+    return found
+
+
+def dead_letter_queues() -> set[str]:
+    """Every template queue that something dead-letters into (missing ones are the next test's job)."""
+    targets = set()
+    for props in of_type("AWS::SQS::Queue").values():
+        targets.add(ref((props.get("RedrivePolicy") or {}).get("deadLetterTargetArn")))
+    for function in FUNCTIONS:
+        for type_ in ("DynamoDB", "Kinesis"):
+            for props in events(function, type_).values():
+                targets.add(ref(props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")))
+        for props in events(function, "Schedule").values():
+            targets.add(ref((props.get("DeadLetterConfig") or {}).get("Arn")))
+        invoke = FUNCTIONS[function].get("EventInvokeConfig") or {}
+        targets.add(ref(invoke.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")))
+    return targets & QUEUES
+
+
+def test_every_async_source_has_a_dead_letter_queue():
+    for function in FUNCTIONS:
+        for name, props in events(function, "SQS").items():
+            queue = RESOURCES[ref(props["Queue"])]["Properties"]
+            assert "RedrivePolicy" in queue, f"{function}.{name}: source queue has no DLQ"
+            assert props.get("FunctionResponseTypes") == ["ReportBatchItemFailures"]
+        for name, props in {**events(function, "DynamoDB"), **events(function, "Kinesis")}.items():
+            on_failure = props.get("DestinationConfig", {}).get("OnFailure", {})
+            assert on_failure.get("Type") == "SQS" and ref(on_failure.get("Destination")) in QUEUES, (function, name)
+            assert props.get("MaximumRetryAttempts") is not None, f"{function}.{name} would retry a poison batch forever"
+        schedules = {**events(function, "Schedule"), **events(function, "ScheduleV2")}
+        for name, props in schedules.items():
+            dlq = props.get("DeadLetterConfig") or {}
+            assert dlq.get("Type") == "SQS" or ref(dlq.get("Arn")) in QUEUES, (function, name)
+        if schedules:  # the schedule invokes asynchronously: failed runs go to an on-failure destination
+            invoke = FUNCTIONS[function].get("EventInvokeConfig") or {}
+            on_failure = invoke.get("DestinationConfig", {}).get("OnFailure", {})
+            assert on_failure.get("Type") == "SQS" and ref(on_failure.get("Destination")) in QUEUES, function
+    expected = {"EventsDeadLetterQueue", "AlertsStreamDeadLetterQueue", "ScheduledRunsDeadLetterQueue"}
+    assert expected <= dead_letter_queues()
+
+
+def test_the_schedule_dead_letter_queue_admits_only_this_stacks_rules():
+    policy = of_type("AWS::SQS::QueuePolicy")["ScheduledRunsDeadLetterQueuePolicy"]
+    assert policy["Queues"] == [{"Ref": "ScheduledRunsDeadLetterQueue"}]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    rules = {ref(arn) for arn in statement["Condition"]["ArnEquals"]["aws:SourceArn"]}
+    # SAM names the AWS::Events::Rule of a Schedule event <FunctionLogicalId><EventName>
+    assert rules == {f"{function}{name}" for function in FUNCTIONS for name in events(function, "Schedule")}
+
+
+@pytest.mark.parametrize("queue", sorted(dead_letter_queues()))
+def test_every_dead_letter_queue_alarms_as_soon_as_a_message_lands(queue):
+    found = alarms_on("ApproximateNumberOfMessagesVisible", queue)
+    assert found, f"no depth alarm on {queue}"
+    assert any(a["Threshold"] == 0 and a["ComparisonOperator"] == "GreaterThanThreshold" for a in found)
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_every_function_alarms_on_errors_and_throttles(function):
+    assert alarms_on("Errors", function), f"{function}: no Errors alarm"
+    assert alarms_on("Throttles", function), f"{function}: no Throttles alarm"
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_every_table_alarms_on_throttling(table):
+    reads_and_writes = alarms_on("ReadThrottleEvents", table) and alarms_on("WriteThrottleEvents", table)
+    assert reads_and_writes or alarms_on("ThrottledRequests", table), f"{table}: no throttling alarm"
+
+
+def test_every_alarm_notifies_the_alarm_topic():
+    assert RESOURCES["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+    for logical, props in ALARMS.items():
+        assert {"Ref": "AlarmTopic"} in props.get("AlarmActions", []), logical
+        assert props.get("TreatMissingData") == "notBreaching", logical
+
+
+def test_alarm_email_is_optional():
+    assert TEMPLATE["Parameters"]["AlarmEmail"]["Default"] == ""
+    assert TEMPLATE["Conditions"]["HasAlarmEmail"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+    subscriptions = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::SNS::Subscription"}
+    assert subscriptions, "no email subscription"
+    for resource in subscriptions.values():
+        assert resource["Condition"] == "HasAlarmEmail"
+        assert resource["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_every_function_logs_to_a_log_group_with_retention(function):
+    log_group = ref((FUNCTIONS[function].get("LoggingConfig") or {}).get("LogGroup"))
+    if log_group is None:  # the other accepted form: a group named /aws/lambda/<function name>
+        groups = [
+            props for props in of_type("AWS::Logs::LogGroup").values()
+            if props.get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+        ]
+        assert groups, f"{function}: no log group"
+        props = groups[0]
+    else:
+        assert RESOURCES[log_group]["Type"] == "AWS::Logs::LogGroup"
+        props = RESOURCES[log_group]["Properties"]
+    assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_powertools_and_tracing_are_configured_for_every_function():
+    env = GLOBAL_FUNCTION["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "usage-ledger"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"]
+    assert env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"  # events carry emails and JWT claims
+    assert GLOBAL_FUNCTION["Tracing"] == "Active"
+    for function, props in FUNCTIONS.items():
+        assert props.get("Tracing", "Active") == "Active", function
+
+
+def test_throttling_and_concurrency_limits_stay():
+    settings = HTTP_API["DefaultRouteSettings"]
+    assert settings["ThrottlingBurstLimit"] > 0 and settings["ThrottlingRateLimit"] > 0
+    (ingest,) = events("IngestFunction", "SQS").values()
+    assert ingest["ScalingConfig"]["MaximumConcurrency"] >= 2
+
+
+# ------------------------------------------------------------------------- 5. contract shape
+
+
+def test_parameters_have_working_defaults():
+    parameters = TEMPLATE["Parameters"]
+    assert parameters["SenderEmail"]["Default"] == "billing@example.com"
+    assert str(parameters["BillingGraceMinutes"]["Default"]) == "60"
+    for name, spec in parameters.items():
+        assert "Default" in spec, f"{name} has no default"
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_every_function_runs_python312_with_the_domain_layer(function):
+    props = FUNCTIONS[function]
+    assert props.get("Runtime", GLOBAL_FUNCTION.get("Runtime")) == "python3.12"
+    layers = GLOBAL_FUNCTION.get("Layers", []) + props.get("Layers", [])  # SAM concatenates Globals lists
+    assert {"Ref": "DomainLayer"} in layers
+    assert props["CodeUri"].startswith("functions/") and props["Handler"]
+
+
+def test_the_layer_is_built_from_shared_with_pinned_requirements():
+    layer = RESOURCES["DomainLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "shared/"
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    lines = [
+        line.split("#")[0].strip()
+        for line in (ROOT / "shared" / "requirements.txt").read_text().splitlines()
+        if line.split("#")[0].strip()
+    ]
+    names = {line.split("==")[0].split("[")[0].lower() for line in lines}
+    assert {"aws-lambda-powertools", "jinja2", "tzdata"} <= names
+    assert all("==" in line for line in lines), lines
+
+
+def test_ingest_reports_batch_item_failures():
+    (props,) = events("IngestFunction", "SQS").values()
+    assert ref(props["Queue"]) == "EventsQueue"
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = RESOURCES["EventsQueue"]["Properties"]
+    timeout = FUNCTIONS["IngestFunction"].get("Timeout", GLOBAL_FUNCTION["Timeout"])
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+
+
+@pytest.mark.parametrize("function", ["CloseBillingCyclesFunction", "EvaluateAlertsFunction"])
+def test_scheduled_functions_have_a_schedule(function):
+    assert events(function, "Schedule") or events(function, "ScheduleV2")
+
+
+def test_evaluate_alerts_reacts_to_balance_changes_only():
+    (props,) = events("EvaluateAlertsFunction", "DynamoDB").values()
+    assert props["Stream"] == {"Fn::GetAtt": ["LedgerTable", "StreamArn"]}
+    patterns = [json.loads(item["Pattern"]) for item in props["FilterCriteria"]["Filters"]]
+    assert patterns == [{"dynamodb": {"Keys": {"SK": {"S": [{"prefix": "RES#"}]}}}}]
+
+
+# ------------------------------------------------------------------------- lint and local deploy
+
+
+def test_cfn_lint_reports_nothing():
+    result = subprocess.run(
+        # the cfn-lint console script's entry point, run by this interpreter (cfnlint has no __main__)
+        [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())", str(TEMPLATE_PATH)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "", result.stdout + result.stderr
+
+
+def test_the_moto_runner_creates_every_queue_and_table(monkeypatch):
+    from moto import mock_aws
+
+    from infra.stack import deploy
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        stack = deploy(prefix="template-test")
+    assert QUEUES | TABLES <= set(stack.physical)
+
+
+def test_samconfig_deploys_with_the_needed_capabilities():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    deploy = config["default"]["deploy"]["parameters"]
+    assert set(deploy["capabilities"].split()) == {"CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"}
+    assert deploy["resolve_s3"] is True and deploy["confirm_changeset"] is True
+    assert config["default"]["global"]["parameters"]["stack_name"] == "usage-ledger"
+
