@@ -1,13 +1,11 @@
 """Concurrent ingest workers against one moto server (threads share the store, requests serialized)."""
-import json
-import os
 import threading
 import uuid
 
 import boto3
 import pytest
 
-from conftest import OPERATOR, Api, Identity, World, apply_environment, cloud_event, reset_domain_caches, utc
+from conftest import Api, Identity, World, apply_environment, cloud_event, reset_domain_caches, utc
 from infra.lambdas import FakeLambdaContext, load_handler
 from infra.moto_server import start_moto_server
 from infra.stack import deploy
