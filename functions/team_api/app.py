@@ -2,13 +2,17 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 
+import alerts_routes
 import balances_routes
+import invoices_routes
 from usage_ledger.http.api import new_resolver, resolve
 from usage_ledger.http.identity import member_guard
 
 logger = Logger()
 app = new_resolver()
 app.include_router(balances_routes.router)
+app.include_router(invoices_routes.router)
+app.include_router(alerts_routes.router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

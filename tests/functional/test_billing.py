@@ -1,0 +1,414 @@
+"""Billing through the handlers: ingest -> CloseBillingCyclesFunction -> invoices, charges, emails, routes."""
+import base64
+import json
+import threading
+import uuid
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.botocore_stubber import BotocoreStubber
+from moto.ses.models import ses_backends
+
+from conftest import Identity, cloud_event, drain_events, rfc3339, send_events, utc
+from infra.lambdas import FakeLambdaContext, load_handler
+
+ALICE = Identity.user("alice")
+CARD = {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030}
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def scheduled_event(at):
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": rfc3339(at), "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/hourly"], "detail": {}}
+
+
+def close(stack, at):
+    handler = load_handler(stack, "CloseBillingCyclesFunction")
+    return handler(scheduled_event(at), FakeLambdaContext("CloseBillingCyclesFunction"))
+
+
+def ingest(api, clock, at, events):
+    """Send events as a producer would at `at`, and let IngestFunction take them at `at`."""
+    clock.set(at)
+    reply = send_events(api, events)
+    assert reply.status == 202, reply.text
+    drain_events(api.stack)
+
+
+def usage(team_id, quantity, at):
+    return cloud_event(team_id, "minutes", quantity, at)
+
+
+def emails():
+    return ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
+
+
+def ledger_items(stack, prefix):
+    table = boto3.resource("dynamodb").Table(stack.physical["LedgerTable"])
+    items, kwargs = [], {}
+    while True:
+        page = table.scan(**kwargs)
+        items += [item for item in page["Items"] if item["PK"].startswith(prefix)]
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def payments(stack):
+    return ledger_items(stack, "PAYMENT#")
+
+
+def invoices(api, team_id="team-a", as_=ALICE, query=""):
+    reply = api.get(f"/v1/teams/{team_id}/invoices", as_=as_, query=query)
+    assert reply.status == 200, reply.text
+    return reply.json
+
+
+def periods(listing):
+    return [(item["period_start"], item["period_end"]) for item in listing["items"]]
+
+
+@pytest.fixture
+def team(world):
+    world.resource("minutes", kind="api", size=20)
+    world.team("team-a")
+    return "team-a"
+
+
+def payg(world, team_id="team-a", purchased_at="2026-01-15T10:00:00Z", timezone="UTC", **fields):
+    return world.subscription(team_id, "minutes", "payg", purchased_at=purchased_at, starts_at=purchased_at,
+                              timezone=timezone, subscription_id=fields.pop("subscription_id", "payg-1"), **fields)
+
+
+# ------------------------------------------------------------------ cycles and invoices
+
+
+def test_full_units_are_invoiced_and_the_partial_remainder_rolls_into_the_next_cycle(api, world, team, clock):
+    payg(world)  # cycles Jan 15 - Feb 14, Feb 15 - Mar 14 (UTC)
+    ingest(api, clock, utc(2026, 2, 10), [usage(team, 50, utc(2026, 2, 10))])  # 2 units, 10 pending
+    ingest(api, clock, utc(2026, 2, 20), [usage(team, 15, utc(2026, 2, 20))])  # 25 -> 1 unit, 5 pending
+
+    assert close(api.stack, utc(2026, 2, 15, 0, 59))["closed"] == 0  # ended, but inside the grace period
+    summary = close(api.stack, utc(2026, 2, 15, 1))
+    assert summary == {"closed": 1, "invoiced": 1, "payments_failed": 0, "failed": 0, "skipped": 0}
+    first = invoices(api)["items"]
+    assert [(i["period_start"], i["period_end"], i["total"], i["status"]) for i in first] == [
+        ("2026-01-15", "2026-02-14", 500, "paid")]
+    assert first[0]["lines"] == [{"resource_id": "minutes", "charged_units": 2, "unit_amount": 250, "amount": 500}]
+
+    close(api.stack, utc(2026, 3, 15, 2))
+    listing = invoices(api)
+    assert periods(listing) == [("2026-02-15", "2026-03-14"), ("2026-01-15", "2026-02-14")]
+    assert listing["items"][0]["total"] == 250  # the 5 pending base units are never charged
+    assert listing["next_cursor"] is None
+
+
+def test_a_cycle_without_units_closes_without_an_invoice(api, world, team, clock):
+    payg(world)
+    ingest(api, clock, utc(2026, 3, 1), [usage(team, 10, utc(2026, 3, 1))])  # no full unit
+    assert close(api.stack, utc(2026, 4, 1))["invoiced"] == 0
+    assert invoices(api)["items"] == [] and emails() == []
+
+
+def test_cycles_follow_local_dates_of_a_los_angeles_purchase(api, world, team, clock):
+    # 05:00Z on Mar 1 is 21:00 on Feb 28 in Los Angeles: the anchor is the 28th, local
+    payg(world, purchased_at="2026-03-01T05:00:00Z", timezone="America/Los_Angeles")
+    inside = utc(2026, 3, 28, 6, 30)  # 23:30 PDT on Mar 27: the last local day of cycle 0
+    after = utc(2026, 3, 28, 7, 30)  # 00:30 PDT on Mar 28: cycle 1
+    ingest(api, clock, utc(2026, 3, 28, 7, 45), [usage(team, 40, inside), usage(team, 20, after)])
+
+    assert close(api.stack, utc(2026, 3, 28, 7, 59))["closed"] == 0  # cycle 0 ends at 07:00Z (midnight PDT)
+    assert close(api.stack, utc(2026, 3, 28, 8))["invoiced"] == 1
+    (invoice,) = invoices(api)["items"]
+    assert (invoice["period_start"], invoice["period_end"]) == ("2026-02-28", "2026-03-27")
+    assert invoice["lines"][0]["charged_units"] == 2
+    assert invoice["invoice_id"].startswith("in_20260327_")
+
+
+def test_a_month_end_anchor_clamps_to_short_months_and_returns(api, world, team, clock):
+    payg(world, purchased_at="2026-01-31T12:00:00Z")
+    ingest(api, clock, utc(2026, 5, 1), [
+        usage(team, 20, utc(2026, 2, 27, 23)),  # cycle 0: Jan 31 - Feb 27
+        usage(team, 40, utc(2026, 2, 28, 1)),  # cycle 1: Feb 28 - Mar 30
+        usage(team, 60, utc(2026, 3, 31)),  # cycle 2: Mar 31 - Apr 29
+    ])
+    summary = close(api.stack, utc(2026, 5, 1))
+    assert summary["closed"] == 3 and summary["invoiced"] == 3
+    listing = invoices(api)
+    assert periods(listing) == [("2026-03-31", "2026-04-29"), ("2026-02-28", "2026-03-30"),
+                                ("2026-01-31", "2026-02-27")]
+    assert [item["lines"][0]["charged_units"] for item in listing["items"]] == [3, 2, 1]
+    assert len(emails()) == 3
+
+
+def test_late_events_within_grace_stay_in_their_cycle_and_after_close_go_to_the_open_one(api, world, team, clock):
+    payg(world)
+    ingest(api, clock, utc(2026, 2, 15, 0, 30), [usage(team, 20, utc(2026, 2, 14, 23, 50))])  # within grace
+    assert close(api.stack, utc(2026, 2, 15, 1))["invoiced"] == 1
+    ingest(api, clock, utc(2026, 2, 15, 1, 30), [usage(team, 40, utc(2026, 2, 14, 23, 55))])  # after close
+
+    (closed,) = invoices(api)["items"]
+    assert closed["lines"][0]["charged_units"] == 1  # the closed invoice is never reopened
+    card = api.get("/v1/teams/team-a/balances/minutes", as_=ALICE).json
+    assert card["payg"]["cycle_start"] == "2026-02-15" and card["payg"]["charged_units"] == 2
+
+    close(api.stack, utc(2026, 3, 15, 1))
+    newest = invoices(api)["items"][0]
+    assert newest["period_start"] == "2026-02-15" and newest["lines"][0]["charged_units"] == 2
+
+
+# ------------------------------------------------------------------ exactly once
+
+
+@pytest.fixture
+def serialized_moto(monkeypatch):
+    """In-process moto is not thread-safe: one request at a time, while handlers race between requests."""
+    lock = threading.Lock()
+    original = BotocoreStubber.__call__
+
+    def locked(self, *args, **kwargs):
+        with lock:
+            return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", locked)
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics")  # threads share one Metrics buffer here
+def test_three_concurrent_runs_issue_one_invoice_one_charge_one_email(api, world, team, clock, serialized_moto):
+    payg(world)
+    ingest(api, clock, utc(2026, 2, 1), [usage(team, 60, utc(2026, 2, 1))])
+    handler = load_handler(api.stack, "CloseBillingCyclesFunction")  # import once: load_handler is not thread-safe
+    barrier = threading.Barrier(3)
+    results, errors = [], []
+
+    def run():
+        try:
+            barrier.wait()
+            context = FakeLambdaContext("CloseBillingCyclesFunction")
+            results.append(handler(scheduled_event(utc(2026, 2, 15, 2)), context))
+        except Exception as error:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert len(results) == 3
+    assert sum(result["closed"] for result in results) == 1
+    assert sum(result["invoiced"] for result in results) == 1
+    assert len(invoices(api)["items"]) == 1 and len(payments(api.stack)) == 1 and len(emails()) == 1
+    assert close(api.stack, utc(2026, 2, 15, 3))["closed"] == 0  # and a later run has nothing left to do
+    assert len(emails()) == 1
+
+
+def test_a_failed_email_leaves_the_cycle_due_and_the_next_run_sends_it_once(api, world, team, clock, monkeypatch):
+    from usage_ledger.adapters import email
+
+    payg(world)
+    ingest(api, clock, utc(2026, 2, 1), [usage(team, 60, utc(2026, 2, 1))])
+    real_send = email.send
+
+    def throttled(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "Throttling", "Message": "slow down"}}, "SendEmail")
+
+    monkeypatch.setattr(email, "send", throttled)
+    assert close(api.stack, utc(2026, 2, 15, 1))["failed"] == 1
+    (invoice,) = invoices(api)["items"]
+    assert invoice["status"] == "paid" and emails() == []
+
+    monkeypatch.setattr(email, "send", real_send)
+    summary = close(api.stack, utc(2026, 2, 15, 2))
+    assert summary["closed"] == 1 and summary["invoiced"] == 0  # the invoice of the first run is reused
+    assert len(invoices(api)["items"]) == 1 and len(payments(api.stack)) == 1 and len(emails()) == 1
+
+
+def test_a_gateway_error_leaves_the_invoice_pending_and_the_next_run_charges_it_once(api, world, team, clock,
+                                                                                     monkeypatch):
+    from usage_ledger.adapters.payments import LocalPaymentGateway
+
+    payg(world)
+    ingest(api, clock, utc(2026, 2, 1), [usage(team, 60, utc(2026, 2, 1))])
+    real_charge = LocalPaymentGateway.charge
+
+    def unreachable(self, **kwargs):
+        raise ConnectionError("gateway unreachable")
+
+    monkeypatch.setattr(LocalPaymentGateway, "charge", unreachable)
+    assert close(api.stack, utc(2026, 2, 15, 1))["failed"] == 1
+    assert payments(api.stack) == [] and emails() == []
+
+    monkeypatch.setattr(LocalPaymentGateway, "charge", real_charge)
+    assert close(api.stack, utc(2026, 2, 15, 2))["closed"] == 1
+    (invoice,) = invoices(api)["items"]
+    assert invoice["status"] == "paid" and len(payments(api.stack)) == 1 and len(emails()) == 1
+
+
+def test_the_handler_falls_back_to_the_clock_without_an_event_time(api, world, team, clock):
+    payg(world)
+    ingest(api, clock, utc(2026, 2, 1), [usage(team, 20, utc(2026, 2, 1))])
+    clock.set(utc(2026, 2, 15, 1))
+    handler = load_handler(api.stack, "CloseBillingCyclesFunction")
+    assert handler({"detail-type": "Scheduled Event", "detail": {}}, FakeLambdaContext())["closed"] == 1
+
+
+# ------------------------------------------------------------------ payment and email
+
+
+def test_an_expired_card_gives_payment_failed_and_an_email_to_update_it(api, world, team, clock):
+    payg(world, payment_method={**CARD, "exp_month": 1, "exp_year": 2026})  # valid through Jan 31, 2026
+    ingest(api, clock, utc(2026, 2, 1), [usage(team, 20, utc(2026, 2, 1))])
+    summary = close(api.stack, utc(2026, 2, 15, 1))
+    assert summary["payments_failed"] == 1
+    (invoice,) = invoices(api)["items"]
+    assert invoice["status"] == "payment_failed"
+    assert [payment["status"] for payment in payments(api.stack)] == ["declined"]
+    (message,) = emails()
+    assert message.destinations["ToAddresses"] == ["alice@example.com"]
+    assert "Payment failed" in message.subject and "update your card" in message.subject
+    assert "Update your payment method" in message.body and "4242" in message.body
+
+
+def test_a_card_is_valid_through_the_end_of_its_expiry_month(api, world, team, clock):
+    payg(world, payment_method={**CARD, "exp_month": 2, "exp_year": 2026})
+    ingest(api, clock, utc(2026, 2, 1), [usage(team, 20, utc(2026, 2, 1))])
+    close(api.stack, utc(2026, 2, 15, 1))
+    assert invoices(api)["items"][0]["status"] == "paid"
+    (message,) = emails()
+    assert message.subject.startswith("Your invoice in_20260214_") and "2.50 USD" in message.subject
+
+
+def test_the_rendered_invoice_escapes_the_team_name_and_formats_money(api, world, team, clock):
+    assert api.put("/v1/admin/teams/team-a", {"name": "<script>alert(1)</script> & Co"}).status in (200, 201)
+    payg(world, purchased_at="2026-03-01T05:00:00Z", timezone="America/Los_Angeles")
+    ingest(api, clock, utc(2026, 3, 10), [usage(team, 300, utc(2026, 3, 10))])  # 15 units x 250 = 3750
+    close(api.stack, utc(2026, 3, 28, 8))
+    (item,) = invoices(api)["items"]
+
+    reply = api.get(f"/v1/teams/team-a/invoices/{item['invoice_id']}", as_=ALICE,
+                    headers={"accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert reply.status == 200 and reply.content_type.startswith("text/html")
+    html = reply.text
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in html
+    assert "37.50 USD" in html and "2.50 USD" in html
+    assert "2026-02-28" in html and "2026-03-27" in html  # local dates
+    assert "Visa ending in 4242" in html and "alice@example.com" in html
+    assert "<script>alert" not in emails()[0].body
+
+    as_json = api.get(f"/v1/teams/team-a/invoices/{item['invoice_id']}", as_=ALICE)
+    assert as_json.content_type == "application/json" and as_json.json == item
+    assert set(item) == {"invoice_id", "subscription_id", "period_start", "period_end", "lines", "total",
+                         "currency", "status", "issued_at"}
+    assert item["issued_at"] == "2026-03-28T08:00:00Z" and item["currency"] == "usd"
+
+
+# ------------------------------------------------------------------ routes
+
+
+@pytest.fixture
+def five_invoices(api, world, team, clock):
+    payg(world)
+    ingest(api, clock, utc(2026, 7, 1), [usage(team, 20, utc(2026, month, 20)) for month in range(1, 6)])
+    assert close(api.stack, utc(2026, 7, 1))["invoiced"] == 5
+    return [item["invoice_id"] for item in invoices(api)["items"]]
+
+
+def test_invoices_page_newest_first_with_an_opaque_cursor(api, five_invoices):
+    assert five_invoices == sorted(five_invoices, reverse=True)
+    seen, cursor, pages = [], None, 0
+    while True:
+        query = "limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = invoices(api, query=query)
+        pages += 1
+        seen += [item["invoice_id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == five_invoices and pages == 3
+    assert len(invoices(api)["items"]) == 5  # default limit 50
+
+
+@pytest.mark.parametrize("query, path", [
+    ("limit=0", "limit"), ("limit=101", "limit"), ("limit=ten", "limit"),
+    ("cursor=not-a-cursor!", "cursor"),
+    ("cursor=" + base64.urlsafe_b64encode(b'{"PK":"TEAM#team-b#INVOICE","SK":"in_20260214_x"}').decode(), "cursor"),
+    ("cursor=" + base64.urlsafe_b64encode(b'{"PK":"TEAM#team-a","SK":"META"}').decode(), "cursor"),
+])
+def test_bad_limits_and_cursors_are_422_naming_the_parameter(api, five_invoices, query, path):
+    reply = api.get("/v1/teams/team-a/invoices", as_=ALICE, query=query)
+    assert reply.status == 422 and reply.content_type == "application/problem+json", reply.text
+    assert [error["path"] for error in reply.json["errors"]] == [path]
+
+
+def test_unknown_and_other_teams_invoices_are_404(api, world, five_invoices):
+    world.team("team-b", admins=("bob",))
+    for unknown in ("in_20990101_nope", "x" * 2000):
+        reply = api.get(f"/v1/teams/team-a/invoices/{unknown}", as_=ALICE)
+        assert reply.status == 404 and reply.content_type == "application/problem+json"
+    reply = api.get(f"/v1/teams/team-b/invoices/{five_invoices[0]}", as_=Identity.user("bob"))
+    assert reply.status == 404
+    assert invoices(api, "team-b", as_=Identity.user("bob")) == {"items": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("roles, status", [(["hub_admin"], 403), ([], 403), (["sso_admin"], 200),
+                                           (["secondary_admin"], 200)])
+def test_only_admins_read_invoices(api, world, five_invoices, roles, status):
+    world.member("team-a", "carol", roles)
+    carol = Identity.user("carol")
+    assert api.get("/v1/teams/team-a/invoices", as_=carol).status == status
+    assert api.get(f"/v1/teams/team-a/invoices/{five_invoices[0]}", as_=carol).status == status
+
+
+def test_non_members_get_404(api, world, five_invoices):
+    world.team("team-b", admins=("bob",))
+    bob = Identity.user("bob")
+    assert api.get("/v1/teams/team-a/invoices", as_=bob).status == 404
+    assert api.get(f"/v1/teams/team-a/invoices/{five_invoices[0]}", as_=bob).status == 404
+
+
+# ------------------------------------------------------------------ cost
+
+
+def test_requests_per_closed_cycle(api, world, team, clock):
+    """DynamoDB requests one run spends per invoiced cycle (one GSI1 query for the whole run)."""
+    from usage_ledger.adapters import dynamo
+
+    payg(world)
+    ingest(api, clock, utc(2026, 7, 1), [usage(team, 20, utc(2026, month, 20)) for month in range(1, 6)])
+    calls = []
+    dynamo.client().meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    assert close(api.stack, utc(2026, 7, 1))["invoiced"] == 5
+    assert calls.count("Query") == 1
+    per_cycle = (len(calls) - 1) / 5
+    print(f"DynamoDB requests per invoiced cycle: {per_cycle}: {sorted(set(calls))}")
+    assert per_cycle <= 8
+    assert json.dumps(calls)  # keep the list printable on failure
+
+
+def test_a_run_that_dies_holding_the_lease_is_taken_over_once_the_lease_runs_out(api, world, team, clock,
+                                                                                monkeypatch):
+    from usage_ledger.adapters import email
+    from usage_ledger.service import billing
+
+    payg(world)
+    ingest(api, clock, utc(2026, 2, 1), [usage(team, 20, utc(2026, 2, 1))])
+    real_send = email.send
+
+    def crash(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendEmail")
+
+    monkeypatch.setattr(email, "send", crash)
+    monkeypatch.setattr(billing, "_release", lambda key, token: None)  # as if the container died
+    assert close(api.stack, utc(2026, 2, 15, 1))["failed"] == 1
+    monkeypatch.setattr(email, "send", real_send)
+    assert close(api.stack, utc(2026, 2, 15, 1, 5))["skipped"] == 1  # the lease still holds
+    assert emails() == []
+    assert close(api.stack, utc(2026, 2, 15, 2))["closed"] == 1
+    assert len(invoices(api)["items"]) == 1 and len(payments(api.stack)) == 1 and len(emails()) == 1
