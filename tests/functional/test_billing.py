@@ -1,5 +1,6 @@
 """Billing through the handlers: ingest -> CloseBillingCyclesFunction -> invoices, charges, emails, routes."""
 import base64
+from datetime import timedelta
 import json
 import threading
 import uuid
@@ -132,11 +133,12 @@ def test_cycles_follow_local_dates_of_a_los_angeles_purchase(api, world, team, c
 
 def test_a_month_end_anchor_clamps_to_short_months_and_returns(api, world, team, clock):
     payg(world, purchased_at="2026-01-31T12:00:00Z")
-    ingest(api, clock, utc(2026, 5, 1), [
-        usage(team, 20, utc(2026, 2, 27, 23)),  # cycle 0: Jan 31 - Feb 27
-        usage(team, 40, utc(2026, 2, 28, 1)),  # cycle 1: Feb 28 - Mar 30
-        usage(team, 60, utc(2026, 3, 31)),  # cycle 2: Mar 31 - Apr 29
-    ])
+    for quantity, at in [
+        (20, utc(2026, 2, 27, 23)),  # cycle 0: Jan 31 - Feb 27
+        (40, utc(2026, 2, 28, 1)),  # cycle 1: Feb 28 - Mar 30
+        (60, utc(2026, 3, 31)),  # cycle 2: Mar 31 - Apr 29
+    ]:  # each arrives while its cycle is open
+        ingest(api, clock, at + timedelta(minutes=30), [usage(team, quantity, at)])
     summary = close(api.stack, utc(2026, 5, 1))
     assert summary["closed"] == 3 and summary["invoiced"] == 3
     listing = invoices(api)
@@ -315,7 +317,8 @@ def test_the_rendered_invoice_escapes_the_team_name_and_formats_money(api, world
 @pytest.fixture
 def five_invoices(api, world, team, clock):
     payg(world)
-    ingest(api, clock, utc(2026, 7, 1), [usage(team, 20, utc(2026, month, 20)) for month in range(1, 6)])
+    for month in range(1, 6):  # each month's usage arrives while its cycle is open
+        ingest(api, clock, utc(2026, month, 20, 1), [usage(team, 20, utc(2026, month, 20))])
     assert close(api.stack, utc(2026, 7, 1))["invoiced"] == 5
     return [item["invoice_id"] for item in invoices(api)["items"]]
 
@@ -381,7 +384,8 @@ def test_requests_per_closed_cycle(api, world, team, clock):
     from usage_ledger.adapters import dynamo
 
     payg(world)
-    ingest(api, clock, utc(2026, 7, 1), [usage(team, 20, utc(2026, month, 20)) for month in range(1, 6)])
+    for month in range(1, 6):  # each month's usage arrives while its cycle is open
+        ingest(api, clock, utc(2026, month, 20, 1), [usage(team, 20, utc(2026, month, 20))])
     calls = []
     dynamo.client().meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
     assert close(api.stack, utc(2026, 7, 1))["invoiced"] == 5
@@ -412,3 +416,18 @@ def test_a_run_that_dies_holding_the_lease_is_taken_over_once_the_lease_runs_out
     assert emails() == []
     assert close(api.stack, utc(2026, 2, 15, 2))["closed"] == 1
     assert len(invoices(api)["items"]) == 1 and len(payments(api.stack)) == 1 and len(emails()) == 1
+
+
+def test_a_late_unit_for_a_past_cycle_that_never_had_units_goes_to_the_open_cycle(api, world, clock):
+    """A past-due cycle with nothing stored closed without an invoice; no late invoice is opened for it."""
+    from conftest import cloud_event, drain_events, send_events, utc
+
+    world.resource("minutes", size=1)
+    world.team("team-late")
+    world.subscription("team-late", "minutes", "payg", purchased_at="2026-09-10T00:00:00Z",
+                       starts_at="2026-09-10T00:00:00Z")
+    clock.set(utc(2026, 11, 25, 12))
+    send_events(api, [cloud_event("team-late", "minutes", 4, utc(2026, 9, 20))])  # in Sep 10 - Oct 9
+    drain_events(api.stack)
+    card = api.get("/v1/teams/team-late/balances/minutes", as_=Identity.user("alice")).json
+    assert card["payg"]["cycle_start"] == "2026-11-10" and card["payg"]["charged_units"] == 4

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from usage_ledger.domain.calendar import cycle_at, refresh_period_at, utc_day
+from usage_ledger.domain.calendar import cycle_at, cycle_by_index, refresh_period_at, utc_day
 from usage_ledger.domain.model import Resource, Subscription, UsageEvent, in_consumption_order
 
 # daily charged units are kept this long: the projection reads the last 7 whole UTC days
@@ -72,6 +72,8 @@ def apply_usage(
     *,
     now: datetime,
     closed_cycles: frozenset[CycleKey] = frozenset(),
+    stored_cycles: frozenset[CycleKey] = frozenset(),
+    grace: timedelta = timedelta(0),
 ) -> Debit:
     """Add events (in the order given) and debit every charged unit they complete."""
     size = resource.charge_unit_size
@@ -106,7 +108,7 @@ def apply_usage(
                     consumed[key] = consumed.get(key, 0) + take
                     remaining -= take
             else:  # payg has no limit
-                cycle = _open_cycle(subscription, event.time, now, closed_cycles)
+                cycle = _open_cycle(subscription, event.time, now, closed_cycles, stored_cycles, grace)
                 payg_by_cycle[cycle] = payg_by_cycle.get(cycle, 0) + remaining
                 payg_total += remaining
                 remaining = 0
@@ -131,16 +133,25 @@ def apply_usage(
     return Debit(new_state, payg_by_cycle)
 
 
-def _open_cycle(subscription: Subscription, at: datetime, now: datetime, closed: frozenset[CycleKey]) -> CycleKey:
-    """The cycle containing `at`; if that one is already closed, the open cycle instead."""
+def _open_cycle(subscription: Subscription, at: datetime, now: datetime, closed: frozenset[CycleKey],
+                stored: frozenset[CycleKey], grace: timedelta) -> CycleKey:
+    """The cycle containing `at`; if that one is closed, the open cycle instead. A past-due cycle
+    with nothing stored has closed without an invoice: late units go to the open cycle too,
+    never into a second, late invoice for an old period."""
     assert subscription.purchased_at and subscription.timezone
-    key = CycleKey(subscription.subscription_id, cycle_at(subscription.purchased_at, subscription.timezone, at).index)
-    if key not in closed:
-        return key
-    current = cycle_at(subscription.purchased_at, subscription.timezone, max(at, now)).index
-    index = max(current, key.index + 1)
-    while CycleKey(subscription.subscription_id, index) in closed:
-        index += 1
+    purchased_at, zone = subscription.purchased_at, subscription.timezone
+
+    def is_closed(index: int) -> bool:
+        key = CycleKey(subscription.subscription_id, index)
+        if key in closed:
+            return True
+        return key not in stored and cycle_by_index(purchased_at, zone, index).ends_at + grace <= now
+
+    index = cycle_at(purchased_at, zone, at).index
+    if is_closed(index):
+        index = max(cycle_at(purchased_at, zone, max(at, now)).index, index + 1)
+        while is_closed(index):
+            index += 1
     return CycleKey(subscription.subscription_id, index)
 
 

@@ -323,7 +323,9 @@ def _apply_balance(batch_id: str, team_id: str, resource: Resource, events: list
     for attempt in range(12):
         ledger = ledger_store.load_team(team_id, resource_id=resource_id).ledger(resource_id)
         debit = apply_usage(ledger.state, resource, ledger.subscriptions, events, now=now,
-                            closed_cycles=frozenset(ledger.closed_cycles))
+                            closed_cycles=frozenset(ledger.closed_cycles),
+                            stored_cycles=frozenset(ledger.cycle_units),
+                            grace=timedelta(minutes=settings().billing_grace_minutes))
         balance = ledger_store.balance_to_item(team_id, resource_id, resource.kind, debit.state)
         if resource.kind == "api":  # the scheduled alert run finds api balances through GSI1
             balance.update(GSI1PK="APIBAL", GSI1SK=f"{team_id}#{resource_id}")
