@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import random
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from infra.client import Reply, call
+
 TEAM_ID = "team-demo"
 EVENT_SOURCE = "urn:usage-ledger:demo"
-OPERATOR = {"X-Local-Operator": "1"}
 
 RESOURCES = {
     "asset": {"kind": "resource", "display_name": "Assets", "unit": "asset", "charge_unit_size": 1},
@@ -36,30 +35,14 @@ class DemoError(RuntimeError):
     pass
 
 
-def _call(base_url: str, method: str, path: str, body: Any, content_type: str = "application/json") -> tuple[int, Any]:
-    data = json.dumps(body).encode()
-    request = urllib.request.Request(
-        base_url.rstrip("/") + path,
-        data=data,
-        method=method,
-        headers={**OPERATOR, "Content-Type": content_type, "Accept": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw.decode(errors="replace")
+def _call(base_url: str, method: str, path: str, body: Any, content_type: str = "application/json") -> Reply:
+    return call(base_url.rstrip("/"), method, path, operator=True, body=body, content_type=content_type)
 
 
-def _expect(result: tuple[int, Any], what: str, ok: set[int]) -> Any:
-    status, body = result
-    if status not in ok:
-        raise DemoError(f"{what}: HTTP {status} {body}")
-    return body
+def _expect(reply: Reply, what: str, ok: set[int]) -> Any:
+    if reply.status not in ok:
+        raise DemoError(f"{what}: HTTP {reply.status} {reply.body}")
+    return reply.body
 
 
 def _iso(moment: datetime) -> str:

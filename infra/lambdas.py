@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from typing import Any, Callable
 
 from infra.stack import ROOT, Stack
@@ -12,6 +13,7 @@ if str(SHARED) not in sys.path:
     sys.path.insert(0, str(SHARED))
 
 Handler = Callable[[dict[str, Any], Any], Any]
+_IMPORT_LOCK = threading.RLock()
 
 
 def load_handler(stack: Stack, logical_id: str) -> Handler:
@@ -20,16 +22,23 @@ def load_handler(stack: Stack, logical_id: str) -> Handler:
     module_file, attribute = props["Handler"].rsplit(".", 1)
     path = ROOT / props["CodeUri"] / f"{module_file}.py"
     name = f"lambda_{logical_id}"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        # like Lambda, the function folder is on sys.path so a handler can import its siblings
-        if str(path.parent) not in sys.path:
-            sys.path.insert(0, str(path.parent))
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+    # one import at a time: threads (the local gateway, concurrency tests) must never see a
+    # module that another thread has registered but not finished running
+    with _IMPORT_LOCK:
+        module = sys.modules.get(name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec and spec.loader
+            module = importlib.util.module_from_spec(spec)
+            # like Lambda, the function folder is on sys.path so a handler can import its siblings
+            if str(path.parent) not in sys.path:
+                sys.path.insert(0, str(path.parent))
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
     return getattr(module, attribute)
 
 

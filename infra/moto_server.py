@@ -81,12 +81,3 @@ def start_moto_server(port: int = 0, host: str = "127.0.0.1") -> tuple[str, Call
     server = MotoServer(port=port, host=host)
     url = server.start()
     return url, server.stop
-
-
-def reset_moto(url: str) -> None:
-    """Wipe every moto backend (state is per process, shared by all servers in it)."""
-    import urllib.request
-
-    request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=10):
-        pass

@@ -244,3 +244,21 @@ def clock(monkeypatch):
     frozen = Clock(FROZEN_AT)
     monkeypatch.setattr(domain_clock, "now", frozen)
     return frozen
+
+
+@pytest.fixture
+def serialized_moto(monkeypatch):
+    """In-process moto is not thread-safe: one AWS request at a time (DynamoDB's per-request
+    atomicity), while the handlers in the threads still race between requests."""
+    import threading
+
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    lock = threading.Lock()
+    original = BotocoreStubber.__call__
+
+    def locked(self, *args, **kwargs):
+        with lock:
+            return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", locked)

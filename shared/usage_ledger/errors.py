@@ -50,6 +50,12 @@ class PayloadTooLarge(LedgerError):
     title = "Payload too large"
 
 
+class UnsupportedMediaType(LedgerError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
 @dataclass
 class FieldError:
     path: str
@@ -69,7 +75,3 @@ class ValidationFailed(LedgerError):
     @classmethod
     def single(cls, path: str, message: str) -> "ValidationFailed":
         return cls([FieldError(path, message)])
-
-
-class RetryableConflict(LedgerError):
-    """A concurrent writer won a race; the caller should re-read and try again."""

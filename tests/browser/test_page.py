@@ -7,24 +7,19 @@ that is already up instead of starting one; SAVE_SCREENSHOT=1 writes docs/screen
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from local_stack import call, start_local_stack
 
 pytestmark = pytest.mark.browser
 
@@ -49,59 +44,11 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
-STARTUP_SECONDS = 120
 WAIT_SECONDS = 20
 TEAM = "team-demo"
 
 
 # ------------------------------------------------------------------------------ HTTP
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any
-
-
-def call(
-    base_url: str,
-    method: str,
-    path: str,
-    *,
-    user: str | None = None,
-    operator: bool = False,
-    body: Any = None,
-    content_type: str = "application/json",
-) -> Reply:
-    headers = {"Accept": "application/json"}
-    if user:
-        headers["X-Local-User"] = user
-    if operator:
-        headers["X-Local-Operator"] = "1"
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = content_type
-    request = urllib.request.Request(base_url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    try:
-        return Reply(status, json.loads(raw) if raw else None)
-    except ValueError:
-        return Reply(status, raw.decode(errors="replace"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _log_tail(path: Path, lines: int = 60) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 # ------------------------------------------------------------------------------ fixtures
@@ -112,54 +59,7 @@ def base_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     given = os.environ.get("BROWSER_BASE_URL")
     if given:
         return given.rstrip("/")
-    port, moto_port = free_port(), free_port()
-    log_path = tmp_path_factory.mktemp("browser-stack") / "runner.log"
-    log_file = open(log_path, "w")  # noqa: SIM115 - closed by the finalizer
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "infra.local",
-            "--port",
-            str(port),
-            "--moto-port",
-            str(moto_port),
-            "--schedule-seconds",
-            "3600",
-        ],
-        cwd=ROOT,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-    def stop() -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log_file.close()
-
-    request.addfinalizer(stop)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"runner exited with {process.returncode}:\n{_log_tail(log_path)}")
-        try:
-            health = call(url, "GET", "/_local/health")
-        except OSError:
-            health = None
-        if health is not None and health.status == 200:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"runner not ready after {STARTUP_SECONDS}s:\n{_log_tail(log_path)}")
-    assert health.body["demo"] == "loaded", f"{health.body}\n{_log_tail(log_path)}"
-    return url
+    return start_local_stack(request, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.core.botocore_stubber import BotocoreStubber
 from moto.ses.models import ses_backends
 
 from conftest import FROZEN_AT, OPERATOR, FakeLambdaContext, Identity, cloud_event, drain_events, load_handler, \
@@ -38,19 +37,6 @@ def team(world):
     world.resource("calls", kind="api", size=1)
     world.resource("storage", kind="resource", size=1)  # in the catalogue, no subscription
     return build_team(world, "team-a")
-
-
-@pytest.fixture
-def serialized_moto(monkeypatch):
-    """moto's backends are not thread-safe: one AWS call at a time, in any order."""
-    lock = threading.Lock()
-    original = BotocoreStubber.__call__
-
-    def locked(self, *args, **kwargs):
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(BotocoreStubber, "__call__", locked)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.core.botocore_stubber import BotocoreStubber
 from moto.ses.models import ses_backends
 
 from conftest import Identity, cloud_event, drain_events, rfc3339, send_events, utc
@@ -165,19 +164,6 @@ def test_late_events_within_grace_stay_in_their_cycle_and_after_close_go_to_the_
 
 
 # ------------------------------------------------------------------ exactly once
-
-
-@pytest.fixture
-def serialized_moto(monkeypatch):
-    """In-process moto is not thread-safe: one request at a time, while handlers race between requests."""
-    lock = threading.Lock()
-    original = BotocoreStubber.__call__
-
-    def locked(self, *args, **kwargs):
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(BotocoreStubber, "__call__", locked)
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics")  # threads share one Metrics buffer here

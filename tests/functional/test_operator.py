@@ -162,3 +162,10 @@ def test_operator_routes_take_iam_only(api, team):
 def test_malformed_json_body_is_a_problem(api, team):
     reply = api.call("PUT", "/v1/admin/teams/t9", as_=OPERATOR, raw_body="{", headers={"content-type": "application/json"})
     assert 400 <= reply.status < 500 and reply.content_type == "application/problem+json"
+
+
+def test_a_body_that_is_not_json_is_a_415_problem(api, team):
+    reply = api.call("PUT", "/v1/admin/teams/t9", as_=OPERATOR, raw_body='{"name":"X"}',
+                     headers={"content-type": "application/x-www-form-urlencoded"})
+    assert reply.status == 415 and reply.content_type == "application/problem+json"
+    assert api.put("/v1/admin/teams/t9", {"name": "X"}).status == 201  # the refused call wrote nothing

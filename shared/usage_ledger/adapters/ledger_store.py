@@ -276,20 +276,6 @@ def get_subscription(team_id: str, resource_id: str, subscription_id: str) -> Su
     return subscription_from_item(item) if item else None
 
 
-def find_subscription_resource(team_id: str, subscription_id: str) -> Subscription | None:
-    """A subscription by id alone (ids are unique per team across resources)."""
-    for item in dynamo.query_all(
-        TableName=table(),
-        KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
-        FilterExpression="entity = :entity AND subscription_id = :id",
-        ExpressionAttributeValues=dynamo.values(
-            {":pk": team_pk(team_id), ":prefix": "RES#", ":entity": "subscription", ":id": subscription_id}
-        ),
-    ):
-        return subscription_from_item(item)
-    return None
-
-
 def put_item(item: dict[str, Any], *, condition: str | None = None, expression_values: dict[str, Any] | None = None) -> None:
     kwargs: dict[str, Any] = {"TableName": table(), "Item": dynamo.to_item(item)}
     if condition:

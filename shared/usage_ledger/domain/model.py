@@ -1,7 +1,7 @@
 """The ledger's nouns: catalogue resources, teams, members, apps, subscriptions, usage events."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -124,8 +124,3 @@ class UsageEvent:
     time: datetime
     user_id: str | None = None
     app_id: str | None = None
-    extra: dict = field(default_factory=dict, compare=False)
-
-    @property
-    def dedupe_key(self) -> tuple[str, str]:
-        return (self.source, self.id)

@@ -12,7 +12,14 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from usage_ledger.domain.calendar import iso
-from usage_ledger.errors import FieldError, LedgerError, ValidationFailed
+from usage_ledger.errors import (
+    BadRequest,
+    FieldError,
+    LedgerError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 logger = Logger()
 PROBLEM_JSON = "application/problem+json"
@@ -100,8 +107,6 @@ def new_resolver() -> APIGatewayHttpResolver:
 
 def json_body(app: APIGatewayHttpResolver, *, max_bytes: int = 256 * 1024) -> Any:
     """The request body parsed as JSON, or a 400/413 problem (never a 500)."""
-    from usage_ledger.errors import BadRequest, PayloadTooLarge
-
     raw = app.current_event.decoded_body
     if raw is None or raw == "":
         raise BadRequest("The request body is empty; a JSON document was expected.")
@@ -113,12 +118,27 @@ def json_body(app: APIGatewayHttpResolver, *, max_bytes: int = 256 * 1024) -> An
         raise BadRequest(f"The request body is not valid JSON: {error}") from None
 
 
+def require_json_body(event: dict[str, Any]) -> None:
+    """Bodies are JSON: anything else (curl's default form encoding, say) is a clear 415, not a
+    validation error about a form field named after the whole body."""
+    if not event.get("body"):
+        return
+    headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if not (content_type == "application/json" or content_type.endswith("+json")):
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type or '(none)'} is not JSON; send application/json "
+            "(or application/cloudevents+json, application/cloudevents-batch+json for events)."
+        )
+
+
 def resolve(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any, guard: Any) -> dict[str, Any]:
     """Authenticate before Powertools validates the request, so a stranger learns nothing from
     validation errors; `guard(event)` raises a LedgerError or returns values for app.context."""
     app.clear_context()
     try:
         extra = guard(event) or {}
+        require_json_body(event)
     except LedgerError as error:
         body: dict[str, Any] = {"type": PROBLEM_BASE + error.slug, "title": error.title, "status": error.status,
                                 "detail": error.detail}

@@ -31,7 +31,7 @@ from usage_ledger.config import settings
 from usage_ledger.domain.calendar import cycle_by_index, iso, parse_instant
 from usage_ledger.domain.ledger import CycleKey, apply_usage
 from usage_ledger.domain.model import Resource, Subscription, UsageEvent
-from usage_ledger.errors import FieldError, LedgerError, ValidationFailed
+from usage_ledger.errors import BadRequest, FieldError, LedgerError, ValidationFailed
 
 logger = Logger()
 
@@ -105,8 +105,6 @@ def parse_events(payload: Any, content_type: str, now: datetime) -> list[UsageEv
             raise ValidationFailed.single("body", f"must hold 1 to {MAX_BATCH} events, not {len(payload)}")
         raw_events, prefix = payload, lambda index: f"[{index}]."
     else:
-        from usage_ledger.errors import BadRequest
-
         raise BadRequest(f"Content-Type must be {SINGLE} or {BATCH}.")
 
     errors: list[FieldError] = []
@@ -300,19 +298,26 @@ def apply_group(batch_id: str, team_id: str, resource_id: str, events: list[Usag
         _transact_once([_applied_marker(batch_id, team_id, resource_id, number, now), *rest[start:start + size]])
 
 
+def _commit(items: list[dict[str, Any]]) -> bool | None:
+    """Write a transaction whose first item is an APPLIED marker. True: written; False: the marker
+    exists, so it was applied before (a crash or a concurrent redelivery); None: lost a race
+    (a version, a cycle closing, a conflicting transaction) and worth redoing."""
+    try:
+        dynamo.client().transact_write_items(TransactItems=items)
+        return True
+    except ClientError as error:
+        codes = dynamo.cancellation_codes(error)
+        if not codes:
+            raise
+        return False if codes[0] == "ConditionalCheckFailed" else None
+
+
 def _transact_once(items: list[dict[str, Any]]) -> bool:
-    """Run a transaction whose first item is an APPLIED marker; False if it was already applied."""
     for attempt in range(8):
-        try:
-            dynamo.client().transact_write_items(TransactItems=items)
-            return True
-        except ClientError as error:
-            codes = dynamo.cancellation_codes(error)
-            if not codes:
-                raise
-            if codes[0] == "ConditionalCheckFailed":
-                return False
-            _backoff(attempt)
+        outcome = _commit(items)
+        if outcome is not None:
+            return outcome
+        _backoff(attempt)
     raise IngestRetry("transaction kept conflicting; will retry")
 
 
@@ -342,16 +347,10 @@ def _apply_balance(batch_id: str, team_id: str, resource: Resource, events: list
                  *aggregates]
         if len(items) > dynamo.MAX_TRANSACTION_ITEMS:
             raise LedgerError("a message spans too many billing cycles to apply in one transaction")
-        try:
-            dynamo.client().transact_write_items(TransactItems=items)
-            return True
-        except ClientError as error:
-            codes = dynamo.cancellation_codes(error)
-            if not codes:
-                raise
-            if codes[0] == "ConditionalCheckFailed":
-                return False  # this batch was applied before a crash or a concurrent redelivery
-            _backoff(attempt)  # the balance version moved or a cycle closed: re-read and redo
+        outcome = _commit(items)
+        if outcome is not None:
+            return outcome
+        _backoff(attempt)  # the balance version moved or a cycle closed: re-read and redo
     raise IngestRetry("balance kept changing under us; will retry")
 
 
