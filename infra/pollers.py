@@ -166,7 +166,9 @@ def sqs_run_once(
     try:
         response = invoke(stack, handlers, source.function, event)
         failed = _failed_ids(response, ids) if source.report_failures else set()
-    except Exception:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # an error, or the runtime dying mid-batch: Lambda retries the whole batch
         log.exception("%s failed on a batch of %d messages", source.function, len(messages))
         failed = set(ids)
     succeeded = [message for message in messages if message["MessageId"] not in failed]

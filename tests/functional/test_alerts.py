@@ -272,7 +272,7 @@ def test_a_jump_past_both_windows_sends_one_email_per_window(api, team):
     create(api, alert())
     use(api, team, "minutes", 80)  # 20 left at 80 a week: 1 day
     reply = evaluate(api.stack)
-    assert reply == {"teams": 1, "emails_sent": 2}
+    assert reply == {"teams": 1, "emails_sent": 2, "failed_teams": 0}
     assert sorted("within 10 days" in m.body for m in sent()) == [False, True]
 
 
@@ -315,6 +315,56 @@ def test_a_failed_send_rearms_so_the_next_run_retries(api, team, monkeypatch):
     monkeypatch.setattr(email, "send", real_send)
     assert evaluate(api.stack)["emails_sent"] == 1
     assert evaluate(api.stack)["emails_sent"] == 0
+
+
+class RuntimeDied(BaseException):
+    """The Lambda runtime dying (timeout, out of memory): no `except Exception` sees it."""
+
+
+def test_a_run_that_dies_between_claim_and_send_is_taken_over_after_its_lease(api, team, monkeypatch, clock):
+    # found by the simulation: the claim used to disarm the window for good, so a run that died
+    # before SES accepted the email lost the notification until the projection left the window
+    from usage_ledger.adapters import email
+
+    create(api, alert(windows=(10,)))
+    use(api, team, "minutes", 80)
+    real_send = email.send
+
+    def dies(*args, **kwargs):
+        raise RuntimeDied()
+
+    monkeypatch.setattr(email, "send", dies)
+    with pytest.raises(RuntimeDied):
+        evaluate(api.stack)
+    monkeypatch.setattr(email, "send", real_send)
+    assert evaluate(api.stack)["emails_sent"] == 0  # the dead run's claim still holds
+    later = utc(2026, 11, 25, 12, 11)
+    clock.set(later)
+    assert evaluate(api.stack, scheduled_event(later))["emails_sent"] == 1
+    assert evaluate(api.stack, scheduled_event(later))["emails_sent"] == 0
+    assert len(sent()) == 1
+
+
+def test_one_team_failing_does_not_hold_up_the_others(api, world, team, monkeypatch):
+    from usage_ledger.service import alerting
+
+    build_team(world, "team-b")
+    create(api, alert())
+    create(api, alert(), team_id="team-b")
+    use(api, "team-a", "minutes", 80)
+    use(api, "team-b", "minutes", 80)
+    real_load = alerting._load
+
+    def flaky(team_id):
+        if team_id == "team-a":
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                              "Query")
+        return real_load(team_id)
+
+    monkeypatch.setattr(alerting, "_load", flaky)
+    assert evaluate(api.stack) == {"teams": 1, "emails_sent": 2, "failed_teams": 1}
+    monkeypatch.setattr(alerting, "_load", real_load)
+    assert evaluate(api.stack) == {"teams": 2, "emails_sent": 2, "failed_teams": 0}
 
 
 def test_an_api_resource_turning_low_then_exhausted_notifies_hub_admins_and_app_owners(api, world, team):
@@ -374,12 +424,13 @@ def test_a_stream_batch_evaluates_only_its_teams_in_two_queries_each(api, world,
     assert evaluate(api.stack, event) == {"batchItemFailures": []}
     queries = [params for operation, params in dynamodb_calls if operation == "Query"]
     assert [q["ExpressionAttributeValues"][":pk"]["S"] for q in queries] == ["TEAM#team-a", "TEAM#team-a#ALERT"]
-    assert {operation for operation, _ in dynamodb_calls} == {"Query", "PutItem"}  # two conditional disarms
+    # per email: a conditional claim before the send and the record of it after
+    assert [operation for operation, _ in dynamodb_calls if operation != "Query"] == ["PutItem", "UpdateItem"] * 2
     assert {address for m in sent() for address in m.destinations["ToAddresses"]} == {"alice@example.com"}
     assert len(sent()) == 2
     # the scheduled run finds team-b through GSI1 and sends its two
     dynamodb_calls.clear()
-    assert evaluate(api.stack) == {"teams": 2, "emails_sent": 2}
+    assert evaluate(api.stack) == {"teams": 2, "emails_sent": 2, "failed_teams": 0}
     queries = [params for operation, params in dynamodb_calls if operation == "Query"]
     assert len(queries) == 2 + 2 * 2  # GSI1 "ALERT" and "APIBAL", then two per team
     assert all(operation != "Scan" for operation, _ in dynamodb_calls)
@@ -389,7 +440,7 @@ def test_the_scheduled_run_finds_teams_with_api_balances_but_no_alerts(api, worl
     world.subscription(team, "calls", "flex", quantity=10)
     use(api, team, "calls", 10)
     dynamodb_calls.clear()
-    assert evaluate(api.stack) == {"teams": 1, "emails_sent": 1}
+    assert evaluate(api.stack) == {"teams": 1, "emails_sent": 1, "failed_teams": 0}
     gsi = [params["ExpressionAttributeValues"][":pk"]["S"] for operation, params in dynamodb_calls
            if operation == "Query" and params.get("IndexName") == "GSI1"]
     assert gsi == ["ALERT", "APIBAL"]

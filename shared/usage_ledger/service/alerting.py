@@ -8,7 +8,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from aws_lambda_powertools import Logger
@@ -32,6 +32,8 @@ MAX_LIMIT = 100
 ALERT_ID = re.compile(r"^al_[0-9]{13}_[0-9a-f]{8}$")
 # a transaction also carries the alert and its config item
 STATES_PER_DELETE = dynamo.MAX_TRANSACTION_ITEMS - 2
+# longer than the evaluate function's timeout: a live run never loses its claim
+NOTIFY_LEASE = timedelta(minutes=10)
 
 
 def alerts_pk(team_id: str) -> str:
@@ -221,6 +223,7 @@ class Outcome:
     teams: int = 0
     emails_sent: int = 0
     send_failures: int = 0
+    failed_teams: int = 0
 
 
 @dataclass
@@ -267,20 +270,44 @@ def _armed(view: _TeamView, sk: str) -> bool:
     return state is None or bool(state.get("armed", True))
 
 
-def _disarm(team_id: str, sk: str, claim: str, now: datetime) -> bool:
-    """Claim the notification; of two evaluations at once only one wins."""
+def _due(view: _TeamView, sk: str, now: datetime) -> bool:
+    """Armed, or claimed by a run that died before it sent (its lease has run out)."""
+    state = view.states.get(sk)
+    if _armed(view, sk):
+        return True
+    assert state is not None
+    return state.get("sent") is False and state.get("lease_until", "") < iso(now)
+
+
+def _claim(team_id: str, sk: str, claim: str, now: datetime) -> bool:
+    """Claim the notification; of two evaluations at once only one wins. The claim holds a lease:
+    if this run dies before it sends, a run after the lease takes the notification over."""
     try:
         ledger_store.put_item(
-            {"PK": alerts_pk(team_id), "SK": sk, "entity": "alert_state", "armed": False, "claim": claim,
-             "disarmed_at": iso(now)},
-            condition="attribute_not_exists(SK) OR armed = :true",
-            expression_values={":true": True},
+            {"PK": alerts_pk(team_id), "SK": sk, "entity": "alert_state", "armed": False, "sent": False,
+             "claim": claim, "claimed_at": iso(now), "lease_until": iso(now + NOTIFY_LEASE)},
+            condition="attribute_not_exists(SK) OR armed = :true OR (sent = :false AND lease_until < :now)",
+            expression_values={":true": True, ":false": False, ":now": iso(now)},
         )
         return True
     except ClientError as error:
         if dynamo.is_condition_failure(error):
             return False
         raise
+
+
+def _mark_sent(team_id: str, sk: str, claim: str, now: datetime, message_id: str) -> None:
+    """Record the send under our claim; a claim re-armed or taken over meanwhile is left alone."""
+    try:
+        dynamo.client().update_item(
+            TableName=ledger_store.table(), Key=dynamo.to_item({"PK": alerts_pk(team_id), "SK": sk}),
+            UpdateExpression="SET sent = :true, sent_at = :now, message_id = :message REMOVE lease_until",
+            ConditionExpression="claim = :claim",
+            ExpressionAttributeValues=dynamo.values({":true": True, ":now": iso(now), ":message": message_id,
+                                                     ":claim": claim}))
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
 
 
 def _rearm(team_id: str, sk: str, claim: str | None = None) -> None:
@@ -298,19 +325,21 @@ def _rearm(team_id: str, sk: str, claim: str | None = None) -> None:
 
 def _notify(view: _TeamView, sk: str, recipients: list[str], template: str, subject: str,
             context: dict[str, Any], now: datetime, outcome: Outcome) -> None:
-    if not recipients or not _armed(view, sk):
+    if not recipients or not _due(view, sk, now):
         return
     claim = os.urandom(8).hex()
-    if not _disarm(view.team_id, sk, claim, now):
+    if not _claim(view.team_id, sk, claim, now):
         return
     try:
-        email.send(recipients, subject, email.render(f"{template}.html", **context),
-                   email.render(f"{template}.txt", **context))
-        outcome.emails_sent += 1
+        message_id = email.send(recipients, subject, email.render(f"{template}.html", **context),
+                                email.render(f"{template}.txt", **context))
     except (ClientError, BotoCoreError):
         logger.exception("email failed; re-arming so the next run retries", extra={"state": sk})
         outcome.send_failures += 1
         _rearm(view.team_id, sk, claim)
+        return
+    outcome.emails_sent += 1
+    _mark_sent(view.team_id, sk, claim, now, message_id)
 
 
 def _context(view: _TeamView, resource: Resource, projection: Projection) -> dict[str, Any]:
@@ -402,8 +431,14 @@ def evaluate_team(team_id: str, now: datetime, outcome: Outcome) -> None:
 
 
 def evaluate(now: datetime, team_ids: Iterable[str] | None = None) -> Outcome:
-    """The scheduled run (every team with alerts or api balances) or a stream run (the given teams)."""
+    """The scheduled run (every team with alerts or api balances) or a stream run (the given teams).
+    One team's failure (a throttled read, say) is logged and does not hold up the others; the
+    next run retries it, as the close job does with a failed cycle."""
     outcome = Outcome()
     for team_id in sorted(set(team_ids)) if team_ids is not None else teams_to_evaluate():
-        evaluate_team(team_id, now, outcome)
+        try:
+            evaluate_team(team_id, now, outcome)
+        except Exception:
+            logger.exception("evaluating a team's alerts failed; the next run retries", extra={"team_id": team_id})
+            outcome.failed_teams += 1
     return outcome
