@@ -446,6 +446,15 @@ def test_the_scheduled_run_finds_teams_with_api_balances_but_no_alerts(api, worl
     assert gsi == ["ALERT", "APIBAL"]
 
 
+def test_the_scheduled_run_lists_a_team_from_its_first_api_subscription(api, world, team):
+    # no usage yet, so no balance item: the subscription itself puts the team in the index
+    world.subscription(team, "calls", "flex", quantity=10)
+    assert evaluate(api.stack) == {"teams": 1, "emails_sent": 0, "failed_teams": 0}
+    world.subscription(team, "storage", "flex", quantity=10)  # not an api resource
+    build_team(world, "team-b")
+    assert evaluate(api.stack)["teams"] == 1
+
+
 def test_stream_records_that_are_not_team_items_are_ignored(api, team):
     event = stream_event(api.stack, [("CATALOGUE", "RES#x"), ("TEAM#a#ALERT", "RES#x")])
     assert evaluate(api.stack, event) == {"batchItemFailures": []}

@@ -55,7 +55,7 @@ class SimConfig:
     fault_rate: float = 0.02
     duplicate_rate: float = 0.1
     late_rate: float = 0.15
-    start: datetime = datetime(2026, 10, 1, 0, 0, tzinfo=UTC)
+    start: datetime = datetime(2026, 9, 25, 0, 0, tzinfo=UTC)
 
 
 # ------------------------------------------------------------------ faults
@@ -234,7 +234,7 @@ class Simulation:
         fields: dict[str, Any] = {"starts_at": _stamp(starts_at)}
         if type_ == "payg":
             # month-end anchors and zones with DST or odd offsets
-            purchased = datetime(2026, rng.choice([7, 8, 10]), rng.choice([1, 15, 28, 29, 30, 31]),
+            purchased = datetime(2026, rng.choice([5, 7, 8]), rng.choice([1, 15, 28, 29, 30, 31]),
                                  rng.randint(0, 23), rng.choice([0, 30, 45]), tzinfo=UTC) \
                 if rng.random() < 0.9 else starts_at
             fields.update(purchased_at=_stamp(min(purchased, starts_at)), timezone=rng.choice(ZONES),

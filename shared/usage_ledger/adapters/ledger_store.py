@@ -22,6 +22,8 @@ from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subs
 CATALOGUE_PK = "CATALOGUE"
 OPEN_CYCLES = "CYCLE#OPEN"
 TEAMS_INDEX = "TEAM"
+# GSI1 partition listing every (team, api resource): the scheduled alert run finds api notices here
+API_RESOURCES_INDEX = "APIBAL"
 # the catalogue changes rarely; a container re-reads it at most this often
 CATALOGUE_TTL_SECONDS = 60
 
@@ -44,6 +46,11 @@ def subscription_sk(resource_id: str, subscription_id: str) -> str:
 
 def cycle_sk(resource_id: str, subscription_id: str, index: int) -> str:
     return f"RES#{resource_id}#CYCLE#{subscription_id}#{index:06d}"
+
+
+def api_index_keys(team_id: str, resource_id: str) -> dict[str, str]:
+    """GSI1 keys that list a team's api resource (on its subscriptions and its balance)."""
+    return {"GSI1PK": API_RESOURCES_INDEX, "GSI1SK": f"{team_id}#{resource_id}"}
 
 
 def table() -> str:

@@ -26,7 +26,6 @@ from usage_ledger.http.schemas import AlertBody
 logger = Logger(child=True)
 
 ALERTS_INDEX = "ALERT"
-API_BALANCES_INDEX = "APIBAL"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 ALERT_ID = re.compile(r"^al_[0-9]{13}_[0-9a-f]{8}$")
@@ -239,7 +238,7 @@ class _TeamView:
 def teams_to_evaluate() -> list[str]:
     """Teams with an alert or an api balance, read from GSI1 (never a Scan)."""
     teams: set[str] = set()
-    for index_pk in (ALERTS_INDEX, API_BALANCES_INDEX):
+    for index_pk in (ALERTS_INDEX, ledger_store.API_RESOURCES_INDEX):
         for key in dynamo.query_all(
             TableName=ledger_store.table(), IndexName="GSI1",
             KeyConditionExpression="GSI1PK = :pk",

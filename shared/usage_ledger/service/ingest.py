@@ -333,7 +333,7 @@ def _apply_balance(batch_id: str, team_id: str, resource: Resource, events: list
                             grace=timedelta(minutes=settings().billing_grace_minutes))
         balance = ledger_store.balance_to_item(team_id, resource_id, resource.kind, debit.state)
         if resource.kind == "api":  # the scheduled alert run finds api balances through GSI1
-            balance.update(GSI1PK="APIBAL", GSI1SK=f"{team_id}#{resource_id}")
+            balance.update(ledger_store.api_index_keys(team_id, resource_id))
         balance_put: dict[str, Any] = {"TableName": ledger_store.table(), "Item": dynamo.to_item(balance)}
         if ledger.has_balance_item:
             balance_put["ConditionExpression"] = "version = :version"

@@ -164,6 +164,9 @@ def create_subscription(team_id: str, body: SubscriptionBody) -> Written:
         else None,
     )
     item = ledger_store.subscription_to_item(subscription)
+    resource = ledger_store.resource(subscription.resource_id)
+    if resource is not None and resource.kind == "api":  # listed for the scheduled alert run from day one
+        item.update(ledger_store.api_index_keys(team_id, subscription.resource_id))
     # the id guard makes subscription ids unique per team across resources
     guard = {"PK": team_pk(team_id), "SK": f"SUBID#{subscription.subscription_id}", "entity": "subscription_id",
              "resource_id": subscription.resource_id}
