@@ -6,15 +6,16 @@ import alerts_routes
 import balances_routes
 import invoices_routes
 from usage_ledger.http.api import new_resolver, resolve
-from usage_ledger.http.identity import member_guard
+from usage_ledger.http.identity import team_guard
 
 logger = Logger()
 app = new_resolver()
-app.include_router(balances_routes.router)
-app.include_router(invoices_routes.router)
-app.include_router(alerts_routes.router)
+AREAS = (balances_routes.routes, invoices_routes.routes, alerts_routes.routes)
+for area in AREAS:
+    app.include_router(area.router)
+guard = team_guard(*AREAS)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def lambda_handler(event, context):
-    return resolve(app, event, context, guard=member_guard)
+    return resolve(app, event, context, guard=guard)

@@ -1,38 +1,37 @@
 """Balance cards, the API banner and usage reports."""
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from usage_ledger import clock
 from usage_ledger.http.api import json_response
-from usage_ledger.http.identity import Action, require
+from usage_ledger.http.identity import Action, TeamRouter
 from usage_ledger.http.schemas import IDENTIFIER
 from usage_ledger.service import balances, usage
 
-router = Router()
+routes = TeamRouter()  # each route names its action; the guard checks it before validation
+router = routes.router
 PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 
 
-@router.get("/v1/teams/<team_id>/balances")
+@routes.get("/v1/teams/<team_id>/balances", Action.READ_BALANCES)
 def get_balances(team_id: PathId):
-    member = require(router.context["member"], Action.READ_BALANCES)
+    member = router.context["member"]
     return json_response(balances.team_balances(team_id, member, clock.now()))
 
 
-@router.get("/v1/teams/<team_id>/balances/<resource_id>")
+@routes.get("/v1/teams/<team_id>/balances/<resource_id>", Action.READ_BALANCES)
 def get_balance(team_id: PathId, resource_id: PathId):
-    member = require(router.context["member"], Action.READ_BALANCES)
+    member = router.context["member"]
     return json_response(balances.one_balance(team_id, resource_id, member, clock.now()))
 
 
-@router.get("/v1/teams/<team_id>/notices")
+@routes.get("/v1/teams/<team_id>/notices", Action.READ_NOTICES)
 def get_notices(team_id: PathId):
-    require(router.context["member"], Action.READ_NOTICES)
     return json_response(balances.notices(team_id, clock.now()))
 
 
-@router.get("/v1/teams/<team_id>/usage")
+@routes.get("/v1/teams/<team_id>/usage", Action.READ_BALANCES)
 def get_usage(
     team_id: PathId,
     from_: Annotated[str | None, Query(alias="from", description="UTC date YYYY-MM-DD, inclusive")] = None,
@@ -41,6 +40,6 @@ def get_usage(
     group_by: Annotated[str | None, Query(description="resource, user or app")] = None,
     resource_id: Annotated[str | None, Query()] = None,
 ):
-    member = require(router.context["member"], Action.READ_BALANCES)
+    member = router.context["member"]
     return json_response(usage.report(team_id, member, clock.now(), from_=from_, to=to, granularity=granularity,
                                       group_by=group_by, resource_id=resource_id))

@@ -2,15 +2,15 @@
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from usage_ledger.http.api import json_response
-from usage_ledger.http.identity import Action, require
+from usage_ledger.http.identity import Action, TeamRouter
 from usage_ledger.http.schemas import IDENTIFIER
 from usage_ledger.service import billing
 
-router = Router()
+routes = TeamRouter()  # each route names its action; the guard checks it before validation
+router = routes.router
 PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 Limit = Annotated[int, Query(ge=1, le=billing.MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=1024)]
@@ -36,15 +36,13 @@ def _wants_html(accept: str) -> bool:
     return _quality(accept, "text/html") > _quality(accept, "application/json")
 
 
-@router.get("/v1/teams/<team_id>/invoices")
+@routes.get("/v1/teams/<team_id>/invoices", Action.READ_INVOICES)
 def list_invoices(team_id: PathId, limit: Limit = billing.DEFAULT_LIMIT, cursor: Cursor = None):
-    require(router.context["member"], Action.READ_INVOICES)
     return json_response(billing.list_invoices(team_id, limit, cursor))
 
 
-@router.get("/v1/teams/<team_id>/invoices/<invoice_id>")
+@routes.get("/v1/teams/<team_id>/invoices/<invoice_id>", Action.READ_INVOICES)
 def get_invoice(team_id: PathId, invoice_id: str):  # any unknown id, however odd, is a 404
-    require(router.context["member"], Action.READ_INVOICES)
     invoice = billing.get_invoice_item(team_id, invoice_id)
     if _wants_html(router.current_event.headers.get("accept") or ""):
         return Response(status_code=200, content_type="text/html; charset=utf-8",

@@ -1,8 +1,12 @@
 """Who is calling and what they may do: the one place authorization is decided (contract section 2)."""
 from __future__ import annotations
 
+import re
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from usage_ledger.adapters import ledger_store
 from usage_ledger.domain.model import Member, Resource
@@ -61,10 +65,51 @@ def require(member: Member, action: Action) -> Member:
     return member
 
 
-def member_guard(event: dict[str, Any]) -> dict[str, Any]:
-    """The team routes' guard: resolves the caller's membership before anything else runs."""
-    team_id = (event.get("pathParameters") or {}).get("team_id", "")
-    return {"member": team_member(event, team_id)}
+class TeamRouter:
+    """A Powertools Router whose routes each name the action they need, so the guard can refuse
+    a member without the role before Powertools validates the request: a 403 never depends on
+    the body, the query or the path's other parameters."""
+
+    def __init__(self) -> None:
+        self.router = Router()
+        self._needs: list[tuple[str, re.Pattern[str], Action]] = []
+
+    def route(self, method: str, rule: str, action: Action) -> Callable:
+        # the rule's <param> segments match one path segment each, as Powertools matches them
+        pattern = re.compile("^" + re.sub(r"<\w+>", "[^/]+", re.escape(rule)) + "$")
+        self._needs.append((method.upper(), pattern, action))
+        return self.router.route(rule, method.upper())
+
+    def get(self, rule: str, action: Action) -> Callable:
+        return self.route("GET", rule, action)
+
+    def post(self, rule: str, action: Action) -> Callable:
+        return self.route("POST", rule, action)
+
+    def delete(self, rule: str, action: Action) -> Callable:
+        return self.route("DELETE", rule, action)
+
+    def action_for(self, method: str, path: str) -> Action | None:
+        return next((action for route_method, pattern, action in self._needs
+                     if route_method == method.upper() and pattern.match(path)), None)
+
+
+def team_guard(*routers: TeamRouter) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The team routes' guard, run before anything else: 401 without a caller, 404 unless the
+    caller is a member of the team, 403 unless the route's action is one the member's roles allow.
+    A route no router declares is refused (404), so a route cannot skip its role check."""
+
+    def guard(event: dict[str, Any]) -> dict[str, Any]:
+        team_id = (event.get("pathParameters") or {}).get("team_id", "")
+        member = team_member(event, team_id)
+        request = APIGatewayProxyEventV2(event)  # method and path as Powertools will route them
+        action = next((found for router in routers
+                       if (found := router.action_for(request.http_method, request.path))), None)
+        if action is None:
+            raise NotFound("No such route.")
+        return {"member": require(member, action)}
+
+    return guard
 
 
 def visible_resource(member: Member, resource: Resource) -> bool:
