@@ -155,6 +155,8 @@ def test_who_may_read(api, world, team):
     assert api.get("/v1/teams/no-such-team/balances", as_=ALICE).status == 404
     assert api.get(f"/v1/teams/{team}/balances", as_=ANONYMOUS).status == 401
     assert api.get(f"/v1/teams/{team}/notices", as_=Identity.user("carl")).status == 403
+    # a resource the caller may not see is a 403 even when the rest of the query is wrong
+    assert api.get(f"/v1/teams/{team}/usage", as_=HANA, query="resource_id=assets&from=nope").status == 403
 
 
 def test_entitlement_check(api, world, team):

@@ -88,12 +88,13 @@ def report(team_id: str, member: Member, now: datetime, *, from_: str | None, to
         resource = ledger_store.resource(resource_id)
         if resource is None:
             errors.append(FieldError("resource_id", "is not a catalogue resource"))
+        else:  # a resource the caller may not see is a 403 whatever else is wrong with the query
+            require_visible(member, resource)
     if errors:
         raise ValidationFailed(errors)
     assert first and last
 
     if resource is not None:
-        require_visible(member, resource)
         resource_ids = [resource.resource_id]
     else:  # every resource the team has stored state for, that the caller may see
         snapshot = ledger_store.load_team(team_id)
