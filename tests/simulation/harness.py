@@ -6,6 +6,7 @@ the point of running workers concurrently.
 """
 from __future__ import annotations
 
+import gc
 import json
 import random
 import threading
@@ -407,6 +408,7 @@ class Simulation:
             if self.rng.random() < 0.7:
                 self.alerts()
             self.clock.set(self.clock() + timedelta(hours=self.rng.uniform(6, 30)))
+            forget_stream_records()
         self.settle()
         self.outcome.unique_events = len(self.accepted)
         self.outcome.faults = dict(self.faults.injected)
@@ -447,6 +449,19 @@ class Simulation:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def forget_stream_records() -> None:
+    """Drop moto's DynamoDB stream records (DynamoDB keeps them 24 hours; nothing reads them here).
+    Why: moto keeps every record forever and deep-copies a table, stream included, on each
+    transaction; the copies are cyclic garbage, and a long run grew to many GB before the
+    collector caught up."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    for table in dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables.values():
+        if table.stream_shard is not None:
+            table.stream_shard.items.clear()
+    gc.collect()
 
 
 def sent_emails() -> list[Any]:

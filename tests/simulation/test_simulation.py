@@ -6,6 +6,7 @@ workers on a moto server, injected faults and jobs run twice at once; then every
 """
 import os
 import random
+import urllib.request
 import uuid
 
 import boto3
@@ -41,6 +42,7 @@ def server_api(monkeypatch):
     apply_environment(stack)
     ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages.clear()
     yield Api(stack)
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))  # free the tables
     stop()
     reset_domain_caches()
 
