@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -9,7 +11,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 
 from usage_ledger.domain.calendar import iso
 from usage_ledger.errors import (
@@ -26,10 +31,20 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://usage-ledger.dev/problems/"
 
 
+# A fractional Decimal goes out as its exact digits, never through float (999999999999.999999 would
+# print as 1000000000000.0): json writes it as this container's secret marker around the digits,
+# and dumps() unquotes it. Callers cannot forge the marker: it is random per container.
+_EXACT = uuid.uuid4().hex
+_EXACT_NUMBER = re.compile(f'"{_EXACT}(-?[0-9]+\\.[0-9]+){_EXACT}"')
+
+
 def json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        # quantities carry at most 6 decimal places, so the float's shortest repr is exact
-        return int(value) if value == value.to_integral_value() else float(value)
+        if not value.is_finite():
+            raise TypeError(f"not a JSON number: {value}")
+        if value == value.to_integral_value():
+            return int(value)
+        return f"{_EXACT}{value.normalize():f}{_EXACT}"
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, date):
@@ -40,7 +55,8 @@ def json_default(value: Any) -> Any:
 
 
 def dumps(body: Any) -> str:
-    return json.dumps(body, default=json_default, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(body, default=json_default, separators=(",", ":"), ensure_ascii=False)
+    return _EXACT_NUMBER.sub(r"\1", text) if _EXACT in text else text
 
 
 def problem(status: int, slug: str, title: str, detail: str, errors: list[FieldError] | None = None) -> Response:
@@ -76,8 +92,20 @@ def validation_errors(raw: list[dict[str, Any]]) -> list[FieldError]:
     return errors
 
 
+def parse_json(raw: str | bytes, **kwargs: Any) -> Any:
+    """json.loads whose every failure is a JSONDecodeError: 10,000 nested arrays (RecursionError) or
+    an integer past Python's digit limit (ValueError) are bad JSON from the caller, not a 500."""
+    try:
+        return json.loads(raw, **kwargs)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise json.JSONDecodeError(reason, raw if isinstance(raw, str) else "", 0) from None
+
+
 def new_resolver() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True, serializer=dumps)
+    app = APIGatewayHttpResolver(enable_validation=True, serializer=dumps, json_body_deserializer=parse_json)
 
     @app.exception_handler(ValidationFailed)
     def _validation_failed(error: ValidationFailed) -> Response:
@@ -87,9 +115,20 @@ def new_resolver() -> APIGatewayHttpResolver:
     def _ledger_error(error: LedgerError) -> Response:
         return problem(error.status, error.slug, error.title, error.detail)
 
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported(_: RequestUnsupportedContentType) -> Response:
+        # another JSON kind (application/merge-patch+json, say) on a route whose body is a model
+        return problem(415, UnsupportedMediaType.slug, UnsupportedMediaType.title,
+                       "This route takes an application/json body.")
+
     @app.exception_handler(RequestValidationError)
     def _request_invalid(error: RequestValidationError) -> Response:
-        errors = validation_errors(list(error.errors()))
+        raw = list(error.errors())
+        unparsable = next((e for e in raw if e.get("type") == "json_invalid"), None)
+        if unparsable is not None:  # not a field's fault: the document itself (as POST /v1/events says)
+            reason = (unparsable.get("ctx") or {}).get("error") or unparsable.get("msg")
+            return problem(400, BadRequest.slug, BadRequest.title, f"The request body is not valid JSON: {reason}")
+        errors = validation_errors(raw)
         raise_as = ValidationFailed(errors)
         return problem(422, raise_as.slug, raise_as.title, raise_as.detail, errors)
 
@@ -113,23 +152,30 @@ def json_body(app: APIGatewayHttpResolver, *, max_bytes: int = 256 * 1024) -> An
     if len(raw.encode("utf-8") if isinstance(raw, str) else raw) > max_bytes:
         raise PayloadTooLarge(f"The request body is larger than {max_bytes} bytes.")
     try:
-        return json.loads(raw, parse_float=Decimal)
-    except (ValueError, RecursionError) as error:
+        return parse_json(raw, parse_float=Decimal)
+    except ValueError as error:
         raise BadRequest(f"The request body is not valid JSON: {error}") from None
 
 
-def require_json_body(event: dict[str, Any]) -> None:
+SEND_JSON = "send application/json (or application/cloudevents+json, application/cloudevents-batch+json for events)."
+
+
+def require_json_body(event: dict[str, Any]) -> dict[str, Any]:
     """Bodies are JSON: anything else (curl's default form encoding, say) is a clear 415, not a
-    validation error about a form field named after the whole body."""
+    validation error about a form field named after the whole body. Returns the event with its
+    media type in lower case (RFC 9110: `Application/JSON` is JSON too)."""
     if not event.get("body"):
-        return
+        return event
     headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    media, _, parameters = headers.get("content-type", "").partition(";")
+    content_type = media.strip().lower()
     if not (content_type == "application/json" or content_type.endswith("+json")):
-        raise UnsupportedMediaType(
-            f"Content-Type {content_type or '(none)'} is not JSON; send application/json "
-            "(or application/cloudevents+json, application/cloudevents-batch+json for events)."
-        )
+        raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'} is not JSON; {SEND_JSON}")
+    headers["content-type"] = content_type + (f";{parameters}" if parameters else "")
+    return {**event, "headers": headers}
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def resolve(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any, guard: Any) -> dict[str, Any]:
@@ -138,11 +184,17 @@ def resolve(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any, gu
     app.clear_context()
     try:
         extra = guard(event) or {}
-        require_json_body(event)
+        event = require_json_body(event)
     except LedgerError as error:
         body: dict[str, Any] = {"type": PROBLEM_BASE + error.slug, "title": error.title, "status": error.status,
                                 "detail": error.detail}
         return {"statusCode": error.status, "headers": {"Content-Type": PROBLEM_JSON}, "body": dumps(body),
                 "isBase64Encoded": False}
+    if _CONTROL.search(event.get("rawPath") or ""):
+        # Powertools matches routes with `$`, which also matches before a trailing newline: without
+        # this, PUT /v1/admin/teams/team-a\n would write team-a. No route has such a path.
+        return {"statusCode": 404, "headers": {"Content-Type": PROBLEM_JSON}, "isBase64Encoded": False,
+                "body": dumps({"type": PROBLEM_BASE + "not-found", "title": "Not found", "status": 404,
+                               "detail": "No such route."})}
     app.append_context(**extra)
     return app.resolve(event, context)

@@ -77,13 +77,11 @@ def notices(team_id: str, now: datetime) -> dict[str, Any]:
 
 
 def parse_entitlement_quantity(raw: str | None) -> Decimal | None:
+    """`?quantity=N`: ASCII digits only (Decimal alone would take "1e3", " 5" or a full-width "５")."""
     if raw is None:
         return None
-    try:
-        quantity = Decimal(raw)
-    except ArithmeticError:
-        quantity = Decimal("NaN")
-    if not quantity.is_finite() or quantity <= 0 or quantity != quantity.to_integral_value():
+    quantity = Decimal(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 20 else Decimal(0)
+    if quantity <= 0:
         raise ValidationFailed.single("quantity", "must be a positive whole number of base units")
     if quantity > MAX_ENTITLEMENT_QUANTITY:
         raise ValidationFailed.single("quantity", f"must be at most {MAX_ENTITLEMENT_QUANTITY}")

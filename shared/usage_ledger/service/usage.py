@@ -74,9 +74,12 @@ def report(team_id: str, member: Member, now: datetime, *, from_: str | None, to
     if group_by not in GROUPS:
         errors.append(FieldError("group_by", "must be resource, user or app"))
     today = utc_day(now)
-    last = _date(to, "to", errors) if to is not None else today
-    first = _date(from_, "from", errors) if from_ is not None else (last or today) - timedelta(days=DEFAULT_DAYS - 1)
     oldest = add_months(today, -HISTORY_MONTHS)
+    last = _date(to, "to", errors) if to is not None else today
+    if last and last < oldest:
+        errors.append(FieldError("to", f"must be within the last {HISTORY_MONTHS} months (on or after {oldest})"))
+        last = None
+    first = _date(from_, "from", errors) if from_ is not None else (last or today) - timedelta(days=DEFAULT_DAYS - 1)
     if first and first < oldest:
         errors.append(FieldError("from", f"must be within the last {HISTORY_MONTHS} months (on or after {oldest})"))
     if first and last and last < first:

@@ -1,0 +1,179 @@
+"""One OpenAPI 3 document for the whole HTTP API, merged from each API function's Powertools resolver.
+
+`python -m infra.openapi` writes docs/openapi.json; tests/security/test_openapi.py fails when the
+committed file differs from what the handlers describe. Routes, functions and authorizers come
+from template.yaml; parameters and request bodies from the resolvers (the pydantic models in
+usage_ledger.http.schemas); what a resolver cannot see (statuses other than 200, problem+json
+errors, the events body the ingest service validates by hand, the invoice's HTML) is added here.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from infra.stack import ROOT, Stack, default_parameters, load_template
+
+OUTPUT = ROOT / "docs" / "openapi.json"
+TITLE = "usage-ledger"
+VERSION = "1"
+DESCRIPTION = (
+    "Pooled capacity and API usage: balances, metering, Pay-as-You-Go billing cycles, invoices and "
+    "alerts. The public contract (meaning of every field and number) is shared/CONTRACT.md; this "
+    "document is generated from the handlers by `python -m infra.openapi`."
+)
+IAM, JWT = "awsSigV4", "teamJwt"
+SECURITY_SCHEMES: dict[str, Any] = {
+    JWT: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+          "description": "API Gateway JWT authorizer (template parameters JwtIssuer, JwtAudience); "
+                         "the caller is the `sub` claim."},
+    IAM: {"type": "apiKey", "name": "Authorization", "in": "header", "x-amazon-apigateway-authtype": "awsSigv4",
+          "description": "AWS IAM (SigV4-signed requests): operators and producers."},
+}
+POWERTOOLS_ERRORS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
+PROBLEM = {"$ref": "#/components/schemas/Problem"}
+PROBLEM_TITLES = {
+    "400": "Bad request (a body that is not JSON)",
+    "401": "Unauthorized (no caller identity)",
+    "403": "Forbidden (the caller's roles do not allow it)",
+    "404": "Not found (also: a team the caller is not a member of)",
+    "409": "Conflict",
+    "413": "Payload too large",
+    "415": "Unsupported media type (bodies are JSON)",
+    "422": "Validation failed: `errors` names each field",
+}
+# (method, path) -> {status: description} for successes other than a plain 200
+SUCCESSES: dict[tuple[str, str], dict[str, str]] = {
+    ("put", "/v1/admin/resources/{resource_id}"): {"200": "Replaced", "201": "Created"},
+    ("put", "/v1/admin/teams/{team_id}"): {"200": "Replaced", "201": "Created"},
+    ("put", "/v1/admin/teams/{team_id}/members/{user_id}"): {"200": "Replaced", "201": "Created"},
+    ("put", "/v1/admin/teams/{team_id}/apps/{app_id}"): {"200": "Replaced", "201": "Created"},
+    ("post", "/v1/admin/teams/{team_id}/subscriptions"): {"200": "The same subscription again (idempotent)",
+                                                         "201": "Created"},
+    ("post", "/v1/events"): {"202": "Accepted: every event is queued"},
+    ("post", "/v1/teams/{team_id}/alerts"): {"201": "Created"},
+    ("delete", "/v1/teams/{team_id}/alerts/{alert_id}"): {"204": "Deleted"},
+}
+EXTRA_ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("post", "/v1/admin/teams/{team_id}/subscriptions"): ("404", "409"),
+    ("post", "/v1/events"): ("413",),
+    ("post", "/v1/teams/{team_id}/alerts"): ("409",),
+}
+
+
+def template_stack() -> Stack:
+    """The template's functions and routes, deployed nowhere (importing a handler reads no AWS)."""
+    template = load_template()
+    return Stack(template=template, parameters=default_parameters(template))
+
+
+def api_functions(stack: Stack) -> dict[str, dict[tuple[str, str], str]]:
+    """Function logical id -> {(method, path): authorizer} for every HttpApi route of the template."""
+    functions: dict[str, dict[tuple[str, str], str]] = {}
+    for method, path, function, authorizer in stack.http_routes():
+        functions.setdefault(function, {})[(method.lower(), path)] = authorizer
+    return functions
+
+
+def resolver_schema(stack: Stack, function: str) -> dict[str, Any]:
+    from infra.lambdas import load_handler
+
+    handler = load_handler(stack, function)
+    app = sys.modules[handler.__module__].app
+    return json.loads(app.get_openapi_json_schema(title=TITLE, version=VERSION))
+
+
+def events_request_body() -> dict[str, Any]:
+    event = {"$ref": "#/components/schemas/CloudEvent"}
+    batch = {"type": "array", "items": event, "minItems": 1, "maxItems": 100}
+    return {"required": True, "content": {
+        "application/cloudevents+json": {"schema": event},
+        "application/cloudevents-batch+json": {"schema": batch},
+        "application/json": {"schema": {"oneOf": [event, batch]}},
+    }}
+
+
+def model_schemas() -> dict[str, Any]:
+    from pydantic.json_schema import models_json_schema
+    from usage_ledger.http.schemas import Accepted, CloudEvent, Problem
+
+    _, top = models_json_schema([(model, "validation") for model in (CloudEvent, Accepted, Problem)],
+                                ref_template="#/components/schemas/{model}")
+    return top["$defs"]
+
+
+def _responses(method: str, path: str, operation: dict[str, Any]) -> dict[str, Any]:
+    key = (method, path)
+    responses: dict[str, Any] = {}
+    for status, description in SUCCESSES.get(key, {"200": "OK"}).items():
+        if status == "204":
+            responses[status] = {"description": description}
+        elif key == ("post", "/v1/events"):
+            responses[status] = {"description": description,
+                                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}}
+        else:
+            responses[status] = {"description": description, "content": {"application/json": {}}}
+    if path == "/v1/teams/{team_id}/invoices/{invoice_id}":
+        responses["200"]["content"]["text/html"] = {"schema": {"type": "string"},
+                                                    "x-note": "with Accept: text/html, the rendered invoice"}
+    errors = ["401", "403", "404", "422", *EXTRA_ERRORS.get(key, ())]
+    if "requestBody" in operation or key == ("post", "/v1/events"):
+        errors += ["400", "415"]
+    for status in sorted(set(errors)):
+        responses[status] = {"description": PROBLEM_TITLES[status],
+                             "content": {"application/problem+json": {"schema": PROBLEM}}}
+    return responses
+
+
+def build() -> dict[str, Any]:
+    stack = template_stack()
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {}
+    for function, routes in sorted(api_functions(stack).items()):
+        document = resolver_schema(stack, function)
+        for name, schema in (document.get("components", {}).get("schemas") or {}).items():
+            if name in schemas and schemas[name] != schema:
+                raise ValueError(f"two functions define component {name!r} differently")
+            schemas[name] = schema
+        for path, operations in document.get("paths", {}).items():
+            for method, operation in operations.items():
+                authorizer = routes.get((method, path))
+                if authorizer is None:
+                    raise ValueError(f"{function} serves {method.upper()} {path}, which template.yaml does not route")
+                if method in paths.get(path, {}):
+                    raise ValueError(f"{method.upper()} {path} is served by two functions")
+                operation = copy.deepcopy(operation)
+                operation["summary"] = operation.get("summary") or f"{method.upper()} {path}"
+                operation["tags"] = [function.removesuffix("Function")]
+                operation["security"] = [{IAM if authorizer == "AWS_IAM" else JWT: []}]
+                operation["x-usage-ledger-function"] = function
+                if (method, path) == ("post", "/v1/events"):
+                    operation["requestBody"] = events_request_body()
+                operation["responses"] = _responses(method, path, operation)
+                paths.setdefault(path, {})[method] = operation
+    for name in POWERTOOLS_ERRORS:  # errors are problem+json, not Powertools' default shapes
+        schemas.pop(name, None)
+    schemas.update(model_schemas())
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": VERSION, "description": DESCRIPTION},
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    output = Path(argv[0]) if argv else OUTPUT
+    output.write_text(render(build()), encoding="utf-8")
+    print(f"wrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
