@@ -16,12 +16,16 @@ Handler = Callable[[dict[str, Any], Any], Any]
 _IMPORT_LOCK = threading.RLock()
 
 
-def load_handler(stack: Stack, logical_id: str) -> Handler:
-    """Import functions/<CodeUri>/app.py under a unique module name and return its handler."""
+def load_handler(stack: Stack, logical_id: str, container: str = "") -> Handler:
+    """Import functions/<CodeUri>/app.py under a unique module name and return its handler.
+
+    A Lambda container runs one invocation at a time, and module state (a Powertools resolver's
+    current event, a BatchProcessor's records) relies on that. Callers that invoke a function
+    from several threads at once give each thread its own `container`: a separate module."""
     props = stack.functions()[logical_id]
     module_file, attribute = props["Handler"].rsplit(".", 1)
     path = ROOT / props["CodeUri"] / f"{module_file}.py"
-    name = f"lambda_{logical_id}"
+    name = f"lambda_{logical_id}" + (f"__{container}" if container else "")
     # one import at a time: threads (the local gateway, concurrency tests) must never see a
     # module that another thread has registered but not finished running
     with _IMPORT_LOCK:

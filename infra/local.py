@@ -65,13 +65,25 @@ def apply_function_environment(stack: Stack) -> None:
     os.environ.update(merged)
 
 
+def one_at_a_time(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """One container per function: invocations queue for it, as they would for a function with a
+    reserved concurrency of 1 (the gateway serves requests on several threads)."""
+    lock = threading.Lock()
+
+    def invoke(event: Any, context: Any) -> Any:
+        with lock:
+            return handler(event, context)
+
+    return invoke
+
+
 def load_handlers(stack: Stack) -> tuple[dict[str, Callable[..., Any]], dict[str, str]]:
     """Import every function's handler; returns (handlers, load errors by logical id)."""
     handlers: dict[str, Callable[..., Any]] = {}
     errors: dict[str, str] = {}
     for logical in stack.functions():
         try:
-            handlers[logical] = load_handler(stack, logical)
+            handlers[logical] = one_at_a_time(load_handler(stack, logical))
         except Exception as error:  # noqa: BLE001 - keep serving the functions that do load
             sys.modules.pop(f"lambda_{logical}", None)  # a half-imported module must not be reused
             errors[logical] = f"{type(error).__name__}: {error}"

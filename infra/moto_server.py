@@ -23,6 +23,8 @@ class SerializedApp:
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        from moto.core.model_instances import reset_model_data
+
         with MOTO_LOCK:
             result = self.app(environ, start_response)
             try:
@@ -32,6 +34,10 @@ class SerializedApp:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+                # moto keeps every model instance it ever made for its dashboard, including the
+                # deep copy of each table that every DynamoDB transaction takes: a long run (make
+                # run, a soak) grew by GBs. Nothing here reads that list.
+                reset_model_data()
 
 
 class MotoServer:

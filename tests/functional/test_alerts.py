@@ -96,8 +96,8 @@ def stream_event(stack, keys):
     } for index, (pk, sk) in enumerate(keys)]}
 
 
-def evaluate(stack, event=None):
-    handler = load_handler(stack, "EvaluateAlertsFunction")
+def evaluate(stack, event=None, container=""):
+    handler = load_handler(stack, "EvaluateAlertsFunction", container)
     return handler(event or scheduled_event(), FakeLambdaContext("EvaluateAlertsFunction"))
 
 
@@ -398,14 +398,13 @@ def test_concurrent_evaluations_send_each_email_once(api, world, team, serialize
     create(api, alert())
     use(api, team, "minutes", 80)
     use(api, team, "calls", 95)
-    load_handler(api.stack, "EvaluateAlertsFunction")  # import once, like a warm container
     barrier = threading.Barrier(4)
 
-    def run():
+    def run(container):
         barrier.wait()
-        evaluate(api.stack)
+        evaluate(api.stack, container=container)  # four containers, as four invocations would be
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
+    threads = [threading.Thread(target=run, args=(f"c{n}",)) for n in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

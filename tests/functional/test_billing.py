@@ -170,19 +170,19 @@ def test_late_events_within_grace_stay_in_their_cycle_and_after_close_go_to_the_
 def test_three_concurrent_runs_issue_one_invoice_one_charge_one_email(api, world, team, clock, serialized_moto):
     payg(world)
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 60, utc(2026, 2, 1))])
-    handler = load_handler(api.stack, "CloseBillingCyclesFunction")  # import once: load_handler is not thread-safe
     barrier = threading.Barrier(3)
     results, errors = [], []
 
-    def run():
+    def run(container):
         try:
+            handler = load_handler(api.stack, "CloseBillingCyclesFunction", container)  # one per invocation
             barrier.wait()
             context = FakeLambdaContext("CloseBillingCyclesFunction")
             results.append(handler(scheduled_event(utc(2026, 2, 15, 2)), context))
         except Exception as error:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(error)
 
-    threads = [threading.Thread(target=run) for _ in range(3)]
+    threads = [threading.Thread(target=run, args=(f"c{n}",)) for n in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:

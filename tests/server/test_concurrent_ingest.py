@@ -37,17 +37,17 @@ def sqs_record(events, message_id=None):
 
 
 def run_workers(api, batches):
-    handler = load_handler(api.stack, "IngestFunction")
     failures, errors = [], []
 
-    def work(record):
+    def work(record, container):
         try:
+            handler = load_handler(api.stack, "IngestFunction", container)  # a container per worker
             response = handler({"Records": [record]}, FakeLambdaContext("IngestFunction"))
             failures.extend(response.get("batchItemFailures", []))
         except Exception as error:  # pragma: no cover - surfaced by the assertion below
             errors.append(error)
 
-    threads = [threading.Thread(target=work, args=(record,)) for record in batches]
+    threads = [threading.Thread(target=work, args=(record, f"w{n}")) for n, record in enumerate(batches)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -6,7 +6,6 @@ the point of running workers concurrently.
 """
 from __future__ import annotations
 
-import gc
 import json
 import random
 import threading
@@ -191,8 +190,6 @@ class Simulation:
         self.accepted: dict[tuple[str, str], dict[str, Any]] = {}  # (source, id) -> event
         self.outcome = Outcome()
         self.round_problems: list[str] = []
-        self.handlers = {name: load_handler(self.stack, name)
-                         for name in ("IngestFunction", "CloseBillingCyclesFunction", "EvaluateAlertsFunction")}
         self.sqs = boto3.client("sqs")
         self.ddb = boto3.client("dynamodb")
 
@@ -249,7 +246,8 @@ class Simulation:
             if rng.random() < 0.5:
                 fields["refresh_period"] = rng.choice(["month", "year"])
             if rng.random() < 0.3:
-                fields["ends_at"] = _stamp(start + timedelta(days=rng.randint(1, 25), hours=rng.randint(0, 23)))
+                fields["ends_at"] = _stamp(max(start, starts_at) + timedelta(days=rng.randint(1, 25),
+                                                                             hours=rng.randint(0, 23)))
         self.world.subscription(team_id, resource_id, type_, **fields)
 
     # ---------------------------------------------------------- workload
@@ -318,11 +316,12 @@ class Simulation:
     # ---------------------------------------------------------- the jobs
 
     def _threads(self, count: int, target: Any) -> list[BaseException]:
+        """Run target(container) on `count` threads at once, each its own Lambda container."""
         errors: list[BaseException] = []
 
-        def run() -> None:
+        def run(container: str) -> None:
             try:
-                target()
+                target(container)
             except Crash:
                 pass
             except Exception as error:
@@ -330,7 +329,7 @@ class Simulation:
                     errors.append(error)
                 self.outcome.failed_invocations += 1
 
-        threads = [threading.Thread(target=run) for _ in range(count)]
+        threads = [threading.Thread(target=run, args=(f"c{number}",)) for number in range(count)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -341,15 +340,15 @@ class Simulation:
         """Concurrent workers until the queue is empty; failed and crashed messages come back at once."""
         source = next(s for s in sqs_sources(self.stack) if s.function == "IngestFunction")
 
-        def worker() -> None:
-            sqs = boto3.client("sqs")
+        def worker(container: str) -> None:
+            handlers = {"IngestFunction": load_handler(self.stack, "IngestFunction", container)}
             idle = 0
             while idle < 3:
                 if faults:
                     with self.faults.armed():
-                        result = sqs_run_once(self.stack, self.handlers, source, client=sqs, retry_failed_after=0)
+                        result = sqs_run_once(self.stack, handlers, source, client=self.sqs, retry_failed_after=0)
                 else:
-                    result = sqs_run_once(self.stack, self.handlers, source, client=sqs, retry_failed_after=0)
+                    result = sqs_run_once(self.stack, handlers, source, client=self.sqs, retry_failed_after=0)
                 idle = 0 if result.received else idle + 1
 
         errors = self._threads(self.config.workers, worker)
@@ -358,13 +357,13 @@ class Simulation:
     def _job(self, function: str, *, faults: bool, twice_at_once: bool) -> None:
         event = scheduled_event(self.stack, function, self.clock())
 
-        def run() -> None:
-            context = FakeLambdaContext(function)
+        def run(container: str) -> None:
+            handler, context = load_handler(self.stack, function, container), FakeLambdaContext(function)
             if faults:
                 with self.faults.armed():
-                    self.handlers[function](event, context)
+                    handler(event, context)
             else:
-                self.handlers[function](event, context)
+                handler(event, context)
 
         errors = self._threads(2 if twice_at_once else 1, run)
         assert not errors, errors
@@ -454,14 +453,12 @@ class Simulation:
 def forget_stream_records() -> None:
     """Drop moto's DynamoDB stream records (DynamoDB keeps them 24 hours; nothing reads them here).
     Why: moto keeps every record forever and deep-copies a table, stream included, on each
-    transaction; the copies are cyclic garbage, and a long run grew to many GB before the
-    collector caught up."""
+    transaction, so a growing stream makes every transaction slower."""
     from moto.dynamodb.models import dynamodb_backends
 
     for table in dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables.values():
         if table.stream_shard is not None:
             table.stream_shard.items.clear()
-    gc.collect()
 
 
 def sent_emails() -> list[Any]:
