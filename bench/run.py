@@ -1,7 +1,11 @@
-"""`make bench`: DynamoDB requests per path (counted with a botocore hook, not timed) and import time.
+"""`make bench`: what each unit of work costs, and import time.
 
-Prints one JSON document; also written to bench/results.json. Everything runs against moto
-in-process through the real handlers, so the counts are the requests production would make.
+Per path: DynamoDB requests by operation, write/read request units estimated from the actual
+item sizes, SQS requests, SES sends (all recorded with botocore hooks, see bench/meter.py) and
+handler wall time (converted to Lambda GB-s at the template's MemorySize). Prints one JSON
+document; also written to bench/results.json, whose "cost_table" feeds docs/operations.md.
+Everything runs against moto in-process through the real handlers, so the counts are the
+requests production would make; the timings are moto's, not DynamoDB's.
 """
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,35 +28,91 @@ import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 import conftest  # noqa: E402  (the test harness: Api, World, builders)
-from infra.stack import deploy  # noqa: E402
+from bench import meter  # noqa: E402
+from bench.meter import Meter, Sample, counting, median, timed, typical  # noqa: E402
+from infra.stack import deploy, load_template  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
 ADMIN = conftest.Identity.user("alice")
 
 
-class RequestCounter:
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
+TEMPLATE = load_template()
+MILLION = 1_000_000
 
-    def __call__(self, event_name: str, **_: Any) -> None:
-        self.calls[event_name.rsplit(".", 1)[-1]] += 1
 
-    @property
-    def total(self) -> int:
-        return sum(self.calls.values())
+def memory_mb(logical_id: str) -> int:
+    """MemorySize of a template function (its own, else the Globals')."""
+    props = TEMPLATE["Resources"][logical_id]["Properties"]
+    return int(props.get("MemorySize", TEMPLATE["Globals"]["Function"]["MemorySize"]))
+
+
+def architecture(logical_id: str) -> str:
+    props = TEMPLATE["Resources"][logical_id]["Properties"]
+    return props.get("Architectures", TEMPLATE["Globals"]["Function"].get("Architectures", ["x86_64"]))[0]
+
+
+def per_unit(counter: Meter, units: float, function: str, timing: dict[str, float],
+             invocations: float) -> dict[str, Any]:
+    """A meter's figures per unit of work, plus the Lambda duration of that unit at the template's
+    memory size. `timing` (from meter.typical) is already per unit."""
+    summary = counter.summary(per=units)
+    gb = memory_mb(function) / 1024
+    summary.update({
+        "lambda_function": function,
+        "lambda_invocations": round(invocations, 4),
+        "handler_wall_seconds_moto": round(timing["wall"], 6),
+        "handler_own_cpu_seconds": round(timing["own_cpu"], 6),
+        "handler_aws_calls": round(timing["aws_calls"], 4),
+        "handler_seconds_estimate": round(timing["estimate"], 6),
+        "lambda_gb_s": round(timing["estimate"] * gb, 7),
+        "lambda_gb_s_upper_moto_wall": round(timing["wall"] * gb, 7),
+    })
+    return summary
 
 
 @contextmanager
-def counting() -> Iterator[RequestCounter]:
-    from usage_ledger.adapters import aws
+def timing_ingest(invocations: list[tuple[Sample, int]], messages: list[Sample]) -> Iterator[None]:
+    """Time every invocation the queue poller makes meanwhile, and every message inside them."""
+    from infra import pollers
+    from usage_ledger.service import ingest
 
-    counter = RequestCounter()
-    events = aws.client("dynamodb").meta.events
-    events.register("before-call.dynamodb", counter)
+    original_invoke, original_apply = pollers.invoke, ingest.apply_message
+
+    def invoke(stack: Any, handlers: Any, function_logical_id: str, event: dict[str, Any]) -> Any:
+        samples: list[Sample] = []
+        try:
+            with timed(samples):
+                return original_invoke(stack, handlers, function_logical_id, event)
+        finally:
+            invocations.append((samples[0], len(event.get("Records", []))))
+
+    def apply_message(*args: Any, **kwargs: Any) -> Any:
+        with timed(messages):
+            return original_apply(*args, **kwargs)
+
+    pollers.invoke = invoke  # type: ignore[assignment]
+    ingest.apply_message = apply_message  # type: ignore[assignment]
     try:
-        yield counter
+        yield
     finally:
-        events.unregister("before-call.dynamodb", counter)
+        pollers.invoke = original_invoke  # type: ignore[assignment]
+        ingest.apply_message = original_apply  # type: ignore[assignment]
+
+
+def ingest_timing(invocations: list[tuple[Sample, int]], messages: list[Sample], events_per_message: int
+                  ) -> dict[str, float]:
+    """Per event: the median message, plus each invocation's own part (batch handling, logging,
+    metrics) spread over its messages."""
+    per_message = typical(messages)
+    fixed, at = [], 0
+    for invocation, count in invocations:  # messages were timed in invocation order
+        chunk, at = messages[at:at + count], at + count
+        fixed.append(Sample(invocation.wall - sum(m.wall for m in chunk),
+                            invocation.own_cpu - sum(m.own_cpu for m in chunk),
+                            invocation.aws_calls - sum(m.aws_calls for m in chunk)))
+    batch = median([count for _, count in invocations])
+    spread = typical(fixed, per=batch)
+    return {key: (per_message[key] + spread[key]) / events_per_message for key in per_message}
 
 
 @contextmanager
@@ -61,6 +120,7 @@ def fresh_stack() -> Iterator[conftest.Api]:
     from usage_ledger import clock
 
     with mock_aws():
+        meter.install()  # hooks boto3's default session, which moto has just reset
         stack = deploy(boto3.session.Session(region_name="us-east-1"))
         conftest.apply_environment(stack)
         original = clock.now
@@ -69,23 +129,79 @@ def fresh_stack() -> Iterator[conftest.Api]:
             yield conftest.Api(stack)
         finally:
             clock.now = original  # type: ignore[assignment]
+            meter.uninstall()
     conftest.reset_domain_caches()
 
 
+BATCHES = 10  # one ingest invocation of 10 messages (the template's BatchSize); median over messages
+SINGLES = 100  # 10 invocations
+
+
+def _post_single(api: conftest.Api, event: dict[str, Any]) -> conftest.Reply:
+    return api.call("POST", "/v1/events", as_=conftest.OPERATOR, raw_body=json.dumps(event),
+                    headers={"content-type": "application/cloudevents+json"})
+
+
+def _ingest_world(api: conftest.Api) -> None:
+    world = conftest.World(api)
+    world.resource("minutes", size=20)
+    world.team("team-a")
+    world.subscription("team-a", "minutes", "flex", quantity=100_000)
+
+
 def ingest_path() -> dict[str, Any]:
+    """POST /v1/events (ProducerApiFunction) and the queue drained by IngestFunction, one team and
+    resource, 100-event batches."""
     with fresh_stack() as api:
-        world = conftest.World(api)
-        world.resource("minutes", size=20)
-        world.team("team-a")
-        world.subscription("team-a", "minutes", "flex", quantity=100_000)
-        for batch in range(10):
-            events = [conftest.cloud_event("team-a", "minutes", 7, NOW - timedelta(minutes=batch * 100 + i),
-                                           id=f"b{batch}-{i}", user_id=f"u{i % 5}") for i in range(100)]
-            assert conftest.send_events(api, events).status == 202
-        with counting() as counter:
+        _ingest_world(api)
+        batches = [[conftest.cloud_event("team-a", "minutes", 7, NOW - timedelta(minutes=batch * 100 + i),
+                                         id=f"b{batch}-{i}", user_id=f"u{i % 5}") for i in range(100)]
+                   for batch in range(BATCHES)]
+        # the first request loads the catalogue (cached 60 s per container): not a per-request cost
+        assert conftest.send_events(api, batches[0]).status == 202
+        posts: list[Sample] = []
+        with counting() as accept:
+            for events in batches[1:]:
+                with timed(posts):
+                    assert conftest.send_events(api, events).status == 202
+        invocations: list[tuple[Sample, int]] = []
+        messages: list[Sample] = []
+        with counting() as counter, timing_ingest(invocations, messages):
             conftest.drain_events(api.stack)
-        return {"events": 1000, "batches_of": 100, "dynamodb_requests": counter.total,
-                "requests_per_event": round(counter.total / 1000, 4), "by_operation": dict(counter.calls)}
+        events_total = BATCHES * 100
+        return {"events": events_total, "batches_of": 100, "dynamodb_requests": counter.total,
+                "requests_per_event": round(counter.total / events_total, 4), "by_operation": dict(counter.calls),
+                "accept_per_request": per_unit(accept, len(posts), "ProducerApiFunction", typical(posts), 1),
+                "apply_per_event": per_unit(counter, events_total, "IngestFunction",
+                                            ingest_timing(invocations, messages, 100),
+                                            len(invocations) / events_total)}
+
+
+def ingest_single_events() -> dict[str, Any]:
+    """The same, one event per POST /v1/events request (one SQS message per event)."""
+    with fresh_stack() as api:
+        _ingest_world(api)
+        events = [conftest.cloud_event("team-a", "minutes", 7, NOW - timedelta(minutes=i), user_id=f"u{i % 5}")
+                  for i in range(SINGLES + 1)]
+        assert _post_single(api, events[0]).status == 202  # warms the catalogue cache
+        posts: list[Sample] = []
+        with counting() as accept:
+            for event in events[1:]:
+                with timed(posts):
+                    assert _post_single(api, event).status == 202
+        invocations: list[tuple[Sample, int]] = []
+        messages: list[Sample] = []
+        with counting() as counter, timing_ingest(invocations, messages):
+            conftest.drain_events(api.stack)
+        total = SINGLES + 1
+        return {"events": total, "dynamodb_requests": counter.total,
+                "requests_per_event": round(counter.total / total, 4), "by_operation": dict(counter.calls),
+                "accept_per_request": per_unit(accept, len(posts), "ProducerApiFunction", typical(posts), 1),
+                "apply_per_event": per_unit(counter, total, "IngestFunction", ingest_timing(invocations, messages, 1),
+                                            len(invocations) / total)}
+
+
+READ_RUNS = 5
 
 
 def read_paths() -> dict[str, Any]:
@@ -109,25 +225,29 @@ def read_paths() -> dict[str, Any]:
         conftest.drain_events(api.stack)
         api.get("/v1/teams/team-a/balances", as_=ADMIN)  # warm the container's catalogue cache
         results: dict[str, Any] = {}
-        for name, path, query in [
-            ("balances_10_resources_x_3_subscriptions", "/v1/teams/team-a/balances", ""),
-            ("one_balance", "/v1/teams/team-a/balances/res-0", ""),
+        for name, path, query, identity in [
+            ("balances_10_resources_x_3_subscriptions", "/v1/teams/team-a/balances", "", ADMIN),
+            ("one_balance", "/v1/teams/team-a/balances/res-0", "", ADMIN),
             ("usage_24_months_by_day_one_resource", "/v1/teams/team-a/usage",
-             "from=2024-11-26&to=2026-11-25&granularity=day&resource_id=res-0"),
+             "from=2024-11-26&to=2026-11-25&granularity=day&resource_id=res-0", ADMIN),
             ("usage_24_months_by_month_one_resource", "/v1/teams/team-a/usage",
-             "from=2024-12-01&to=2026-11-30&granularity=month&resource_id=res-0"),
+             "from=2024-12-01&to=2026-11-30&granularity=month&resource_id=res-0", ADMIN),
             ("usage_24_months_by_month_all_resources", "/v1/teams/team-a/usage",
-             "from=2024-12-01&to=2026-11-30&granularity=month"),
+             "from=2024-12-01&to=2026-11-30&granularity=month", ADMIN),
+            ("entitlement_check", "/v1/teams/team-a/entitlements/res-0", "", conftest.OPERATOR),
         ]:
             with counting() as counter:
-                reply = api.get(path, as_=ADMIN, query=query)
+                reply = api.get(path, as_=identity, query=query)
             assert reply.status == 200, reply.text
+            seconds: list[Sample] = []
+            for _ in range(READ_RUNS):  # outside any window: the hooks stay idle
+                with timed(seconds):
+                    api.get(path, as_=identity, query=query)
+            function = "OperatorApiFunction" if identity is conftest.OPERATOR else "TeamApiFunction"
             results[name] = {"dynamodb_requests": counter.total, "by_operation": dict(counter.calls),
-                             "note": "includes the membership GetItem that authorizes the caller"}
-        with counting() as counter:
-            reply = api.get("/v1/teams/team-a/entitlements/res-0", as_=conftest.OPERATOR)
-        assert reply.status == 200, reply.text
-        results["entitlement_check"] = {"dynamodb_requests": counter.total, "by_operation": dict(counter.calls)}
+                             "per_request": per_unit(counter, 1, function, typical(seconds), 1)}
+            if identity is ADMIN:
+                results[name]["note"] = "includes the membership GetItem that authorizes the caller"
         return results
 
 
@@ -159,15 +279,73 @@ def optional(name: str, module: str) -> Any:
         return {"skipped": f"bench/{module}.py not present"}
 
 
+def _row(name: str, parts: list[tuple[dict[str, Any], float]], api_requests: float = 0.0) -> dict[str, Any]:
+    """One cost-table row: the sum of per-unit figures, each times how many of them the row holds."""
+    def total(key: str) -> float:
+        return sum(part[key] * times for part, times in parts)
+
+    return {
+        "unit": name,
+        "dynamodb_requests": round(total("dynamodb_requests"), 3),
+        "wru": round(total("wru"), 3),
+        "rru": round(total("rru"), 3),
+        "gsi_wru_included": round(total("gsi_wru"), 3),
+        "lambda_gb_s": round(total("lambda_gb_s"), 4),
+        "lambda_invocations": round(total("lambda_invocations"), 3),
+        "sqs_requests": round(total("sqs_requests"), 3),
+        "sqs_billed_requests": round(total("sqs_billed_requests"), 3),
+        "sqs_messages_sent": round(total("sqs_messages_sent"), 3),
+        "ses_emails": round(total("ses_emails"), 3),
+        "http_api_requests": api_requests,
+    }
+
+
+def cost_table(results: dict[str, Any]) -> dict[str, Any]:
+    """The rows of docs/operations.md "Cost and scale on paper", from the figures above."""
+    batched, single = results["ingest"], results["ingest_single_events"]
+    rows = [
+        _row("1 million usage events, 100-event batches (one team+resource per batch)",
+             [(batched["accept_per_request"], MILLION / 100), (batched["apply_per_event"], MILLION)],
+             api_requests=MILLION / 100),
+        _row("1 million usage events, single-event requests",
+             [(single["accept_per_request"], MILLION), (single["apply_per_event"], MILLION)], api_requests=MILLION),
+        _row("1 balances read (GET /v1/teams/{team_id}/balances)",
+             [(results["reads"]["balances_10_resources_x_3_subscriptions"]["per_request"], 1)], api_requests=1),
+    ]
+    close = results["close_billing_cycles"]
+    if "20_teams" in close:
+        rows.append(_row("1 closed billing cycle (invoice + payment + email)",
+                         [(close["20_teams"]["per_closed_cycle"], 1)]))
+    alerts = results["evaluate_alerts"]
+    if "scheduled_run" in alerts:
+        rows.append(_row("1 scheduled alert run per 1,000 teams with alerts",
+                         [(alerts["scheduled_run"]["per_1000_teams"], 1)]))
+        rows.append(_row("1 alert email (stream-triggered evaluation of one team that sends it)",
+                         [(alerts["stream_invocation_one_email"]["per_email"], 1)]))
+        rows.append(_row("1 stream-triggered alert evaluation of one team, no email",
+                         [(alerts["stream_invocation_one_team"]["per_invocation"], 1)]))
+    return {
+        "how": ("DynamoDB WRU/RRU estimated from the actual item sizes by the on-demand rules "
+                "(bench/meter.py); Lambda GB-s = handler wall time against in-process moto x MemorySize; "
+                "SQS requests = send + receive + delete calls (billed per 64 KB chunk), idle polling "
+                "excluded; no prices"),
+        "lambda_memory_mb": memory_mb("IngestFunction"),
+        "lambda_architecture": architecture("IngestFunction"),
+        "rows": rows,
+    }
+
+
 def main() -> None:
     started = time.perf_counter()
     results = {
         "ingest": ingest_path(),
+        "ingest_single_events": ingest_single_events(),
         "reads": read_paths(),
         "close_billing_cycles": optional("close", "close_cycles"),
         "evaluate_alerts": optional("alerts", "alerts"),
         "cold_start_imports": import_times(),
     }
+    results["cost_table"] = cost_table(results)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(results, indent=2)
     (ROOT / "bench" / "results.json").write_text(text + "\n")
