@@ -49,8 +49,7 @@ def lambda_handler(event, context):
                                             processor=processor, context=context)
     else:
         outcome = alerting.evaluate(parse_instant(event["time"]))
-        response = {"teams": outcome.teams, "emails_sent": outcome.emails_sent, "failed_teams": outcome.failed_teams}
-        metrics.add_metric(name="AlertTeamFailures", unit=MetricUnit.Count, value=outcome.failed_teams)
+        response = {"teams": outcome.teams, "emails_sent": outcome.emails_sent}
     metrics.add_metric(name="AlertsSent", unit=MetricUnit.Count, value=outcome.emails_sent)
     metrics.add_metric(name="AlertSendFailures", unit=MetricUnit.Count, value=outcome.send_failures)
     logger.info("alerts evaluated", extra={"teams": outcome.teams, "emails_sent": outcome.emails_sent})

@@ -28,6 +28,10 @@ def scheduled_event(at):
 
 
 def close(stack, at):
+    """A run scheduled at `at` that starts on time (leases run on the wall clock)."""
+    from usage_ledger import clock
+
+    clock.now.set(at)
     handler = load_handler(stack, "CloseBillingCyclesFunction")
     return handler(scheduled_event(at), FakeLambdaContext("CloseBillingCyclesFunction"))
 

@@ -35,7 +35,7 @@ PROBLEM_BASE = "https://usage-ledger.dev/problems/"
 # print as 1000000000000.0): json writes it as this container's secret marker around the digits,
 # and dumps() unquotes it. Callers cannot forge the marker: it is random per container.
 _EXACT = uuid.uuid4().hex
-_EXACT_NUMBER = re.compile(f'"{_EXACT}(-?[0-9]+\\.[0-9]+){_EXACT}"')
+_EXACT_NUMBER = re.compile(f'"{_EXACT}(-?[0-9]+(?:\\.[0-9]+)?){_EXACT}"')
 
 
 def json_default(value: Any) -> Any:
@@ -44,7 +44,9 @@ def json_default(value: Any) -> Any:
             raise TypeError(f"not a JSON number: {value}")
         if value == value.to_integral_value():
             return int(value)
-        return f"{_EXACT}{value.normalize():f}{_EXACT}"
+        # format the digits as they are (normalize() would round past 28 significant digits)
+        digits = format(value, "f").rstrip("0").rstrip(".")
+        return f"{_EXACT}{digits}{_EXACT}"
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, date):
@@ -56,7 +58,12 @@ def json_default(value: Any) -> Any:
 
 def dumps(body: Any) -> str:
     text = json.dumps(body, default=json_default, separators=(",", ":"), ensure_ascii=False)
-    return _EXACT_NUMBER.sub(r"\1", text) if _EXACT in text else text
+    if _EXACT not in text:
+        return text
+    text = _EXACT_NUMBER.sub(r"\1", text)
+    if _EXACT in text:  # never a response that carries the marker
+        raise RuntimeError("a number escaped exact formatting")
+    return text
 
 
 def problem(status: int, slug: str, title: str, detail: str, errors: list[FieldError] | None = None) -> Response:

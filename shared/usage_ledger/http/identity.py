@@ -91,7 +91,7 @@ class TeamRouter:
 
     def action_for(self, method: str, path: str) -> Action | None:
         return next((action for route_method, pattern, action in self._needs
-                     if route_method == method.upper() and pattern.match(path)), None)
+                     if route_method == method.upper() and pattern.fullmatch(path)), None)
 
 
 def team_guard(*routers: TeamRouter) -> Callable[[dict[str, Any]], dict[str, Any]]:

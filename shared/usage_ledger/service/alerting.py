@@ -14,6 +14,7 @@ from typing import Any, Iterable
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from usage_ledger import clock
 from usage_ledger.adapters import dynamo, email, ledger_store
 from usage_ledger.adapters.ledger_store import TeamSnapshot
 from usage_ledger.config import settings
@@ -269,24 +270,27 @@ def _armed(view: _TeamView, sk: str) -> bool:
     return state is None or bool(state.get("armed", True))
 
 
-def _due(view: _TeamView, sk: str, now: datetime) -> bool:
+def _due(view: _TeamView, sk: str) -> bool:
     """Armed, or claimed by a run that died before it sent (its lease has run out)."""
     state = view.states.get(sk)
     if _armed(view, sk):
         return True
     assert state is not None
-    return state.get("sent") is False and state.get("lease_until", "") < iso(now)
+    return state.get("sent") is False and state.get("lease_until", "") < iso(clock.now())
 
 
-def _claim(team_id: str, sk: str, claim: str, now: datetime) -> bool:
+def _claim(team_id: str, sk: str, claim: str) -> bool:
     """Claim the notification; of two evaluations at once only one wins. The claim holds a lease:
-    if this run dies before it sends, a run after the lease takes the notification over."""
+    if this run dies before it sends, a run after the lease takes the notification over. Leases
+    run on the wall clock, never on a scheduled event's time: a run that starts late (an async
+    retry) must not write a lease that has already run out."""
+    wall = clock.now()
     try:
         ledger_store.put_item(
             {"PK": alerts_pk(team_id), "SK": sk, "entity": "alert_state", "armed": False, "sent": False,
-             "claim": claim, "claimed_at": iso(now), "lease_until": iso(now + NOTIFY_LEASE)},
+             "claim": claim, "claimed_at": iso(wall), "lease_until": iso(wall + NOTIFY_LEASE)},
             condition="attribute_not_exists(SK) OR armed = :true OR (sent = :false AND lease_until < :now)",
-            expression_values={":true": True, ":false": False, ":now": iso(now)},
+            expression_values={":true": True, ":false": False, ":now": iso(wall)},
         )
         return True
     except ClientError as error:
@@ -295,22 +299,29 @@ def _claim(team_id: str, sk: str, claim: str, now: datetime) -> bool:
         raise
 
 
-def _mark_sent(team_id: str, sk: str, claim: str, now: datetime, message_id: str) -> None:
-    """Record the send under our claim; a claim re-armed or taken over meanwhile is left alone."""
+def _mark_sent(team_id: str, sk: str, claim: str, message_id: str) -> None:
+    """Record the send under our claim; a claim re-armed or taken over meanwhile is left alone.
+    If the record cannot be written, the email still went out: log it and go on with the team
+    (the claim's lease runs out and a later run sends it again: at least once, never lost)."""
     try:
         dynamo.client().update_item(
             TableName=ledger_store.table(), Key=dynamo.to_item({"PK": alerts_pk(team_id), "SK": sk}),
             UpdateExpression="SET sent = :true, sent_at = :now, message_id = :message REMOVE lease_until",
             ConditionExpression="claim = :claim",
-            ExpressionAttributeValues=dynamo.values({":true": True, ":now": iso(now), ":message": message_id,
-                                                     ":claim": claim}))
+            ExpressionAttributeValues=dynamo.values({":true": True, ":now": iso(clock.now()),
+                                                     ":message": message_id, ":claim": claim}))
     except ClientError as error:
         if not dynamo.is_condition_failure(error):
-            raise
+            logger.exception("sent, but could not record it; a later run may send it again",
+                             extra={"state": sk, "message_id": message_id})
+    except BotoCoreError:
+        logger.exception("sent, but could not record it; a later run may send it again",
+                         extra={"state": sk, "message_id": message_id})
 
 
 def _rearm(team_id: str, sk: str, claim: str | None = None) -> None:
-    """Absent means armed. With a claim, only undo our own claim (a failed send)."""
+    """Absent means armed. With a claim, only delete that claim: our own after a failed send, or
+    the one this evaluation read (a newer claim by a concurrent run is not ours to undo)."""
     condition, expression_values = ("claim = :claim", {":claim": claim}) if claim else (
         "armed = :false", {":false": False})
     try:
@@ -322,12 +333,18 @@ def _rearm(team_id: str, sk: str, claim: str | None = None) -> None:
             raise
 
 
+def _rearm_seen(view: _TeamView, sk: str) -> None:
+    """The projection left the window: re-arm the claim this evaluation read, if any."""
+    if not _armed(view, sk):
+        _rearm(view.team_id, sk, view.states[sk].get("claim"))
+
+
 def _notify(view: _TeamView, sk: str, recipients: list[str], template: str, subject: str,
             context: dict[str, Any], now: datetime, outcome: Outcome) -> None:
-    if not recipients or not _due(view, sk, now):
+    if not recipients or not _due(view, sk):
         return
     claim = os.urandom(8).hex()
-    if not _claim(view.team_id, sk, claim, now):
+    if not _claim(view.team_id, sk, claim):
         return
     try:
         message_id = email.send(recipients, subject, email.render(f"{template}.html", **context),
@@ -338,7 +355,7 @@ def _notify(view: _TeamView, sk: str, recipients: list[str], template: str, subj
         _rearm(view.team_id, sk, claim)
         return
     outcome.emails_sent += 1
-    _mark_sent(view.team_id, sk, claim, now, message_id)
+    _mark_sent(view.team_id, sk, claim, message_id)
 
 
 def _context(view: _TeamView, resource: Resource, projection: Projection) -> dict[str, Any]:
@@ -380,8 +397,7 @@ def _evaluate_alerts(view: _TeamView, projections: dict[str, tuple[Resource, Pro
             for window in sorted((int(w) for w in alert["windows_days"]), reverse=True):
                 sk = window_state_sk(alert["alert_id"], resource_id, window)
                 if days is None or days > window:
-                    if not _armed(view, sk):
-                        _rearm(view.team_id, sk)
+                    _rearm_seen(view, sk)
                     continue
                 assert resource is not None and projection is not None
                 context = {**_context(view, resource, projection), "alert_name": alert["name"],
@@ -401,8 +417,7 @@ def _evaluate_api_status(view: _TeamView, projections: dict[str, tuple[Resource,
         for status, recovered in (("low", projection.status == "ok"), ("exhausted", projection.status != "exhausted")):
             sk = api_state_sk(resource_id, status)
             if recovered:
-                if not _armed(view, sk):
-                    _rearm(view.team_id, sk)
+                _rearm_seen(view, sk)
             elif projection.status == status:
                 subject = (f"{resource.display_name} API balance is running low" if status == "low"
                            else f"{resource.display_name} API balance is used up")
@@ -429,15 +444,27 @@ def evaluate_team(team_id: str, now: datetime, outcome: Outcome) -> None:
     outcome.teams += 1
 
 
+class EvaluationFailed(Exception):
+    """Some teams could not be evaluated; the others were. Raised so that the invocation fails:
+    Lambda retries it (claims make that safe) and the function's error alarm sees it."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(f"{outcome.failed_teams} team(s) failed, {outcome.teams} evaluated")
+        self.outcome = outcome
+
+
 def evaluate(now: datetime, team_ids: Iterable[str] | None = None) -> Outcome:
     """The scheduled run (every team with alerts or api balances) or a stream run (the given teams).
-    One team's failure (a throttled read, say) is logged and does not hold up the others; the
-    next run retries it, as the close job does with a failed cycle."""
+    One team's failure (a throttled read, say) does not hold up the others; the run then fails."""
     outcome = Outcome()
+    first_error: Exception | None = None
     for team_id in sorted(set(team_ids)) if team_ids is not None else teams_to_evaluate():
         try:
             evaluate_team(team_id, now, outcome)
-        except Exception:
-            logger.exception("evaluating a team's alerts failed; the next run retries", extra={"team_id": team_id})
+        except Exception as error:
+            logger.exception("evaluating a team's alerts failed", extra={"team_id": team_id})
             outcome.failed_teams += 1
+            first_error = first_error or error
+    if first_error is not None:
+        raise EvaluationFailed(outcome) from first_error
     return outcome
