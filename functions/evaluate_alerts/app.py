@@ -5,7 +5,6 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from usage_ledger import clock
-from usage_ledger.domain.calendar import parse_instant
 from usage_ledger.service import alerting
 
 logger = Logger()
@@ -48,7 +47,9 @@ def lambda_handler(event, context):
         response = process_partial_response(event=event, record_handler=_record(outcome, {}),
                                             processor=processor, context=context)
     else:
-        outcome = alerting.evaluate(parse_instant(event["time"]))
+        # as of the clock: the schedule only wakes it, and a projection is about now (a retried
+        # run that starts late must not re-arm what a stream run just notified)
+        outcome = alerting.evaluate(clock.now())
         response = {"teams": outcome.teams, "emails_sent": outcome.emails_sent}
     metrics.add_metric(name="AlertsSent", unit=MetricUnit.Count, value=outcome.emails_sent)
     metrics.add_metric(name="AlertSendFailures", unit=MetricUnit.Count, value=outcome.send_failures)

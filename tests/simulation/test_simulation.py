@@ -16,7 +16,7 @@ from conftest import Api, apply_environment, reset_domain_caches
 from harness import SimConfig, Simulation
 from infra.moto_server import start_moto_server
 from infra.stack import deploy
-from invariants import check_all
+from invariants import check_alert_states, check_all
 
 pytestmark = pytest.mark.server
 
@@ -53,6 +53,7 @@ def test_invariants_hold_after_a_seeded_run(server_api, clock, seed):
                        events_per_step=int(os.environ.get("SIM_EVENTS", "40")),
                        teams=int(os.environ.get("SIM_TEAMS", "4")))
     simulation = Simulation(server_api, clock, config)
+    simulation.check_alert_states = lambda: check_alert_states(simulation, simulation.scan("LedgerTable"))
     outcome = simulation.run()
     problems = check_all(simulation)
     print(f"\nsimulation seed={seed}: {outcome}")
