@@ -301,6 +301,14 @@ def test_event_times_that_overflow_in_utc_are_refused_by_index(api, team):
         assert paths(reply) == ["[1].time"], when
 
 
+def test_event_times_must_be_rfc3339_not_any_iso_8601_form(api, team):
+    # found in review: fromisoformat also took the basic format, week dates, second offsets, a space
+    for when in ("20261125T120000Z", "2026-W48-3T12:00:00Z", "2026-11-25T12:00:00+00:00:30",
+                 "2026-11-25 12:00:00Z", "\uff12\uff10\uff12\uff16-11-25T12:00:00Z", "2026-11-25T12:00:00"):
+        reply = send_events(api, [cloud_event(team, "minutes", 1, when)])
+        assert paths(reply) == ["[0].time"], when
+
+
 def test_subscription_instants_out_of_range_are_refused_with_the_field(api, team):
     for field in ("starts_at", "ends_at", "purchased_at"):
         for when in FAR:

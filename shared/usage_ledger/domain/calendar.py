@@ -6,6 +6,7 @@ month" repeated, so an anchor on the 31st returns to the 31st after a short mont
 from __future__ import annotations
 
 import calendar as _calendar
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -146,8 +147,17 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
 
 
+# RFC 3339 date-time: fromisoformat alone also takes ISO 8601 forms such as 20261125T120000,
+# week dates (2026-W48-3) and second offsets (+00:00:30)
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
+
+
 def parse_instant(text: str) -> datetime:
     """An RFC 3339 timestamp that carries an offset (naive times are refused)."""
+    if not RFC3339.fullmatch(text):
+        if RFC3339.fullmatch(text + "Z"):
+            raise ValueError("must carry a UTC offset (e.g. Z or +02:00)")
+        raise ValueError("must look like 2026-11-25T12:00:00Z")
     value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must carry a UTC offset (e.g. Z or +02:00)")
