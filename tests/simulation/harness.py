@@ -227,7 +227,10 @@ class Simulation:
                                  {"name": f"App {number}", "owner_user_id": f"hub-{number}"})
             assert reply.status in (200, 201), reply.text
             resources = rng.sample([rid for rid, _, _ in CATALOGUE], k=rng.randint(2, len(CATALOGUE)))
-            for resource_id in resources:
+            for index, resource_id in enumerate(resources):
+                if number == 0 and index == 0:  # one payg-only resource whose cycle closes early on
+                    self._subscribe(team_id, admin, resource_id, "payg", early_cycle=True)
+                    continue
                 for type_ in rng.sample(["free", "token_flex", "flex", "payg"], k=rng.randint(1, 3)):
                     self._subscribe(team_id, admin, resource_id, type_)
             setup = TeamSetup(team_id, admin, resources)
@@ -240,10 +243,12 @@ class Simulation:
         # faults go into the clients the handlers share (built lazily, cached per "container")
         self.faults.install(aws.client("dynamodb"), aws.client("ses"), aws.client("sqs"))
 
-    def _subscribe(self, team_id: str, admin: str, resource_id: str, type_: str) -> None:
+    def _subscribe(self, team_id: str, admin: str, resource_id: str, type_: str, early_cycle: bool = False) -> None:
+        """A random subscription; `early_cycle`: a payg one whose first cycle in the run ends two days
+        in, so that even a short run closes cycles into invoices."""
         rng, start = self.rng, self.config.start
         starts_at = start - timedelta(days=rng.randint(0, 90), hours=rng.randint(0, 23))
-        if rng.random() < 0.2:
+        if rng.random() < 0.2 and not early_cycle:
             starts_at = start + timedelta(days=rng.randint(1, 10))
         fields: dict[str, Any] = {"starts_at": _stamp(starts_at)}
         if type_ == "payg":
@@ -251,6 +256,9 @@ class Simulation:
             purchased = datetime(2026, rng.choice([5, 7, 8]), rng.choice([1, 15, 28, 29, 30, 31]),
                                  rng.randint(0, 23), rng.choice([0, 30, 45]), tzinfo=UTC) \
                 if rng.random() < 0.9 else starts_at
+            if early_cycle:
+                purchased, starts_at = start - timedelta(days=29), start - timedelta(days=60)
+                fields["starts_at"] = _stamp(starts_at)
             fields.update(purchased_at=_stamp(min(purchased, starts_at)), timezone=rng.choice(ZONES),
                           unit_amount=rng.choice([0, 7, 250, 1999]), currency=rng.choice(["usd", "eur", "jpy"]),
                           purchaser_user_id=admin,
