@@ -184,3 +184,16 @@ def test_entitlement_unknowns_and_iam(api, team):
     assert api.get("/v1/teams/nope/entitlements/minutes", as_=OPERATOR).status == 404
     assert api.get(f"/v1/teams/{team}/entitlements/nope", as_=OPERATOR).status == 404
     assert api.get(f"/v1/teams/{team}/entitlements/minutes", as_=ALICE).status == 403
+
+
+def test_the_team_checked_is_the_team_served(api, world, team):
+    # hardening from review: membership was checked on API Gateway's decoded pathParameters while
+    # the handler serves the team in rawPath; a request where they differ must not pass as team-a
+    from infra.apigw import find_route, http_event
+    from infra.lambdas import FakeLambdaContext, load_handler
+
+    world.subscription("team-b", "minutes", "flex", quantity=10)
+    route, params = find_route(api.routes, "GET", "/v1/teams/team-b/balances")
+    event = http_event(route, "/v1/teams/team-b/balances", {**params, "team_id": "team-a"}, identity=ALICE)
+    reply = load_handler(api.stack, route.function)(event, FakeLambdaContext(route.function))
+    assert reply["statusCode"] == 404 and '"balances"' not in reply["body"]

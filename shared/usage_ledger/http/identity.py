@@ -76,7 +76,7 @@ class TeamRouter:
 
     def route(self, method: str, rule: str, action: Action) -> Callable:
         # the rule's <param> segments match one path segment each, as Powertools matches them
-        pattern = re.compile("^" + re.sub(r"<\w+>", "[^/]+", re.escape(rule)) + "$")
+        pattern = re.compile(re.sub(r"<(\w+)>", r"(?P<\1>[^/]+)", re.escape(rule)))
         self._needs.append((method.upper(), pattern, action))
         return self.router.route(rule, method.upper())
 
@@ -89,9 +89,14 @@ class TeamRouter:
     def delete(self, rule: str, action: Action) -> Callable:
         return self.route("DELETE", rule, action)
 
-    def action_for(self, method: str, path: str) -> Action | None:
-        return next((action for route_method, pattern, action in self._needs
-                     if route_method == method.upper() and pattern.fullmatch(path)), None)
+    def match(self, method: str, path: str) -> tuple[Action, dict[str, str]] | None:
+        """The action a request needs and its path parameters, read from the path exactly as
+        Powertools will route it; None for a path no route of this router takes."""
+        for route_method, pattern, action in self._needs:
+            found = pattern.fullmatch(path) if route_method == method.upper() else None
+            if found:
+                return action, found.groupdict()
+        return None
 
 
 def team_guard(*routers: TeamRouter) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -100,14 +105,15 @@ def team_guard(*routers: TeamRouter) -> Callable[[dict[str, Any]], dict[str, Any
     A route no router declares is refused (404), so a route cannot skip its role check."""
 
     def guard(event: dict[str, Any]) -> dict[str, Any]:
-        team_id = (event.get("pathParameters") or {}).get("team_id", "")
-        member = team_member(event, team_id)
         request = APIGatewayProxyEventV2(event)  # method and path as Powertools will route them
-        action = next((found for router in routers
-                       if (found := router.action_for(request.http_method, request.path))), None)
-        if action is None:
+        route = next((found for router in routers if (found := router.match(request.http_method, request.path))),
+                     None)
+        # the team the handler will serve: from the same match, not API Gateway's decoded copy
+        team_id = route[1].get("team_id", "") if route else (event.get("pathParameters") or {}).get("team_id", "")
+        member = team_member(event, team_id)
+        if route is None:
             raise NotFound("No such route.")
-        return {"member": require(member, action)}
+        return {"member": require(member, route[0])}
 
     return guard
 
