@@ -322,22 +322,29 @@ class RuntimeDied(BaseException):
     """The Lambda runtime dying (timeout, out of memory): no `except Exception` sees it."""
 
 
-def test_a_run_that_dies_between_claim_and_send_is_taken_over_after_its_lease(api, team, monkeypatch, clock):
-    # found by the simulation: the claim used to disarm the window for good, so a run that died
-    # before SES accepted the email lost the notification until the projection left the window
+@pytest.fixture
+def runtime_dies_in_send(monkeypatch):
+    """From now on sending an email kills the runtime; call the returned function to revive it."""
     from usage_ledger.adapters import email
 
-    create(api, alert(windows=(10,)))
-    use(api, team, "minutes", 80)
     real_send = email.send
 
     def dies(*args, **kwargs):
         raise RuntimeDied()
 
     monkeypatch.setattr(email, "send", dies)
+    return lambda: monkeypatch.setattr(email, "send", real_send)
+
+
+def test_a_run_that_dies_between_claim_and_send_is_taken_over_after_its_lease(api, team, clock,
+                                                                              runtime_dies_in_send):
+    # found by the simulation: the claim used to disarm the window for good, so a run that died
+    # before SES accepted the email lost the notification until the projection left the window
+    create(api, alert(windows=(10,)))
+    use(api, team, "minutes", 80)
     with pytest.raises(RuntimeDied):
         evaluate(api.stack)
-    monkeypatch.setattr(email, "send", real_send)
+    runtime_dies_in_send()  # revive
     assert evaluate(api.stack)["emails_sent"] == 0  # the dead run's claim still holds
     later = utc(2026, 11, 25, 12, 11)
     clock.set(later)
@@ -346,23 +353,15 @@ def test_a_run_that_dies_between_claim_and_send_is_taken_over_after_its_lease(ap
     assert len(sent()) == 1
 
 
-def test_a_scheduled_run_that_starts_late_still_holds_a_full_lease(api, team, monkeypatch, clock):
+def test_a_scheduled_run_that_starts_late_still_holds_a_full_lease(api, team, clock, runtime_dies_in_send):
     # found in review: the lease ran from the scheduled event's time, so a run retried 12 minutes
     # late wrote a lease that had already run out, and a stream run sent the email a second time
-    from usage_ledger.adapters import email
-
     create(api, alert(windows=(10,)))
     use(api, team, "minutes", 80)
-    real_send = email.send
-
-    def dies(*args, **kwargs):
-        raise RuntimeDied()
-
     clock.set(FROZEN_AT + timedelta(minutes=12))
-    monkeypatch.setattr(email, "send", dies)
     with pytest.raises(RuntimeDied):
         evaluate(api.stack, scheduled_event(FROZEN_AT))
-    monkeypatch.setattr(email, "send", real_send)
+    runtime_dies_in_send()  # revive
     clock.set(FROZEN_AT + timedelta(minutes=12, seconds=30))
     assert evaluate(api.stack, scheduled_event(FROZEN_AT + timedelta(minutes=12)))["emails_sent"] == 0
     clock.set(FROZEN_AT + timedelta(minutes=23))

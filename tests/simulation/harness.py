@@ -39,7 +39,6 @@ WRITES = {"TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem", "BatchWri
 # a fault that hit between SES accepting an email and the write that records it: the one window in
 # which a later run sends that email again (docs/invariants.md, I5 and I6)
 UNRECORDED_SEND = "unrecorded_send"
-LEASE = timedelta(minutes=10)  # the close and alert leases (service/billing.py, service/alerting.py)
 
 
 class Crash(BaseException):
@@ -461,6 +460,8 @@ class Simulation:
         self.ingest(faults=False)
         self.outcome.redriven = self.redrive()
         self.ingest(faults=False)
+        from usage_ledger.clock import LEASE
+
         self.clock.set(self.clock() + LEASE + timedelta(minutes=1))
         self.close(faults=False)
         self.alerts(faults=False)

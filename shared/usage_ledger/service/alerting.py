@@ -8,7 +8,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Iterable
 
 from aws_lambda_powertools import Logger
@@ -32,8 +32,6 @@ MAX_LIMIT = 100
 ALERT_ID = re.compile(r"^al_[0-9]{13}_[0-9a-f]{8}$")
 # a transaction also carries the alert and its config item
 STATES_PER_DELETE = dynamo.MAX_TRANSACTION_ITEMS - 2
-# longer than the evaluate function's timeout: a live run never loses its claim
-NOTIFY_LEASE = timedelta(minutes=10)
 
 
 def alerts_pk(team_id: str) -> str:
@@ -281,14 +279,12 @@ def _due(view: _TeamView, sk: str) -> bool:
 
 def _claim(team_id: str, sk: str, claim: str) -> bool:
     """Claim the notification; of two evaluations at once only one wins. The claim holds a lease:
-    if this run dies before it sends, a run after the lease takes the notification over. Leases
-    run on the wall clock, never on a scheduled event's time: a run that starts late (an async
-    retry) must not write a lease that has already run out."""
+    if this run dies before it sends, a run after the lease takes the notification over."""
     wall = clock.now()
     try:
         ledger_store.put_item(
             {"PK": alerts_pk(team_id), "SK": sk, "entity": "alert_state", "armed": False, "sent": False,
-             "claim": claim, "claimed_at": iso(wall), "lease_until": iso(wall + NOTIFY_LEASE)},
+             "claim": claim, "claimed_at": iso(wall), "lease_until": iso(clock.lease_until())},
             condition="attribute_not_exists(SK) OR armed = :true OR (sent = :false AND lease_until < :now)",
             expression_values={":true": True, ":false": False, ":now": iso(wall)},
         )

@@ -39,8 +39,6 @@ GSI1 = "GSI1"
 OPEN, CLOSING, CLOSED = "open", "closing", "closed"
 PENDING, PAID, PAYMENT_FAILED = "pending", "paid", "payment_failed"
 SENDING, SENT, NO_RECIPIENT = "sending", "sent", "no_recipient"
-# longer than the close function's 300 s timeout: a live run never loses its lease
-LEASE = timedelta(minutes=10)
 MAX_LIMIT = 100
 MAX_INVOICE_ID = 128  # far above the ids we issue, far below DynamoDB's key limit
 DEFAULT_LIMIT = 50
@@ -120,12 +118,6 @@ def _update(key: dict[str, Any], expression: str, condition: str, values: dict[s
     return dynamo.from_item(response.get("Attributes") or {})
 
 
-def _lease_until() -> str:
-    """Leases run on the wall clock, not on the run's scheduled time: a run that starts late (an
-    async retry, up to an hour) must not take a lease that has already run out."""
-    return iso(clock.now() + LEASE)
-
-
 def _claim(key: dict[str, Any], now: datetime, token: str) -> dict[str, Any] | None:
     """open -> closing (or re-take an expired lease); the cycle as it now stands, None if held."""
     return _update(
@@ -133,7 +125,7 @@ def _claim(key: dict[str, Any], now: datetime, token: str) -> dict[str, Any] | N
         "SET #status = :closing, lease_until = :lease, lease_token = :token",
         "attribute_exists(PK) AND (#status = :open OR (#status = :closing AND "
         "(attribute_not_exists(lease_until) OR lease_until < :now)))",
-        {":closing": CLOSING, ":open": OPEN, ":lease": _lease_until(), ":token": token, ":now": iso(clock.now())},
+        {":closing": CLOSING, ":open": OPEN, ":lease": iso(clock.lease_until()), ":token": token, ":now": iso(clock.now())},
         names={"#status": "status"},
         returns="ALL_NEW",
     )
@@ -257,7 +249,7 @@ def _collect(invoice: dict[str, Any], gateway: PaymentGateway, now: datetime,
     )
     status = PAID if charge.succeeded else PAYMENT_FAILED
     values: dict[str, Any] = {":status": status, ":pending": PENDING, ":charge": charge.charge_id,
-                              ":at": iso(now), ":sending": SENDING, ":lease": _lease_until(), ":token": token}
+                              ":at": iso(now), ":sending": SENDING, ":lease": iso(clock.lease_until()), ":token": token}
     expression = ("SET #status = :status, charge_id = :charge, settled_at = :at, "
                   "emailed = :sending, email_lease_until = :lease, email_token = :token")
     if charge.decline_code:
@@ -283,7 +275,7 @@ def _email(invoice: dict[str, Any], now: datetime, token: str) -> None:
             key, "SET emailed = :sending, email_lease_until = :lease, email_token = :token",
             "attribute_not_exists(emailed) OR (emailed = :sending AND "
             "(attribute_not_exists(email_lease_until) OR email_lease_until < :now))",
-            {":sending": SENDING, ":lease": _lease_until(), ":token": token, ":now": iso(clock.now())},
+            {":sending": SENDING, ":lease": iso(clock.lease_until()), ":token": token, ":now": iso(clock.now())},
         )
         if taken is None:  # sent, or being sent by another run
             return
