@@ -2,7 +2,8 @@
 
 Per path: DynamoDB requests by operation, write/read request units estimated from the actual
 item sizes, SQS requests, SES sends (all recorded with botocore hooks, see bench/meter.py) and
-handler wall time (converted to Lambda GB-s at the template's MemorySize). Prints one JSON
+handler wall time (converted to Lambda GB-s at the template's MemorySize); each handler's import
+time against `import boto3`, alternated in fresh interpreters (bench/imports.py). Prints one JSON
 document; also written to bench/results.json, whose "cost_table" feeds docs/operations.md.
 Everything runs against moto in-process through the real handlers, so the counts are the
 requests production would make; the timings are moto's, not DynamoDB's.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -28,7 +28,7 @@ import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 import conftest  # noqa: E402  (the test harness: Api, World, builders)
-from bench import meter  # noqa: E402
+from bench import imports, meter  # noqa: E402
 from bench.meter import Meter, Sample, counting, median, timed, typical  # noqa: E402
 from infra.stack import deploy, load_template  # noqa: E402
 
@@ -74,9 +74,9 @@ def per_unit(counter: Meter, units: float, function: str, timing: dict[str, floa
 def timing_ingest(invocations: list[tuple[Sample, int]], messages: list[Sample]) -> Iterator[None]:
     """Time every invocation the queue poller makes meanwhile, and every message inside them."""
     from infra import pollers
-    from usage_ledger.service import ingest
+    from usage_ledger.service.ingest import Ingest
 
-    original_invoke, original_apply = pollers.invoke, ingest.apply_message
+    original_invoke, original_apply = pollers.invoke, Ingest.apply_message
 
     def invoke(stack: Any, handlers: Any, function_logical_id: str, event: dict[str, Any]) -> Any:
         samples: list[Sample] = []
@@ -91,12 +91,12 @@ def timing_ingest(invocations: list[tuple[Sample, int]], messages: list[Sample])
             return original_apply(*args, **kwargs)
 
     pollers.invoke = invoke  # type: ignore[assignment]
-    ingest.apply_message = apply_message  # type: ignore[assignment]
+    Ingest.apply_message = apply_message  # type: ignore[assignment]
     try:
         yield
     finally:
         pollers.invoke = original_invoke  # type: ignore[assignment]
-        ingest.apply_message = original_apply  # type: ignore[assignment]
+        Ingest.apply_message = original_apply  # type: ignore[assignment]
 
 
 def ingest_timing(invocations: list[tuple[Sample, int]], messages: list[Sample], events_per_message: int
@@ -251,26 +251,6 @@ def read_paths() -> dict[str, Any]:
         return results
 
 
-def import_times() -> dict[str, Any]:
-    """Cold-start import time of each handler module, median of 5 fresh interpreters (ms)."""
-    results = {}
-    for function in ["operator_api", "producer_api", "team_api", "ingest", "close_billing_cycles",
-                     "evaluate_alerts"]:
-        if not (ROOT / "functions" / function / "app.py").exists():
-            continue
-        code = (
-            "import sys, time; sys.path[:0] = [%r, %r]; t = time.perf_counter(); import app; "
-            "print((time.perf_counter() - t) * 1000)"
-        ) % (str(ROOT / "functions" / function), str(ROOT / "shared"))
-        env = {**os.environ, "LEDGER_TABLE": "x", "USAGE_TABLE": "x", "DEDUPE_TABLE": "x"}
-        samples = []
-        for _ in range(5):
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-            samples.append(float(out.stdout.strip().splitlines()[-1]))
-        results[function] = {"import_ms_median": round(sorted(samples)[2], 1)}
-    return results
-
-
 def optional(name: str, module: str) -> Any:
     """Paths added by later issues register themselves in bench/<module>.py."""
     try:
@@ -343,13 +323,14 @@ def main() -> None:
         "reads": read_paths(),
         "close_billing_cycles": optional("close", "close_cycles"),
         "evaluate_alerts": optional("alerts", "alerts"),
-        "cold_start_imports": import_times(),
+        "imports": imports.run(),  # each handler against `import boto3`, alternated (bench/imports.py)
     }
     results["cost_table"] = cost_table(results)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(results, indent=2)
     (ROOT / "bench" / "results.json").write_text(text + "\n")
     print(text)
+    print(imports.table(results["imports"]), file=sys.stderr)  # stdout stays one JSON document
 
 
 if __name__ == "__main__":

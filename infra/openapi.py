@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from infra.stack import ROOT, Stack, default_parameters, load_template
+from infra.stack import Stack, default_parameters
+from infra.template import ROOT, load_template
 
 OUTPUT = ROOT / "docs" / "openapi.json"
 TITLE = "usage-ledger"

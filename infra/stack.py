@@ -7,41 +7,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
-import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_PATH = ROOT / "template.yaml"
+# the template as CloudFormation expands it (Fn::ForEach loops unrolled); importable from here too
+from infra.template import ROOT, TEMPLATE_PATH, load_template
 
-
-class _CfnLoader(yaml.SafeLoader):
-    """YAML loader that keeps CloudFormation short-form tags as {"Fn::X": value} dicts."""
-
-
-def _cfn_constructor(loader: yaml.Loader, suffix: str, node: yaml.Node) -> Any:
-    tag = suffix
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if tag == "Ref":
-        return {"Ref": value}
-    if tag == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{tag}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _cfn_constructor)
-
-
-def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+__all__ = ["ROOT", "TEMPLATE_PATH", "Stack", "default_parameters", "deploy", "load_template"]
 
 
 @dataclass

@@ -89,12 +89,13 @@ class Api:
 
 
 def reset_domain_caches() -> None:
-    from usage_ledger.adapters import aws, ledger_store
+    from usage_ledger import bootstrap
+    from usage_ledger.adapters import aws
     from usage_ledger.config import settings
 
     aws.reset_clients()
-    ledger_store.forget_catalogue()
     settings.cache_clear()
+    bootstrap.reset()
 
 
 def apply_environment(stack: Stack) -> None:
@@ -110,6 +111,19 @@ def stack():
         apply_environment(deployed)
         yield deployed
     reset_domain_caches()
+
+
+@pytest.fixture
+def compose(stack: Stack):
+    """Hand parts to the composition root for the next invocations, as a deployment's bootstrap
+    would build them: `compose(mailer=FailingMailer())`; `compose()` goes back to the real ones."""
+    from usage_ledger import bootstrap
+
+    def install(**parts: Any) -> None:
+        bootstrap.use(bootstrap.Container(**parts))
+
+    yield install
+    bootstrap.reset()
 
 
 @pytest.fixture

@@ -1,13 +1,12 @@
 """Close billing cycles: on a schedule, closes due Pay-as-You-Go cycles into invoices, charges and emails."""
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from usage_ledger import clock
-from usage_ledger.config import settings
+from usage_ledger.bootstrap import container
 from usage_ledger.domain.calendar import parse_instant
-from usage_ledger.service import billing
 
 logger = Logger()
 metrics = Metrics()
@@ -28,8 +27,7 @@ def event_time(event: dict) -> datetime:
 @logger.inject_lambda_context
 def lambda_handler(event, context):
     now = event_time(event)
-    grace = timedelta(minutes=settings().billing_grace_minutes)
-    summary = billing.close_due_cycles(now, grace=grace)
+    summary = container().billing.close_due_cycles(now)
     metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=summary["invoiced"])
     metrics.add_metric(name="PaymentsFailed", unit=MetricUnit.Count, value=summary["payments_failed"])
     logger.info("billing cycles closed", extra={"now": now.isoformat(), **summary})

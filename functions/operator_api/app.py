@@ -8,40 +8,41 @@ from aws_lambda_powertools.logging import correlation_paths
 from usage_ledger.http.api import json_response, new_resolver, resolve
 from usage_ledger.http.identity import require_operator
 from usage_ledger.http.schemas import IDENTIFIER, AppBody, MemberBody, ResourceBody, SubscriptionBody, TeamBody
-from usage_ledger.service import operator
+from usage_ledger.bootstrap import container
+from usage_ledger.service.operator import Written
 
 logger = Logger()
 app = new_resolver()
 PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 
 
-def _written(result: operator.Written):
+def _written(result: Written):
     return json_response(result.body, 201 if result.created else 200)
 
 
 @app.put("/v1/admin/resources/<resource_id>")
 def put_resource(resource_id: PathId, body: Annotated[ResourceBody, Body()]):
-    return _written(operator.put_resource(resource_id, body))
+    return _written(container().operator.put_resource(body.command(resource_id)))
 
 
 @app.put("/v1/admin/teams/<team_id>")
 def put_team(team_id: PathId, body: Annotated[TeamBody, Body()]):
-    return _written(operator.put_team(team_id, body))
+    return _written(container().operator.put_team(body.command(team_id)))
 
 
 @app.put("/v1/admin/teams/<team_id>/members/<user_id>")
 def put_member(team_id: PathId, user_id: PathId, body: Annotated[MemberBody, Body()]):
-    return _written(operator.put_member(team_id, user_id, body))
+    return _written(container().operator.put_member(body.command(team_id, user_id)))
 
 
 @app.put("/v1/admin/teams/<team_id>/apps/<app_id>")
 def put_app(team_id: PathId, app_id: PathId, body: Annotated[AppBody, Body()]):
-    return _written(operator.put_app(team_id, app_id, body))
+    return _written(container().operator.put_app(body.command(team_id, app_id)))
 
 
 @app.post("/v1/admin/teams/<team_id>/subscriptions")
 def create_subscription(team_id: PathId, body: Annotated[SubscriptionBody, Body()]):
-    return _written(operator.create_subscription(team_id, body))
+    return _written(container().operator.create_subscription(body.command(team_id)))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

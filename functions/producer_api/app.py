@@ -7,11 +7,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from usage_ledger import clock
-from usage_ledger.config import settings
 from usage_ledger.http.api import json_body, json_response, new_resolver, resolve
 from usage_ledger.http.identity import require_operator
 from usage_ledger.http.schemas import IDENTIFIER
-from usage_ledger.service import balances, ingest
+from usage_ledger.bootstrap import container
+from usage_ledger.http.events import record_usage
+from usage_ledger.http.schemas import entitlement_quantity
 
 logger = Logger()
 metrics = Metrics()
@@ -22,7 +23,8 @@ PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 @app.post("/v1/events")
 def post_events():
     payload = json_body(app)
-    accepted = ingest.accept(payload, app.current_event.headers.get("content-type", ""))
+    command = record_usage(payload, app.current_event.headers.get("content-type", ""), clock.now())
+    accepted = container().ingest.accept(command)
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=accepted)
     return json_response({"accepted": accepted}, 202)
 
@@ -30,9 +32,9 @@ def post_events():
 @app.get("/v1/teams/<team_id>/entitlements/<resource_id>")
 def get_entitlement(team_id: PathId, resource_id: PathId,
                     quantity: Annotated[str | None, Query(description="base units; default one charged unit")] = None):
-    answer = balances.entitlement(team_id, resource_id, balances.parse_entitlement_quantity(quantity), clock.now())
+    answer = container().balances.entitlement(team_id, resource_id, entitlement_quantity(quantity), clock.now())
     # the staleness a producer accepts, set by the EntitlementMaxAgeSeconds template parameter
-    cache = f"private, max-age={settings().entitlement_max_age_seconds}"
+    cache = f"private, max-age={container().settings.entitlement_max_age_seconds}"
     return json_response(answer, headers={"Cache-Control": cache})
 
 

@@ -1,6 +1,7 @@
 """Alerts through the handlers: the alert routes, then EvaluateAlertsFunction on schedule and on the stream."""
 import itertools
 from datetime import timedelta
+import re
 import threading
 import uuid
 
@@ -43,9 +44,10 @@ def team(world):
 @pytest.fixture
 def dynamodb_calls():
     """(operation, params) of every DynamoDB request the domain clients make from now on."""
-    from usage_ledger.adapters import aws, ledger_store
+    from usage_ledger import bootstrap
+    from usage_ledger.adapters import aws
 
-    ledger_store.catalogue()  # a warm container: the catalogue is cached
+    bootstrap.container().ledger_store.catalogue()  # a warm container: the catalogue is cached
     calls = []
 
     def record(model, params, **_):
@@ -98,7 +100,7 @@ def stream_event(stack, keys):
 
 
 def evaluate(stack, event=None, container=""):
-    handler = load_handler(stack, "EvaluateAlertsFunction", container)
+    handler = load_handler(stack, "BalanceChangedAlertsFunction" if "Records" in (event or {}) else "EvaluateAlertsFunction", container)
     return handler(event or scheduled_event(), FakeLambdaContext("EvaluateAlertsFunction"))
 
 
@@ -135,18 +137,18 @@ def test_the_same_configuration_in_any_order_under_any_name_is_a_conflict(api, w
 
 
 def test_two_identical_creations_racing_give_one_alert(api, team, serialized_moto):
-    from usage_ledger.adapters import ledger_store
-    from usage_ledger.errors import Conflict
+    from usage_ledger import bootstrap
+    from usage_ledger.domain.errors import Conflict
     from usage_ledger.http.schemas import AlertBody
-    from usage_ledger.service import alerting
 
-    member = ledger_store.get_member(team, "alice")
+    services = bootstrap.container()
+    member = services.membership.member(team, "alice")
     barrier, outcomes = threading.Barrier(2), []
 
     def attempt(name):
         barrier.wait()
         try:
-            outcomes.append(alerting.create_alert(team, member, AlertBody(**alert(name)), FROZEN_AT))
+            outcomes.append(services.alerting.create_alert(AlertBody(**alert(name)).command(team, member), FROZEN_AT))
         except Conflict as error:
             outcomes.append(error)
 
@@ -301,19 +303,17 @@ def test_an_alert_rearms_when_the_projection_goes_away(api, team, clock):
     assert len(sent()) == 2
 
 
-def test_a_failed_send_rearms_so_the_next_run_retries(api, team, monkeypatch):
-    from usage_ledger.adapters import email
-
-    create(api, alert(windows=(10,)))
-    use(api, team, "minutes", 80)
-    real_send = email.send
-
-    def failing(*args, **kwargs):
+class FailingMailer:
+    def send(self, *args, **kwargs):
         raise ClientError({"Error": {"Code": "Throttling", "Message": "slow down"}}, "SendEmail")
 
-    monkeypatch.setattr(email, "send", failing)
+
+def test_a_failed_send_rearms_so_the_next_run_retries(api, team, compose):
+    create(api, alert(windows=(10,)))
+    use(api, team, "minutes", 80)
+    compose(mailer=FailingMailer())
     assert evaluate(api.stack)["emails_sent"] == 0
-    monkeypatch.setattr(email, "send", real_send)
+    compose()
     assert evaluate(api.stack)["emails_sent"] == 1
     assert evaluate(api.stack)["emails_sent"] == 0
 
@@ -322,18 +322,16 @@ class RuntimeDied(BaseException):
     """The Lambda runtime dying (timeout, out of memory): no `except Exception` sees it."""
 
 
-@pytest.fixture
-def runtime_dies_in_send(monkeypatch):
-    """From now on sending an email kills the runtime; call the returned function to revive it."""
-    from usage_ledger.adapters import email
-
-    real_send = email.send
-
-    def dies(*args, **kwargs):
+class DyingMailer:
+    def send(self, *args, **kwargs):
         raise RuntimeDied()
 
-    monkeypatch.setattr(email, "send", dies)
-    return lambda: monkeypatch.setattr(email, "send", real_send)
+
+@pytest.fixture
+def runtime_dies_in_send(compose):
+    """From now on sending an email kills the runtime; call the returned function to revive it."""
+    compose(mailer=DyingMailer())
+    return compose
 
 
 def test_a_run_that_dies_between_claim_and_send_is_taken_over_after_its_lease(api, team, clock,
@@ -368,49 +366,46 @@ def test_a_scheduled_run_that_starts_late_still_holds_a_full_lease(api, team, cl
     assert evaluate(api.stack, scheduled_event(FROZEN_AT + timedelta(minutes=23)))["emails_sent"] == 1
 
 
-def test_a_send_that_cannot_be_recorded_does_not_stop_the_team(api, world, team, monkeypatch):
+def test_a_send_that_cannot_be_recorded_does_not_stop_the_team(api, world, team, compose):
     # found in review: a throttled "sent" record after a successful send aborted the team's other notices
-    from usage_ledger.service import alerting
+    from usage_ledger.adapters.dynamodb.alerts import AlertStore
+
+    class ThrottledSentRecord(AlertStore):
+        def mark_sent(self, *args, **kwargs):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                              "UpdateItem")
 
     world.subscription(team, "calls", "flex", quantity=100)
     world.member(team, "hank", ["hub_admin"])
     create(api, alert())
     use(api, team, "minutes", 80)
     use(api, team, "calls", 95)
-    real_update = alerting.dynamo.client().update_item
-
-    def throttled(**kwargs):
-        if "sent = :true" in kwargs.get("UpdateExpression", ""):
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
-                              "UpdateItem")
-        return real_update(**kwargs)
-
-    monkeypatch.setattr(alerting.dynamo.client(), "update_item", throttled)
+    compose(alert_store=ThrottledSentRecord())
     assert evaluate(api.stack)["emails_sent"] == 3  # two windows and the api "low" notice, all sent
 
 
-def test_one_team_failing_does_not_hold_up_the_others(api, world, team, monkeypatch):
-    from usage_ledger.service import alerting
+def test_one_team_failing_does_not_hold_up_the_others(api, world, team, compose):
+    from usage_ledger.adapters.dynamodb.alerts import AlertStore
+    from usage_ledger.service.alerting import EvaluationFailed
+
+    class ThrottledForTeamA(AlertStore):
+        def load(self, team_id):
+            if team_id == "team-a":
+                raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                                  "Query")
+            return super().load(team_id)
 
     build_team(world, "team-b")
     create(api, alert())
     create(api, alert(), team_id="team-b")
     use(api, "team-a", "minutes", 80)
     use(api, "team-b", "minutes", 80)
-    real_load = alerting._load
-
-    def flaky(team_id):
-        if team_id == "team-a":
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
-                              "Query")
-        return real_load(team_id)
-
-    monkeypatch.setattr(alerting, "_load", flaky)
-    with pytest.raises(alerting.EvaluationFailed) as failed:  # the invocation fails: retried, alarmed
+    compose(alert_store=ThrottledForTeamA())
+    with pytest.raises(EvaluationFailed) as failed:  # the invocation fails: retried, alarmed
         evaluate(api.stack)
     assert (failed.value.outcome.teams, failed.value.outcome.emails_sent) == (1, 2)  # team-b went ahead
     assert {address for m in sent() for address in m.destinations["ToAddresses"]} == {"alice@example.com"}
-    monkeypatch.setattr(alerting, "_load", real_load)
+    compose()
     assert evaluate(api.stack) == {"teams": 2, "emails_sent": 2}
 
 
@@ -459,6 +454,12 @@ def test_concurrent_evaluations_send_each_email_once(api, world, team, serialize
     assert len(sent()) == 3  # two windows, and one api "low"
 
 
+def partition_of(query: dict) -> str:
+    """The partition a Query reads: the value its key condition compares the hash key with (first)."""
+    placeholder = re.search(r"=\s*(:\w+)", query["KeyConditionExpression"]).group(1)
+    return query["ExpressionAttributeValues"][placeholder]["S"]
+
+
 def test_a_stream_batch_evaluates_only_its_teams_in_two_queries_each(api, world, team, dynamodb_calls):
     build_team(world, "team-b")
     for team_id in (team, "team-b"):
@@ -469,7 +470,7 @@ def test_a_stream_batch_evaluates_only_its_teams_in_two_queries_each(api, world,
                                      ("TEAM#team-a", "RES#minutes#BAL")])
     assert evaluate(api.stack, event) == {"batchItemFailures": []}
     queries = [params for operation, params in dynamodb_calls if operation == "Query"]
-    assert [q["ExpressionAttributeValues"][":pk"]["S"] for q in queries] == ["TEAM#team-a", "TEAM#team-a#ALERT"]
+    assert [partition_of(q) for q in queries] == ["TEAM#team-a", "TEAM#team-a#ALERT"]
     # per email: a conditional claim before the send and the record of it after
     assert [operation for operation, _ in dynamodb_calls if operation != "Query"] == ["PutItem", "UpdateItem"] * 2
     assert {address for m in sent() for address in m.destinations["ToAddresses"]} == {"alice@example.com"}
@@ -487,7 +488,7 @@ def test_the_scheduled_run_finds_teams_with_api_balances_but_no_alerts(api, worl
     use(api, team, "calls", 10)
     dynamodb_calls.clear()
     assert evaluate(api.stack) == {"teams": 1, "emails_sent": 1}
-    gsi = [params["ExpressionAttributeValues"][":pk"]["S"] for operation, params in dynamodb_calls
+    gsi = [partition_of(params) for operation, params in dynamodb_calls
            if operation == "Query" and params.get("IndexName") == "GSI1"]
     assert gsi == ["ALERT", "APIBAL"]
 

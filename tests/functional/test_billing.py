@@ -201,43 +201,44 @@ def test_three_concurrent_runs_issue_one_invoice_one_charge_one_email(api, world
     assert len(emails()) == 1
 
 
-def test_a_failed_email_leaves_the_cycle_due_and_the_next_run_sends_it_once(api, world, team, clock, monkeypatch):
-    from usage_ledger.adapters import email
+class FailingMailer:
+    """SES answering with an error to every send."""
 
+    def __init__(self, code: str = "Throttling") -> None:
+        self.code = code
+
+    def send(self, *args, **kwargs):
+        raise ClientError({"Error": {"Code": self.code, "Message": "unavailable"}}, "SendEmail")
+
+
+def test_a_failed_email_leaves_the_cycle_due_and_the_next_run_sends_it_once(api, world, team, clock, compose):
     payg(world)
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 60, utc(2026, 2, 1))])
-    real_send = email.send
-
-    def throttled(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "Throttling", "Message": "slow down"}}, "SendEmail")
-
-    monkeypatch.setattr(email, "send", throttled)
+    compose(mailer=FailingMailer("Throttling"))
     assert close(api.stack, utc(2026, 2, 15, 1))["failed"] == 1
     (invoice,) = invoices(api)["items"]
     assert invoice["status"] == "paid" and emails() == []
 
-    monkeypatch.setattr(email, "send", real_send)
+    compose()
     summary = close(api.stack, utc(2026, 2, 15, 2))
     assert summary["closed"] == 1 and summary["invoiced"] == 0  # the invoice of the first run is reused
     assert len(invoices(api)["items"]) == 1 and len(payments(api.stack)) == 1 and len(emails()) == 1
 
 
-def test_a_gateway_error_leaves_the_invoice_pending_and_the_next_run_charges_it_once(api, world, team, clock,
-                                                                                     monkeypatch):
-    from usage_ledger.adapters.payments import LocalPaymentGateway
-
-    payg(world)
-    ingest(api, clock, utc(2026, 2, 1), [usage(team, 60, utc(2026, 2, 1))])
-    real_charge = LocalPaymentGateway.charge
-
-    def unreachable(self, **kwargs):
+class UnreachableGateway:
+    def charge(self, **kwargs):
         raise ConnectionError("gateway unreachable")
 
-    monkeypatch.setattr(LocalPaymentGateway, "charge", unreachable)
+
+def test_a_gateway_error_leaves_the_invoice_pending_and_the_next_run_charges_it_once(api, world, team, clock,
+                                                                                     compose):
+    payg(world)
+    ingest(api, clock, utc(2026, 2, 1), [usage(team, 60, utc(2026, 2, 1))])
+    compose(payments=UnreachableGateway())
     assert close(api.stack, utc(2026, 2, 15, 1))["failed"] == 1
     assert payments(api.stack) == [] and emails() == []
 
-    monkeypatch.setattr(LocalPaymentGateway, "charge", real_charge)
+    compose()
     assert close(api.stack, utc(2026, 2, 15, 2))["closed"] == 1
     (invoice,) = invoices(api)["items"]
     assert invoice["status"] == "paid" and len(payments(api.stack)) == 1 and len(emails()) == 1
@@ -371,13 +372,13 @@ def test_non_members_get_404(api, world, five_invoices):
 
 def test_requests_per_closed_cycle(api, world, team, clock):
     """DynamoDB requests one run spends per invoiced cycle (one GSI1 query for the whole run)."""
-    from usage_ledger.adapters import dynamo
+    from usage_ledger.adapters import aws
 
     payg(world)
     for month in range(1, 6):  # each month's usage arrives while its cycle is open
         ingest(api, clock, utc(2026, month, 20, 1), [usage(team, 20, utc(2026, month, 20))])
     calls = []
-    dynamo.client().meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    aws.client("dynamodb").meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
     assert close(api.stack, utc(2026, 7, 1))["invoiced"] == 5
     assert calls.count("Query") == 1
     per_cycle = (len(calls) - 1) / 5
@@ -387,21 +388,18 @@ def test_requests_per_closed_cycle(api, world, team, clock):
 
 
 def test_a_run_that_dies_holding_the_lease_is_taken_over_once_the_lease_runs_out(api, world, team, clock,
-                                                                                monkeypatch):
-    from usage_ledger.adapters import email
-    from usage_ledger.service import billing
+                                                                                compose):
+    from usage_ledger.adapters.dynamodb.billing import BillingStore
+
+    class DiesBeforeReleasing(BillingStore):
+        def release_cycle(self, ref, token):  # as if the container died holding the lease
+            pass
 
     payg(world)
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 20, utc(2026, 2, 1))])
-    real_send = email.send
-
-    def crash(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendEmail")
-
-    monkeypatch.setattr(email, "send", crash)
-    monkeypatch.setattr(billing, "_release", lambda key, token: None)  # as if the container died
+    compose(mailer=FailingMailer("ServiceUnavailable"), billing_store=DiesBeforeReleasing())
     assert close(api.stack, utc(2026, 2, 15, 1))["failed"] == 1
-    monkeypatch.setattr(email, "send", real_send)
+    compose()
     assert close(api.stack, utc(2026, 2, 15, 1, 5))["skipped"] == 1  # the lease still holds
     assert emails() == []
     assert close(api.stack, utc(2026, 2, 15, 2))["closed"] == 1

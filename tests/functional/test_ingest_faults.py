@@ -62,7 +62,10 @@ def test_a_redriven_message_with_a_new_sqs_id_still_counts_its_events(api, world
     """SQS gives a redriven message a new id; ownership rides on the batch id in the body."""
     import boto3
 
-    from usage_ledger.service.ingest import apply_message, claim, decode_message
+    from usage_ledger import bootstrap
+    from usage_ledger.adapters.queue import decode_message
+
+    services = bootstrap.container()
 
     world.resource("minutes", size=20)
     world.team("team-a")
@@ -71,7 +74,7 @@ def test_a_redriven_message_with_a_new_sqs_id_still_counts_its_events(api, world
     sqs = boto3.client("sqs")
     [message] = sqs.receive_message(QueueUrl=api.stack.physical["EventsQueue"])["Messages"]
     batch_id, events = decode_message(message["Body"], message["MessageId"])
-    claim(batch_id, events, utc(2026, 11, 25))  # the first attempt claimed, then crashed before applying
+    services.ingest_store.claim(batch_id, events, utc(2026, 11, 25))  # the first attempt claimed, then crashed before applying
     batch_again, events_again = decode_message(message["Body"], "a-new-sqs-message-id")
-    assert apply_message(batch_again, events_again) == 1
+    assert services.ingest.apply_message(batch_again, events_again) == 1
     assert api.get("/v1/teams/team-a/balances/minutes", as_=ALICE).json["available"] == 98

@@ -39,7 +39,8 @@ from moto.sqs.models import sqs_backends
 
 from infra.apigw import ANONYMOUS, Route, routes_of
 from infra.lambdas import FakeLambdaContext, load_handler
-from infra.stack import Stack, deploy, load_template
+from infra.stack import Stack, deploy
+from infra.template import load_template
 
 ALPHA, BRAVO, NOWHERE = "team-alpha", "team-bravo", "team-nowhere"
 ALPHA_ADMIN = Identity.user("alpha-ann")

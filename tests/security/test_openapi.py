@@ -3,7 +3,7 @@ import json
 
 from infra import openapi
 from infra.apigw import routes_of
-from infra.stack import load_template
+from infra.template import load_template
 
 
 def committed() -> dict:

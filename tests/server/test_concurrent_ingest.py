@@ -27,10 +27,13 @@ def server_api(monkeypatch):
 
 
 def sqs_record(events, message_id=None):
-    from usage_ledger.service.ingest import encode_message, parse_events
     from usage_ledger import clock
+    from usage_ledger.adapters.queue import encode_message
+    from usage_ledger.http.events import record_usage
 
-    body = encode_message(parse_events(events, "application/cloudevents-batch+json", clock.now()))
+    command = record_usage(events, "application/cloudevents-batch+json", clock.now())
+    assert not command.invalid
+    body = encode_message([event for _, event in command.events])
     return {"messageId": message_id or uuid.uuid4().hex, "receiptHandle": "r", "body": body,
             "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "",
             "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}

@@ -133,8 +133,15 @@ class FaultPlan:
     def caused(error: BaseException) -> bool:
         """Whether a failed invocation's error is a fault this plan injected, or one the code
         raised on purpose *from* it (`raise ... from error`). An error raised while handling an
-        injected fault is not excused: those handlers are what the faults are here to test."""
-        return bool(getattr(error, "injected", False) or getattr(error.__cause__, "injected", False))
+        injected fault is not excused: those handlers are what the faults are here to test. The
+        `from` chain is followed to its end, and pynamodb's own `cause` (it wraps a botocore error
+        twice, the outer one without `from`)."""
+        cause: BaseException | None = error
+        while cause is not None:
+            if getattr(cause, "injected", False):
+                return True
+            cause = cause.__cause__ or getattr(cause, "cause", None)
+        return False
 
     def _after(self, model: Any, **_: Any) -> None:
         self.local.last = model.name
@@ -388,7 +395,7 @@ class Simulation:
             index = int(container[1:])
             if index == 2:  # the stream invocation
                 assert stream is not None
-                stream.handlers = {function: load_handler(self.stack, function, container)}
+                stream.handlers = {"BalanceChangedAlertsFunction": load_handler(self.stack, "BalanceChangedAlertsFunction", container)}
 
                 def call() -> None:
                     self.outcome.stream_records += stream.poll_once()
@@ -416,7 +423,7 @@ class Simulation:
 
         emails_before, faults_before = len(sent_emails()), self.faults.count()
         crashes_before = self.faults.count(UNRECORDED_SEND)
-        stream = StreamPoller(self.stack, {"EvaluateAlertsFunction": None}, starting_position="TRIM_HORIZON")
+        stream = StreamPoller(self.stack, {"BalanceChangedAlertsFunction": None}, starting_position="TRIM_HORIZON")
         self.outcome.alert_runs += 3
         self._jobs("EvaluateAlertsFunction", faults=faults, stream=stream)
         emails = len(sent_emails()) - emails_before
@@ -487,12 +494,13 @@ class Simulation:
     # ---------------------------------------------------------- stored state
 
     def scan(self, logical_table: str) -> list[dict[str, Any]]:
-        from usage_ledger.adapters import dynamo
+        from boto3.dynamodb.types import TypeDeserializer
 
+        plain = TypeDeserializer().deserialize
         items, kwargs = [], {"TableName": self.stack.physical[logical_table], "ConsistentRead": True}
         while True:
             page = self.ddb.scan(**kwargs)
-            items += [dynamo.from_item(item) for item in page["Items"]]
+            items += [{key: plain(value) for key, value in item.items()} for item in page["Items"]]
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

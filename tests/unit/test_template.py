@@ -1,7 +1,8 @@
 """template.yaml is deployable as written: authorization, least privilege, operations, contract shape, lint.
 
-Read with infra.stack.load_template (short-form tags kept as {"Ref": ...} / {"Fn::X": ...} dicts), so
-these checks see exactly what `sam deploy` and the moto runner see, before the SAM transform.
+Read with infra.template.load_template (short-form tags kept as {"Ref": ...} / {"Fn::X": ...} dicts,
+Fn::ForEach loops expanded as AWS::LanguageExtensions does), so these checks see exactly what
+`sam deploy` and the moto runner see, before the SAM transform.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from infra.stack import ROOT, TEMPLATE_PATH, load_template
+from infra.template import ROOT, TEMPLATE_PATH, expand, load_raw_template, load_template
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
@@ -24,6 +25,7 @@ def of_type(type_: str) -> dict[str, dict[str, Any]]:
 
 
 FUNCTIONS = of_type("AWS::Serverless::Function")
+MANAGED_POLICIES = of_type("AWS::IAM::ManagedPolicy")
 TABLES = set(of_type("AWS::DynamoDB::Table"))
 QUEUES = set(of_type("AWS::SQS::Queue"))
 ALARMS = of_type("AWS::CloudWatch::Alarm")
@@ -124,6 +126,7 @@ EXPECTED_ACCESS: dict[str, set[tuple[str, str]]] = {
     "IngestFunction": {("write", "LedgerTable"), ("write", "UsageTable"), ("write", "DedupeTable")},
     "CloseBillingCyclesFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
     "EvaluateAlertsFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
+    "BalanceChangedAlertsFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
 }
 WRITE_TEMPLATES = {"DynamoDBCrudPolicy", "DynamoDBWritePolicy"}
 READ_TEMPLATES = {"DynamoDBReadPolicy"}
@@ -138,16 +141,28 @@ def mentions(value: Any, name: str) -> bool:
     return name in json.dumps(value)
 
 
+def statements_of(function: str) -> list[dict[str, Any]]:
+    """The IAM statements of the function's inline policies and of the template's managed policies it lists."""
+    found = []
+    for policy in as_list(FUNCTIONS[function].get("Policies", [])):
+        if isinstance(policy, dict) and "Statement" in policy:
+            found += as_list(policy["Statement"])
+        elif ref(policy) in MANAGED_POLICIES:
+            found += as_list(MANAGED_POLICIES[ref(policy)]["PolicyDocument"]["Statement"])
+    return found
+
+
 def access_of(function: str) -> tuple[set[tuple[str, str]], list[str]]:
     """What the function's Policies grant, as (verb, target) pairs, plus anything not understood."""
     granted: set[tuple[str, str]] = set()
     problems: list[str] = []
     for policy in as_list(FUNCTIONS[function].get("Policies", [])):
-        if isinstance(policy, str):
-            problems.append(f"managed policy {policy} (use a scoped SAM policy template)")
+        if isinstance(policy, str) or (ref(policy) and ref(policy) not in MANAGED_POLICIES):
+            problems.append(f"managed policy {policy} (use a scoped SAM policy template or one of the template's)")
             continue
-        if "Statement" in policy:
-            for statement in as_list(policy["Statement"]):
+        if "Statement" in policy or ref(policy) in MANAGED_POLICIES:
+            document = MANAGED_POLICIES[ref(policy)]["PolicyDocument"] if ref(policy) else policy
+            for statement in as_list(document["Statement"]):
                 actions = set(as_list(statement.get("Action", [])))
                 resources = as_list(statement.get("Resource", []))
                 if statement.get("Effect") != "Allow" or "NotAction" in statement or "NotResource" in statement:
@@ -189,23 +204,27 @@ def test_every_function_is_covered_by_the_access_table():
     assert set(FUNCTIONS) == set(EXPECTED_ACCESS)
 
 
-def test_no_inline_policy_anywhere_has_a_wildcard_resource():
-    for function, props in FUNCTIONS.items():
-        for policy in as_list(props.get("Policies", [])):
-            if isinstance(policy, dict) and "Statement" in policy:
-                for statement in as_list(policy["Statement"]):
-                    for resource in as_list(statement.get("Resource", [])):
-                        assert resource != "*" and "*" not in json.dumps(resource), (function, statement)
+def test_no_inline_or_template_managed_policy_has_a_wildcard_resource():
+    for function in FUNCTIONS:
+        for statement in statements_of(function):
+            for resource in as_list(statement.get("Resource", [])):
+                assert resource != "*" and "*" not in json.dumps(resource), (function, statement)
+    for logical, props in MANAGED_POLICIES.items():
+        for statement in as_list(props["PolicyDocument"]["Statement"]):
+            assert "*" not in json.dumps(statement.get("Resource", "*")), (logical, statement)
+
+
+def test_the_template_managed_policies_reach_only_the_functions_that_list_them():
+    for logical, props in MANAGED_POLICIES.items():
+        assert not {"Roles", "Users", "Groups"} & set(props), f"{logical} is attached outside a function's Policies"
+        assert any({"Ref": logical} in as_list(f.get("Policies", [])) for f in FUNCTIONS.values()), f"{logical} unused"
 
 
 def test_ses_send_is_limited_to_the_sender_address():
-    for function in ("CloseBillingCyclesFunction", "EvaluateAlertsFunction"):
-        statements = [
-            statement
-            for policy in FUNCTIONS[function]["Policies"]
-            if isinstance(policy, dict) and "Statement" in policy
-            for statement in policy["Statement"]
-        ]
+    emailing = sorted(function for function, access in EXPECTED_ACCESS.items() if ("email", "SenderEmail") in access)
+    assert emailing == ["BalanceChangedAlertsFunction", "CloseBillingCyclesFunction", "EvaluateAlertsFunction"]
+    for function in emailing:
+        statements = statements_of(function)
         assert statements and all(
             statement["Condition"]["StringEquals"]["ses:FromAddress"] == {"Ref": "SenderEmail"}
             for statement in statements
@@ -395,11 +414,107 @@ def test_scheduled_functions_have_a_schedule(function):
     assert events(function, "Schedule") or events(function, "ScheduleV2")
 
 
-def test_evaluate_alerts_reacts_to_balance_changes_only():
-    (props,) = events("EvaluateAlertsFunction", "DynamoDB").values()
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_every_function_serves_one_kind_of_trigger(function):
+    kinds = {event["Type"] for event in (FUNCTIONS[function].get("Events") or {}).values()}
+    assert len(kinds) == 1, f"{function} is triggered by {sorted(kinds)}: one handler per trigger"
+
+
+def test_a_function_of_its_own_reacts_to_balance_changes_only():
+    assert not events("EvaluateAlertsFunction", "DynamoDB")
+    (props,) = events("BalanceChangedAlertsFunction", "DynamoDB").values()
     assert props["Stream"] == {"Fn::GetAtt": ["LedgerTable", "StreamArn"]}
     patterns = [json.loads(item["Pattern"]) for item in props["FilterCriteria"]["Filters"]]
     assert patterns == [{"dynamodb": {"Keys": {"SK": {"S": [{"prefix": "RES#"}]}}}}]
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert ref(props["DestinationConfig"]["OnFailure"]["Destination"]) == "AlertsStreamDeadLetterQueue"
+
+
+@pytest.mark.parametrize("function", sorted(f for f in FUNCTIONS if events(f, "DynamoDB") or events(f, "Kinesis")))
+def test_every_stream_function_alarms_when_it_falls_behind(function):
+    assert alarms_on("IteratorAge", function), f"{function}: no IteratorAge alarm"
+
+
+# ------------------------------------------------------------------------- 6. expansion
+
+# The logical ids the template had before its repetition was folded into Fn::ForEach loops: folding
+# must not rename any (CloudFormation would replace the resource), only the listed additions are new.
+LOGICAL_IDS_BEFORE_FOLDING = [
+    "LedgerTable", "UsageTable", "DedupeTable", "EventsQueue", "EventsDeadLetterQueue",
+    "AlertsStreamDeadLetterQueue", "ScheduledRunsDeadLetterQueue", "ScheduledRunsDeadLetterQueuePolicy",
+    "DomainLayer", "HttpApiAccessLogGroup", "HttpApi",
+    "OperatorApiFunctionLogGroup", "OperatorApiFunction", "ProducerApiFunctionLogGroup", "ProducerApiFunction",
+    "TeamApiFunctionLogGroup", "TeamApiFunction", "IngestFunctionLogGroup", "IngestFunction",
+    "CloseBillingCyclesFunctionLogGroup", "CloseBillingCyclesFunction",
+    "EvaluateAlertsFunctionLogGroup", "EvaluateAlertsFunction",
+    "AlarmTopic", "AlarmEmailSubscription",
+    "EventsDeadLetterQueueAlarm", "AlertsStreamDeadLetterQueueAlarm", "ScheduledRunsDeadLetterQueueAlarm",
+    "EventsQueueAgeAlarm", "AlertsStreamIteratorAgeAlarm",
+    "OperatorApiFunctionErrorsAlarm", "OperatorApiFunctionThrottlesAlarm",
+    "ProducerApiFunctionErrorsAlarm", "ProducerApiFunctionThrottlesAlarm",
+    "TeamApiFunctionErrorsAlarm", "TeamApiFunctionThrottlesAlarm",
+    "IngestFunctionErrorsAlarm", "IngestFunctionThrottlesAlarm",
+    "CloseBillingCyclesFunctionErrorsAlarm", "CloseBillingCyclesFunctionThrottlesAlarm",
+    "EvaluateAlertsFunctionErrorsAlarm", "EvaluateAlertsFunctionThrottlesAlarm",
+    "HttpApi5xxAlarm", "LedgerTableThrottleAlarm", "UsageTableThrottleAlarm", "DedupeTableThrottleAlarm",
+]
+ADDED_SINCE = {
+    # the stream entry point of the alert evaluator, as a function of its own (one handler per trigger)
+    "BalanceChangedAlertsFunction": "AWS::Serverless::Function",
+    "BalanceChangedAlertsFunctionLogGroup": "AWS::Logs::LogGroup",
+    "BalanceChangedAlertsFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
+    "BalanceChangedAlertsFunctionThrottlesAlarm": "AWS::CloudWatch::Alarm",
+    # the SES send statement, once, instead of inline in every emailing function
+    "SendAsSenderEmailPolicy": "AWS::IAM::ManagedPolicy",
+}
+
+
+def test_the_expanded_template_keeps_every_logical_id():
+    assert set(RESOURCES) == set(LOGICAL_IDS_BEFORE_FOLDING) | set(ADDED_SINCE)
+    assert len(LOGICAL_IDS_BEFORE_FOLDING) == len(set(LOGICAL_IDS_BEFORE_FOLDING))
+    for logical, type_ in ADDED_SINCE.items():
+        assert RESOURCES[logical]["Type"] == type_, logical
+
+
+def test_the_repetition_stays_folded_into_loops():
+    raw = load_raw_template()
+    assert raw["Transform"] == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
+    loops = {key.removeprefix("Fn::ForEach::") for key in raw["Resources"] if key.startswith("Fn::ForEach::")}
+    assert {"FunctionLogsAndAlarms", "DeadLetterQueueAlarms", "TableThrottleAlarms"} <= loops
+    assert not [key for key in raw["Resources"] if key.endswith(("LogGroup", "ErrorsAlarm", "ThrottlesAlarm"))
+                and key != "HttpApiAccessLogGroup"], "a function's log group or alarm written out by hand"
+
+
+def test_the_expander_unrolls_loops_as_language_extensions_does():
+    raw = {
+        "Mappings": {"Say": {"A": {"Text": "alpha"}, "B": {"Text": "beta"}}},
+        "Resources": {
+            "Kept": {"Type": "T", "Properties": {"Name": "${NotALoopVariable}"}},
+            "Fn::ForEach::Outer": ["X", ["A", "B"], {
+                "Thing${X}": {"Type": "T", "Properties": {
+                    "Item": {"Ref": "X"},
+                    "Other": {"Ref": {"Fn::Sub": "Kept${X}"}},
+                    "Arn": {"Fn::GetAtt": [{"Fn::Sub": "Thing${X}"}, "Arn"]},
+                    "Plain": {"Fn::Sub": "prefix-${X}"},
+                    "Stack": {"Fn::Sub": "${AWS::StackName}-${X}"},
+                    "Said": {"Fn::FindInMap": ["Say", {"Ref": "X"}, "Text"]},
+                    "Param": {"Ref": "SomeParameter"},
+                }},
+                "Fn::ForEach::Inner": ["Y", ["1", "a-b"], {"Thing${X}&{Y}": {"Type": "U"}}],
+            }],
+        },
+    }
+    resources = expand(raw)["Resources"]
+    assert list(resources) == ["Kept", "ThingA", "ThingA1", "ThingAab", "ThingB", "ThingB1", "ThingBab"]
+    assert resources["Kept"] == raw["Resources"]["Kept"]
+    assert resources["ThingB"]["Properties"] == {
+        "Item": "B", "Other": {"Ref": "KeptB"}, "Arn": {"Fn::GetAtt": ["ThingB", "Arn"]}, "Plain": "prefix-B",
+        "Stack": {"Fn::Sub": "${AWS::StackName}-B"}, "Said": "beta", "Param": {"Ref": "SomeParameter"},
+    }
+    with pytest.raises(ValueError, match="defined twice"):
+        expand({"Resources": {"ThingA": {}, "Fn::ForEach::L": ["X", ["A"], {"Thing${X}": {}}]}})
+    with pytest.raises(ValueError, match="outside a key or !Sub"):  # CloudFormation would leave it as written
+        expand({"Resources": {"Fn::ForEach::L": ["X", ["A"], {"Thing${X}": {"Properties": {"Name": "${X}"}}}]}})
 
 
 # ------------------------------------------------------------------------- lint and local deploy

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from usage_ledger.domain.calendar import cycle_at, cycle_by_index, refresh_period_at, utc_day
-from usage_ledger.domain.model import Resource, Subscription, UsageEvent, in_consumption_order
+from usage_ledger.domain.model import App, Member, Resource, Subscription, Team, UsageEvent, in_consumption_order
 
 # daily charged units are kept this long: the projection reads the last 7 whole UTC days
 DAILY_HISTORY_DAYS = 40
@@ -158,3 +158,36 @@ def _open_cycle(subscription: Subscription, at: datetime, now: datetime, closed:
 def units_needed(pending_usage: Decimal, quantity: Decimal, size: Decimal) -> int:
     """Charged units that `quantity` more base units complete after the pending remainder."""
     return int((pending_usage + quantity) // size)
+
+
+@dataclass
+class ResourceLedger:
+    """Everything stored for one team and resource: the balance, subscriptions, payg cycles."""
+
+    resource_id: str
+    state: BalanceState = field(default_factory=BalanceState)
+    subscriptions: list[Subscription] = field(default_factory=list)
+    cycle_units: dict[CycleKey, int] = field(default_factory=dict)
+    closed_cycles: set[CycleKey] = field(default_factory=set)
+
+    @property
+    def has_balance(self) -> bool:
+        """A balance was ever written (its first write makes version 1)."""
+        return self.state.version > 0
+
+    def shown_at(self, now: datetime) -> bool:
+        """A card for every resource the team has a subscription to that has not ended."""
+        return any(not subscription.has_ended(now) for subscription in self.subscriptions)
+
+
+@dataclass
+class TeamSnapshot:
+    """A team's partition as one read: the team, its members and apps, and its resource ledgers."""
+
+    team: Team | None
+    members: dict[str, Member] = field(default_factory=dict)
+    apps: dict[str, App] = field(default_factory=dict)
+    resources: dict[str, ResourceLedger] = field(default_factory=dict)
+
+    def ledger(self, resource_id: str) -> ResourceLedger:
+        return self.resources.setdefault(resource_id, ResourceLedger(resource_id))

@@ -124,3 +124,14 @@ class UsageEvent:
     time: datetime
     user_id: str | None = None
     app_id: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageBucket:
+    """Actual usage of one resource in one UTC day or month (base units), in total and split by
+    user and by app (None: usage recorded without one)."""
+
+    period: str
+    quantity: Decimal
+    by_user: dict[str | None, Decimal]
+    by_app: dict[str | None, Decimal]

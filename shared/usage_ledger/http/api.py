@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import simplejson
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from usage_ledger.domain.calendar import iso
-from usage_ledger.errors import (
+from usage_ledger.domain.errors import (
     BadRequest,
     FieldError,
     LedgerError,
@@ -31,22 +31,21 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://usage-ledger.dev/problems/"
 
 
-# A fractional Decimal goes out as its exact digits, never through float (999999999999.999999 would
-# print as 1000000000000.0): json writes it as this container's secret marker around the digits,
-# and dumps() unquotes it. Callers cannot forge the marker: it is random per container.
-_EXACT = uuid.uuid4().hex
-_EXACT_NUMBER = re.compile(f'"{_EXACT}(-?[0-9]+(?:\\.[0-9]+)?){_EXACT}"')
+def exact_number(value: Decimal) -> str:
+    """A Decimal as a JSON number, digit for digit: never through float (999999999999.999999 would
+    print as 1000000000000.0), never rounded to a context's precision, no exponent (1E+2 -> 100,
+    1E-7 -> 0.0000001) and no trailing zeros (5.000 -> 5, 0.10 -> 0.1)."""
+    if not value.is_finite():
+        raise ValueError(f"not a JSON number: {value}")
+    if not value:
+        return "0"  # also -0 and 0E-5
+    text = format(value, "f")  # all the digits as they are, no rounding, no exponent
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise TypeError(f"not a JSON number: {value}")
-        if value == value.to_integral_value():
-            return int(value)
-        # format the digits as they are (normalize() would round past 28 significant digits)
-        digits = format(value, "f").rstrip("0").rstrip(".")
-        return f"{_EXACT}{digits}{_EXACT}"
+        return simplejson.RawJSON(exact_number(value))
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, date):
@@ -57,13 +56,12 @@ def json_default(value: Any) -> Any:
 
 
 def dumps(body: Any) -> str:
-    text = json.dumps(body, default=json_default, separators=(",", ":"), ensure_ascii=False)
-    if _EXACT not in text:
-        return text
-    text = _EXACT_NUMBER.sub(r"\1", text)
-    if _EXACT in text:  # never a response that carries the marker
-        raise RuntimeError("a number escaped exact formatting")
-    return text
+    """Compact JSON, UTF-8 as is. Decimals reach `json_default` (use_decimal=False: simplejson's
+    own Decimal support writes str(), which is 1E+2 for a hundred) and go out as raw number text.
+    Strict JSON: a NaN or infinity, float or Decimal, is refused; namedtuples stay arrays and
+    bytes are not serializable, as with the standard library."""
+    return simplejson.dumps(body, use_decimal=False, default=json_default, separators=(",", ":"),
+                            ensure_ascii=False, allow_nan=False, namedtuple_as_object=False, encoding=None)
 
 
 def problem(status: int, slug: str, title: str, detail: str, errors: list[FieldError] | None = None) -> Response:

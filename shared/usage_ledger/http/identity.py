@@ -1,24 +1,17 @@
-"""Who is calling and what they may do: the one place authorization is decided (contract section 2)."""
+"""Who is calling (IAM or a JWT's `sub`), and the team routes' guard that applies the access rules
+of `domain.access` before anything else runs (contract section 2)."""
 from __future__ import annotations
 
 import re
-from enum import Enum
 from typing import Any, Callable
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-from usage_ledger.adapters import ledger_store
-from usage_ledger.domain.model import Member, Resource
-from usage_ledger.errors import Forbidden, NotFound, Unauthorized
-
-
-class Action(Enum):
-    READ_BALANCES = "read balances and usage"
-    READ_NOTICES = "read notices"
-    READ_INVOICES = "read invoices"
-    READ_ALERTS = "read alerts"
-    MANAGE_ALERTS = "create or delete alerts"
+from usage_ledger import bootstrap
+from usage_ledger.domain.access import Action, require
+from usage_ledger.domain.errors import Forbidden, NotFound, Unauthorized
+from usage_ledger.domain.model import Member
 
 
 def _authorizer(event: dict[str, Any]) -> dict[str, Any]:
@@ -45,24 +38,7 @@ def caller_user_id(event: dict[str, Any]) -> str:
 
 def team_member(event: dict[str, Any], team_id: str) -> Member:
     """The caller as a member of the team; 404 for anyone else (existence is not leaked)."""
-    member = ledger_store.get_member(team_id, caller_user_id(event))
-    if member is None:
-        raise NotFound(f"Team {team_id!r} not found.")
-    return member
-
-
-def may(member: Member, action: Action) -> bool:
-    if action is Action.MANAGE_ALERTS:
-        return member.manages_alerts
-    if action in (Action.READ_BALANCES, Action.READ_NOTICES):
-        return member.is_admin or member.is_hub_admin
-    return member.is_admin
-
-
-def require(member: Member, action: Action) -> Member:
-    if not may(member, action):
-        raise Forbidden(f"Your roles do not allow you to {action.value} for this team.")
-    return member
+    return bootstrap.container().membership.member(team_id, caller_user_id(event))
 
 
 class TeamRouter:
@@ -116,13 +92,3 @@ def team_guard(*routers: TeamRouter) -> Callable[[dict[str, Any]], dict[str, Any
         return {"member": require(member, route[0])}
 
     return guard
-
-
-def visible_resource(member: Member, resource: Resource) -> bool:
-    """Admins see every resource; a hub_admin only `api` resources."""
-    return member.is_admin or (member.is_hub_admin and resource.kind == "api")
-
-
-def require_visible(member: Member, resource: Resource) -> None:
-    if not visible_resource(member, resource):
-        raise Forbidden(f"Your roles do not allow you to read resource {resource.resource_id!r}.")

@@ -11,7 +11,9 @@ from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
+from usage_ledger.domain import commands
 from usage_ledger.domain.calendar import parse_instant
+from usage_ledger.domain.model import Member, PaymentMethod
 from usage_ledger.domain.money import is_currency
 
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
@@ -68,9 +70,18 @@ class ResourceBody(Strict):
             raise ValueError("must be a JSON number")
         return value
 
+    def command(self, resource_id: str) -> commands.PutResource:
+        return commands.PutResource(resource_id=resource_id, kind=self.kind, display_name=self.display_name,
+                                    unit=self.unit, charge_unit_size=self.charge_unit_size,
+                                    low_balance_percent=self.low_balance_percent,
+                                    declared_resource_id=self.resource_id)
+
 
 class TeamBody(Strict):
     name: Name
+
+    def command(self, team_id: str) -> commands.PutTeam:
+        return commands.PutTeam(team_id=team_id, name=self.name)
 
 
 class MemberBody(Strict):
@@ -92,10 +103,17 @@ class MemberBody(Strict):
             raise ValueError("must not repeat a role")
         return value
 
+    def command(self, team_id: str, user_id: str) -> commands.PutMember:
+        return commands.PutMember(team_id=team_id, user_id=user_id, email=self.email, roles=tuple(self.roles),
+                                  full_access=self.full_access)
+
 
 class AppBody(Strict):
     name: Name
     owner_user_id: Identifier
+
+    def command(self, team_id: str, app_id: str) -> commands.PutApp:
+        return commands.PutApp(team_id=team_id, app_id=app_id, name=self.name, owner_user_id=self.owner_user_id)
 
 
 class PaymentMethodBody(Strict):
@@ -138,12 +156,28 @@ class SubscriptionBody(Strict):
             raise ValueError("must be an ISO 4217 code in lower case, such as usd")
         return value
 
+    def command(self, team_id: str) -> commands.CreateSubscription:
+        card = self.payment_method
+        return commands.CreateSubscription(
+            team_id=team_id, subscription_id=self.subscription_id, resource_id=self.resource_id, type=self.type,
+            quantity=self.quantity, starts_at=parse_instant(self.starts_at),
+            ends_at=parse_instant(self.ends_at) if self.ends_at else None, refresh_period=self.refresh_period,
+            purchased_at=parse_instant(self.purchased_at) if self.purchased_at else None, timezone=self.timezone,
+            unit_amount=self.unit_amount, currency=self.currency, purchaser_user_id=self.purchaser_user_id,
+            payment_method=PaymentMethod(card.brand, card.last4, card.exp_month, card.exp_year) if card else None,
+        )
+
 
 class AlertBody(Strict):
     name: Name
     windows_days: Annotated[list[Literal[10, 5]], Field(min_length=1, max_length=2)]
     resource_ids: Annotated[list[Identifier], Field(min_length=1, max_length=100)]
     recipient_user_ids: Annotated[list[Identifier], Field(min_length=1, max_length=100)]
+
+    def command(self, team_id: str, caller: Member) -> commands.CreateAlert:
+        return commands.CreateAlert(team_id=team_id, caller=caller, name=self.name,
+                                    windows_days=tuple(self.windows_days), resource_ids=tuple(self.resource_ids),
+                                    recipient_user_ids=tuple(self.recipient_user_ids))
 
 
 # POST /v1/events is validated by usage_ledger.service.ingest (all or nothing, every bad index
@@ -186,3 +220,20 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[ProblemFieldError] | None = Field(default=None, description="validation failures only")
+
+
+MAX_ENTITLEMENT_QUANTITY = Decimal(10) ** 12
+
+
+def entitlement_quantity(raw: str | None) -> Decimal | None:
+    """`?quantity=N`: ASCII digits only (Decimal alone would take "1e3", " 5" or a full-width "５")."""
+    from usage_ledger.domain.errors import ValidationFailed
+
+    if raw is None:
+        return None
+    quantity = Decimal(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 20 else Decimal(0)
+    if quantity <= 0:
+        raise ValidationFailed.single("quantity", "must be a positive whole number of base units")
+    if quantity > MAX_ENTITLEMENT_QUANTITY:
+        raise ValidationFailed.single("quantity", f"must be at most {MAX_ENTITLEMENT_QUANTITY}")
+    return quantity

@@ -5,14 +5,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from usage_ledger.adapters import dynamo, ledger_store
-from usage_ledger.adapters.ledger_store import team_pk
-from usage_ledger.domain.calendar import parse_instant
-from usage_ledger.domain.model import PaymentMethod, Resource, Subscription
-from usage_ledger.errors import Conflict, FieldError, NotFound, ValidationFailed
-from usage_ledger.http.schemas import AppBody, MemberBody, ResourceBody, SubscriptionBody, TeamBody
+from usage_ledger.domain.calendar import iso
+from usage_ledger.domain.commands import CreateSubscription, PutApp, PutMember, PutResource, PutTeam
+from usage_ledger.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
+from usage_ledger.domain.model import App, Member, Resource, Subscription, Team
+from usage_ledger.service.ports import LedgerStore
 
 PAYG_ONLY_FIELDS = ("purchased_at", "timezone", "unit_amount", "currency", "purchaser_user_id", "payment_method")
 
@@ -25,170 +22,111 @@ class Written:
     created: bool
 
 
-def _upsert(item: dict[str, Any]) -> bool:
-    """Put the item; True when it did not exist before (one request, ReturnValues tells)."""
-    response = dynamo.client().put_item(
-        TableName=ledger_store.table(), Item=dynamo.to_item(item), ReturnValues="ALL_OLD"
-    )
-    return "Attributes" not in response
+def subscription_view(subscription: Subscription) -> dict[str, Any]:
+    """The subscription as the API shows it (contract section 1 field names)."""
+    card = subscription.payment_method
+    return {
+        "team_id": subscription.team_id, "subscription_id": subscription.subscription_id,
+        "resource_id": subscription.resource_id, "type": subscription.type, "quantity": subscription.quantity,
+        "starts_at": iso(subscription.starts_at), "ends_at": iso(subscription.ends_at),
+        "refresh_period": subscription.refresh_period, "purchased_at": iso(subscription.purchased_at),
+        "timezone": subscription.timezone, "unit_amount": subscription.unit_amount,
+        "currency": subscription.currency, "purchaser_user_id": subscription.purchaser_user_id,
+        "payment_method": None if card is None else {"brand": card.brand, "last4": card.last4,
+                                                     "exp_month": card.exp_month, "exp_year": card.exp_year},
+    }
 
 
-def _public(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in item.items() if key not in {"PK", "SK", "entity", "GSI1PK", "GSI1SK"}}
+class Operator:
+    def __init__(self, ledger: LedgerStore) -> None:
+        self.ledger = ledger
 
-
-def put_resource(resource_id: str, body: ResourceBody) -> Written:
-    if body.resource_id is not None and body.resource_id != resource_id:
-        raise ValidationFailed.single("resource_id", "must match the resource id in the path")
-    resource = Resource(
-        resource_id=resource_id,
-        kind=body.kind,
-        display_name=body.display_name,
-        unit=body.unit,
-        charge_unit_size=body.charge_unit_size.normalize(),
-        low_balance_percent=body.low_balance_percent.normalize(),
-    )
-    item = ledger_store.resource_to_item(resource)
-    try:
-        # kind and unit size give meaning to stored balances: they cannot change once set
-        response = dynamo.client().put_item(
-            TableName=ledger_store.table(),
-            Item=dynamo.to_item(item),
-            ConditionExpression="attribute_not_exists(PK) OR (kind = :kind AND charge_unit_size = :size)",
-            ExpressionAttributeValues=dynamo.values({":kind": resource.kind, ":size": resource.charge_unit_size}),
-            ReturnValues="ALL_OLD",
-        )
-    except ClientError as error:
-        if dynamo.is_condition_failure(error):
+    def put_resource(self, command: PutResource) -> Written:
+        if command.declared_resource_id is not None and command.declared_resource_id != command.resource_id:
+            raise ValidationFailed.single("resource_id", "must match the resource id in the path")
+        resource = Resource(resource_id=command.resource_id, kind=command.kind, display_name=command.display_name,
+                            unit=command.unit, charge_unit_size=command.charge_unit_size.normalize(),
+                            low_balance_percent=command.low_balance_percent.normalize())
+        created = self.ledger.put_resource(resource)
+        if created is None:
             raise Conflict(
-                f"Resource {resource_id!r} exists with another kind or charge_unit_size; "
+                f"Resource {resource.resource_id!r} exists with another kind or charge_unit_size; "
                 "those cannot change once set (create a new resource instead)."
-            ) from None
-        raise
-    ledger_store.forget_catalogue()
-    return Written(_public(item), created="Attributes" not in response)
+            )
+        return Written({"resource_id": resource.resource_id, "kind": resource.kind,
+                        "display_name": resource.display_name, "unit": resource.unit,
+                        "charge_unit_size": resource.charge_unit_size,
+                        "low_balance_percent": resource.low_balance_percent}, created)
 
+    def put_team(self, command: PutTeam) -> Written:
+        created = self.ledger.put_team(Team(team_id=command.team_id, name=command.name))
+        return Written({"team_id": command.team_id, "name": command.name}, created)
 
-def put_team(team_id: str, body: TeamBody) -> Written:
-    item = {"PK": team_pk(team_id), "SK": "META", "entity": "team", "team_id": team_id, "name": body.name,
-            "GSI1PK": ledger_store.TEAMS_INDEX, "GSI1SK": team_id}
-    created = _upsert(item)
-    return Written(_public(item), created)
+    def _require_team(self, team_id: str) -> None:
+        if self.ledger.get_team(team_id) is None:
+            raise NotFound(f"Team {team_id!r} not found.")
 
+    def put_member(self, command: PutMember) -> Written:
+        self._require_team(command.team_id)
+        member = Member(team_id=command.team_id, user_id=command.user_id, email=command.email,
+                        roles=frozenset(command.roles), full_access=command.full_access)
+        created = self.ledger.put_member(member)
+        return Written({"team_id": member.team_id, "user_id": member.user_id, "email": member.email,
+                        "roles": sorted(member.roles), "full_access": member.full_access}, created)
 
-def _require_team(team_id: str) -> None:
-    if ledger_store.get_team(team_id) is None:
-        raise NotFound(f"Team {team_id!r} not found.")
+    def put_app(self, command: PutApp) -> Written:
+        self._require_team(command.team_id)
+        if self.ledger.get_member(command.team_id, command.owner_user_id) is None:
+            raise ValidationFailed.single("owner_user_id", "must be a member of the team")
+        app = App(team_id=command.team_id, app_id=command.app_id, name=command.name,
+                  owner_user_id=command.owner_user_id)
+        created = self.ledger.put_app(app)
+        return Written({"team_id": app.team_id, "app_id": app.app_id, "name": app.name,
+                        "owner_user_id": app.owner_user_id}, created)
 
+    def _subscription_errors(self, command: CreateSubscription) -> list[FieldError]:
+        errors: list[FieldError] = []
+        if self.ledger.resource(command.resource_id) is None:
+            errors.append(FieldError("resource_id", "is not a catalogue resource"))
+        if command.ends_at is not None and command.ends_at <= command.starts_at:
+            errors.append(FieldError("ends_at", "must be after starts_at"))
+        if command.type == "payg":
+            if command.quantity is not None:
+                errors.append(FieldError("quantity", "is not allowed for payg (it has no limit)"))
+            if command.refresh_period is not None:
+                errors.append(FieldError("refresh_period", "is not allowed for payg"))
+            for name in PAYG_ONLY_FIELDS:
+                if getattr(command, name) is None:
+                    errors.append(FieldError(name, "is required for payg"))
+            if command.purchaser_user_id and self.ledger.get_member(command.team_id, command.purchaser_user_id) is None:
+                errors.append(FieldError("purchaser_user_id", "must be a member of the team"))
+        else:
+            if command.quantity is None:
+                errors.append(FieldError("quantity", f"is required for {command.type}"))
+            for name in PAYG_ONLY_FIELDS:
+                if getattr(command, name) is not None:
+                    errors.append(FieldError(name, "is only allowed for payg"))
+        return errors
 
-def put_member(team_id: str, user_id: str, body: MemberBody) -> Written:
-    _require_team(team_id)
-    item = {
-        "PK": team_pk(team_id),
-        "SK": f"MEMBER#{user_id}",
-        "entity": "member",
-        "team_id": team_id,
-        "user_id": user_id,
-        "email": body.email,
-        "roles": sorted(body.roles),
-        "full_access": body.full_access,
-    }
-    created = _upsert(item)
-    return Written(_public(item), created)
-
-
-def put_app(team_id: str, app_id: str, body: AppBody) -> Written:
-    _require_team(team_id)
-    if ledger_store.get_member(team_id, body.owner_user_id) is None:
-        raise ValidationFailed.single("owner_user_id", "must be a member of the team")
-    item = {
-        "PK": team_pk(team_id),
-        "SK": f"APP#{app_id}",
-        "entity": "app",
-        "team_id": team_id,
-        "app_id": app_id,
-        "name": body.name,
-        "owner_user_id": body.owner_user_id,
-    }
-    created = _upsert(item)
-    return Written(_public(item), created)
-
-
-def _subscription_errors(team_id: str, body: SubscriptionBody) -> list[FieldError]:
-    errors: list[FieldError] = []
-    if ledger_store.resource(body.resource_id) is None:
-        errors.append(FieldError("resource_id", "is not a catalogue resource"))
-    if body.ends_at is not None and parse_instant(body.ends_at) <= parse_instant(body.starts_at):
-        errors.append(FieldError("ends_at", "must be after starts_at"))
-    if body.type == "payg":
-        if body.quantity is not None:
-            errors.append(FieldError("quantity", "is not allowed for payg (it has no limit)"))
-        if body.refresh_period is not None:
-            errors.append(FieldError("refresh_period", "is not allowed for payg"))
-        for name in PAYG_ONLY_FIELDS:
-            if getattr(body, name) is None:
-                errors.append(FieldError(name, "is required for payg"))
-        if body.purchaser_user_id and ledger_store.get_member(team_id, body.purchaser_user_id) is None:
-            errors.append(FieldError("purchaser_user_id", "must be a member of the team"))
-    else:
-        if body.quantity is None:
-            errors.append(FieldError("quantity", f"is required for {body.type}"))
-        for name in PAYG_ONLY_FIELDS:
-            if getattr(body, name) is not None:
-                errors.append(FieldError(name, "is only allowed for payg"))
-    return errors
-
-
-def create_subscription(team_id: str, body: SubscriptionBody) -> Written:
-    _require_team(team_id)
-    errors = _subscription_errors(team_id, body)
-    if errors:
-        raise ValidationFailed(errors)
-    payment = body.payment_method
-    subscription = Subscription(
-        team_id=team_id,
-        subscription_id=body.subscription_id or f"sub_{uuid.uuid4().hex[:20]}",
-        resource_id=body.resource_id,
-        type=body.type,
-        quantity=body.quantity,
-        starts_at=parse_instant(body.starts_at),
-        ends_at=parse_instant(body.ends_at) if body.ends_at else None,
-        refresh_period=body.refresh_period,
-        purchased_at=parse_instant(body.purchased_at) if body.purchased_at else None,
-        timezone=body.timezone,
-        unit_amount=body.unit_amount,
-        currency=body.currency,
-        purchaser_user_id=body.purchaser_user_id,
-        payment_method=PaymentMethod(payment.brand, payment.last4, payment.exp_month, payment.exp_year)
-        if payment
-        else None,
-    )
-    item = ledger_store.subscription_to_item(subscription)
-    resource = ledger_store.resource(subscription.resource_id)
-    if resource is not None and resource.kind == "api":  # listed for the scheduled alert run from day one
-        item.update(ledger_store.api_index_keys(team_id, subscription.resource_id))
-    # the id guard makes subscription ids unique per team across resources
-    guard = {"PK": team_pk(team_id), "SK": f"SUBID#{subscription.subscription_id}", "entity": "subscription_id",
-             "resource_id": subscription.resource_id}
-    try:
-        dynamo.client().transact_write_items(
-            TransactItems=[
-                {"Put": {"TableName": ledger_store.table(), "Item": dynamo.to_item(guard),
-                         "ConditionExpression": "attribute_not_exists(PK)"}},
-                {"Put": {"TableName": ledger_store.table(), "Item": dynamo.to_item(item),
-                         "ConditionExpression": "attribute_not_exists(PK)"}},
-            ]
+    def create_subscription(self, command: CreateSubscription) -> Written:
+        self._require_team(command.team_id)
+        errors = self._subscription_errors(command)
+        if errors:
+            raise ValidationFailed(errors)
+        subscription = Subscription(
+            team_id=command.team_id,
+            subscription_id=command.subscription_id or f"sub_{uuid.uuid4().hex[:20]}",
+            resource_id=command.resource_id, type=command.type, quantity=command.quantity,
+            starts_at=command.starts_at, ends_at=command.ends_at, refresh_period=command.refresh_period,
+            purchased_at=command.purchased_at, timezone=command.timezone, unit_amount=command.unit_amount,
+            currency=command.currency, purchaser_user_id=command.purchaser_user_id,
+            payment_method=command.payment_method,
         )
-        return Written(ledger_store.subscription_view(subscription), created=True)
-    except ClientError as error:
-        if "ConditionalCheckFailed" not in dynamo.cancellation_codes(error):
-            raise
-    existing_guard = ledger_store.get_item(team_pk(team_id), f"SUBID#{subscription.subscription_id}")
-    existing = (
-        ledger_store.get_subscription(team_id, existing_guard["resource_id"], subscription.subscription_id)
-        if existing_guard
-        else None
-    )
-    if existing is not None and ledger_store.subscription_view(existing) == ledger_store.subscription_view(subscription):
-        return Written(ledger_store.subscription_view(existing), created=False)
-    raise Conflict(f"Subscription {subscription.subscription_id!r} already exists with different fields.")
+        resource = self.ledger.resource(subscription.resource_id)
+        if self.ledger.create_subscription(subscription, listed_for_alerts=resource is not None
+                                           and resource.kind == "api"):
+            return Written(subscription_view(subscription), created=True)
+        existing = self.ledger.subscription_by_id(command.team_id, subscription.subscription_id)
+        if existing is not None and subscription_view(existing) == subscription_view(subscription):
+            return Written(subscription_view(existing), created=False)
+        raise Conflict(f"Subscription {subscription.subscription_id!r} already exists with different fields.")

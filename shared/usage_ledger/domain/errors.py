@@ -75,3 +75,8 @@ class ValidationFailed(LedgerError):
     @classmethod
     def single(cls, path: str, message: str) -> "ValidationFailed":
         return cls([FieldError(path, message)])
+
+
+class Contended(LedgerError):
+    """A write kept losing races (versions, conflicting transactions); the caller retries later
+    (SQS redelivers the message, the scheduler reruns the job)."""

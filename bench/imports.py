@@ -1,0 +1,257 @@
+"""Each handler's import time against `import boto3`, measured in alternation in one run.
+
+For every function of template.yaml: fresh interpreters, `import boto3` (A) and the handler
+imported as Lambda would (B: its CodeUri folder and the layer's shared/ on sys.path, the
+template's environment), interleaved A, B, A, B ... for N rounds after one discarded warm-up
+pair (bytecode caches, page cache). Each child times its own import with time.perf_counter, so
+interpreter start-up is excluded; the parent also times the whole child process. Reported per
+function: the median of each and median(handler) / median(boto3).
+
+    .venv/bin/python -m bench.imports [--rounds 7] [--chains 10] [--no-write]
+
+writes the figures under "imports" in bench/results.json (bench.run calls `run()` too).
+`--chains N` also prints, per handler, the N library imports that cost most beyond `import boto3`
+(from `-X importtime`), each with the chain of imports that brought it in.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from infra.stack import Stack, default_parameters, load_template  # noqa: E402
+
+ROUNDS = 7
+REGION = "us-east-1"
+# the child: time one import, in-process; print ms, how many modules it loaded and whether boto3 is
+# among them (a handler that defers boto3 moves its cost to the first invocation, not away).
+# __import__ is the import statement's own machinery, so -X importtime reports the handler module too.
+CHILD = ("import sys, time; sys.path[:0] = {path!r}; before = len(sys.modules); "
+         "t = time.perf_counter(); __import__({module!r}); m = sys.modules[{module!r}]; {check}"
+         "ms = (time.perf_counter() - t) * 1000; print(ms, len(sys.modules) - before, int('boto3' in sys.modules))")
+
+
+class _Placeholders(dict):
+    """Physical ids and attributes of a stack that was never deployed (named as deploy() names them)."""
+
+    def __init__(self, template: dict[str, Any]) -> None:
+        super().__init__()
+        self.resources = template.get("Resources", {})
+
+    def __missing__(self, key: Any) -> str:
+        if isinstance(key, tuple):  # (logical id, attribute) of a GetAtt
+            return f"arn:aws:placeholder:{REGION}:123456789012:usage-ledger-{key[0]}"
+        resource = self.resources.get(key)
+        if isinstance(resource, dict) and resource.get("Type") == "AWS::SQS::Queue":  # Ref is its URL
+            return f"https://sqs.{REGION}.amazonaws.com/123456789012/usage-ledger-{key}"
+        return f"usage-ledger-{key}"
+
+
+def handlers(template: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """logical id -> the module to import, its sys.path and environment, for every template function."""
+    template = template or load_template()
+    stack = Stack(template=template, parameters={**default_parameters(template), "AWS::Region": REGION},
+                  physical=_Placeholders(template), attributes=_Placeholders(template))
+    found = {}
+    for logical, props in stack.functions().items():
+        module, attribute = props["Handler"].rsplit(".", 1)
+        folder = ROOT / props["CodeUri"]
+        memory = props.get("MemorySize", template.get("Globals", {}).get("Function", {}).get("MemorySize", 128))
+        env = {  # what the Lambda runtime sets that code could read, then the template's variables
+            "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_LAMBDA_FUNCTION_NAME": f"usage-ledger-{logical}",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory), "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12", "LAMBDA_TASK_ROOT": str(folder), "TZ": ":UTC",
+            **stack.function_environment(logical),
+        }
+        found[logical] = {"module": module, "attribute": attribute, "path": [str(folder), str(ROOT / "shared")],
+                          "env": env}
+    return found
+
+
+def _base_env() -> dict[str, str]:
+    """Enough to run Python, and nothing of this shell's AWS, Powertools or PYTHON* settings."""
+    return {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT") if key in os.environ}
+
+
+def _child(module: str, path: list[str], env: dict[str, str], attribute: str | None = None,
+           flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    check = f"getattr(m, {attribute!r}); " if attribute else ""
+    # -I: no PYTHON* variables, no user site, no current directory on sys.path: only what is given
+    return subprocess.run([sys.executable, "-I", *flags, "-c", CHILD.format(path=path, module=module, check=check)],
+                          capture_output=True, text=True, env={**_base_env(), **env}, timeout=120)
+
+
+def _sample(module: str, path: list[str], env: dict[str, str], attribute: str | None = None) -> dict[str, float]:
+    started = time.perf_counter()
+    done = _child(module, path, env, attribute)
+    process_ms = (time.perf_counter() - started) * 1000
+    if done.returncode != 0:
+        raise RuntimeError((done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[-1])
+    import_ms, modules, boto3 = done.stdout.split()
+    return {"import_ms": float(import_ms), "process_ms": process_ms, "modules": int(modules), "boto3": boto3 == "1"}
+
+
+def _median(samples: list[dict[str, float]], key: str) -> float:
+    return round(statistics.median(sample[key] for sample in samples), 1)
+
+
+def measure(logical: str, spec: dict[str, Any], rounds: int = ROUNDS) -> dict[str, Any]:
+    boto3: list[dict[str, float]] = []
+    handler: list[dict[str, float]] = []
+    try:
+        for index in range(rounds + 1):  # round 0 warms bytecode and page caches; it is not kept
+            a = _sample("boto3", spec["path"], spec["env"])
+            b = _sample(spec["module"], spec["path"], spec["env"], spec["attribute"])
+            if index:
+                boto3.append(a)
+                handler.append(b)
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
+        return {"error": str(error)}
+    result = {
+        "boto3_import_ms_median": _median(boto3, "import_ms"),
+        "handler_import_ms_median": _median(handler, "import_ms"),
+        "boto3_process_ms_median": _median(boto3, "process_ms"),
+        "handler_process_ms_median": _median(handler, "process_ms"),
+        "boto3_modules": boto3[0]["modules"],
+        "handler_modules": handler[0]["modules"],
+        "handler_imports_boto3": handler[0]["boto3"],
+        "boto3_import_ms": [round(s["import_ms"], 1) for s in boto3],
+        "handler_import_ms": [round(s["import_ms"], 1) for s in handler],
+    }
+    result["ratio"] = round(result["handler_import_ms_median"] / result["boto3_import_ms_median"], 2)
+    result["process_ratio"] = round(result["handler_process_ms_median"] / result["boto3_process_ms_median"], 2)
+    return result
+
+
+def run(rounds: int = ROUNDS) -> dict[str, Any]:
+    functions = {logical: measure(logical, spec, rounds) for logical, spec in handlers().items()}
+    return {
+        "how": (f"per function, {rounds} rounds of fresh interpreters alternating `import boto3` and the handler "
+                "(function folder + shared/ on sys.path, template environment), after one discarded warm-up "
+                "pair; *_import_ms: time.perf_counter around the import inside the child (no interpreter "
+                "start-up); *_process_ms: the whole child process; ratio = handler / boto3 import medians; "
+                "handler_imports_boto3 false: boto3 comes with the first invocation instead"),
+        "python": sys.version.split()[0],
+        "rounds": rounds,
+        "functions": functions,
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [f"{'function':<28} {'boto3 ms':>9} {'handler ms':>10} {'ratio':>6}   {'boto3 proc':>10} "
+            f"{'handler proc':>12} {'ratio':>6}   modules (boto3/handler)  loads boto3"]
+    for logical, f in results["functions"].items():
+        if "error" in f:
+            rows.append(f"{logical:<28} import failed: {f['error']}")
+            continue
+        loads = "yes" if f["handler_imports_boto3"] else "no (deferred to the first call)"
+        rows.append(f"{logical:<28} {f['boto3_import_ms_median']:>9.1f} {f['handler_import_ms_median']:>10.1f}"
+                    f" {f['ratio']:>6.2f}   {f['boto3_process_ms_median']:>10.1f}"
+                    f" {f['handler_process_ms_median']:>12.1f} {f['process_ratio']:>6.2f}"
+                    f"   {f['boto3_modules']:>5}/{f['handler_modules']:<17}{loads}")
+    return "\n".join(rows)
+
+
+# ------------------------------------------------------------------ -X importtime chains
+
+
+def import_tree(module: str, path: list[str], env: dict[str, str]) -> list[tuple[str, int, int, list[str]]]:
+    """(module, self us, cumulative us, the chain of modules that imported it, outermost first) for
+    every module the import loads, from `-X importtime`."""
+    done = _child(module, path, env, flags=("-X", "importtime"))
+    if done.returncode != 0:
+        raise RuntimeError((done.stderr.strip().splitlines() or ["failed"])[-1])
+    nodes: list[tuple[str, int, int, int]] = []  # (name, self, cumulative, depth), children before parents
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        own, cumulative, name = line[len("import time:"):].split("|")
+        nodes.append((name.strip(), int(own), int(cumulative), (len(name) - len(name.lstrip()) - 1) // 2))
+    parent: list[int | None] = [None] * len(nodes)
+    waiting: dict[int, list[int]] = {}  # depth -> nodes whose parent has not been printed yet
+    for index, node in enumerate(nodes):
+        for child in waiting.pop(node[3] + 1, []):
+            parent[child] = index
+        waiting.setdefault(node[3], []).append(index)
+    tree = []
+    for index, (name, own, cumulative, _) in enumerate(nodes):
+        chain, at = [], parent[index]
+        while at is not None:
+            chain.insert(0, nodes[at][0])
+            at = parent[at]
+        tree.append((name, own, cumulative, chain))
+    return tree
+
+
+def heaviest_beyond_boto3(spec: dict[str, Any], count: int, runs: int = 3) -> list[tuple[str, float, list[str]]]:
+    """The `count` library imports that cost the handler most beyond `import boto3`: (package, ms,
+    chain). A library import is where a chain enters a package from outside it (jinja2 from
+    usage_ledger.adapters.email, pydantic from aws_lambda_powertools...); its cost is the self time
+    of it and of everything under it that `import boto3` alone does not load (median of `runs` runs;
+    a library entered inside another is counted in both). The project's own modules are not listed:
+    they are the chains."""
+    own_modules = {"usage_ledger", *(file.stem for file in Path(spec["path"][0]).glob("*.py"))}
+    baseline = {node[0] for node in import_tree("boto3", spec["path"], spec["env"])}
+    costs: dict[str, list[int]] = {}
+    chains: dict[str, list[str]] = {}
+    for _ in range(runs):
+        beyond: dict[str, int] = {}
+        for name, own, _, chain in import_tree(spec["module"], spec["path"], spec["env"]):
+            chains.setdefault(name, chain)
+            if name not in baseline:
+                for holder in (*chain, name):
+                    beyond[holder] = beyond.get(holder, 0) + own
+        for name, cost in beyond.items():
+            costs.setdefault(name, []).append(cost)
+
+    def entry(name: str) -> bool:
+        chain, package = chains[name], name.split(".")[0]
+        return (name not in baseline and package not in own_modules
+                and (not chain or chain[-1].split(".")[0] != package))
+
+    # one row per package and importer: `from pydantic import BaseModel` enters pydantic at several
+    # modules (its lazy attributes), all of them straight under the module that asked
+    rows: dict[tuple[str, tuple[str, ...]], float] = {}
+    for name in filter(entry, costs):
+        key = (name.split(".")[0], tuple(chains[name]))
+        rows[key] = rows.get(key, 0.0) + statistics.median(costs[name] + [0] * (runs - len(costs[name]))) / 1000
+    ranked = sorted(rows.items(), key=lambda row: -row[1])[:count]
+    return [(package, cost, list(chain)) for (package, chain), cost in ranked]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--chains", type=int, default=0, metavar="N")
+    parser.add_argument("--no-write", action="store_true", help="do not update bench/results.json")
+    args = parser.parse_args()
+    results = run(args.rounds) if args.rounds > 0 else None  # --rounds 0: only the chains
+    if results:
+        print(table(results))
+    if results and not args.no_write:
+        path = ROOT / "bench" / "results.json"
+        document = json.loads(path.read_text()) if path.exists() else {}
+        document.pop("cold_start_imports", None)  # the median-of-5 figures this replaces
+        document["imports"] = results
+        path.write_text(json.dumps(document, indent=2) + "\n")
+    for logical, spec in handlers().items() if args.chains else ():
+        print(f"\n{logical}: costliest library imports beyond `import boto3` (ms under -X importtime, chain)")
+        try:
+            for name, cost, chain in heaviest_beyond_boto3(spec, args.chains):
+                print(f"  {cost:7.1f}  {name}  <- {' <- '.join(reversed(chain)) or '(top level)'}")
+        except RuntimeError as error:
+            print(f"  import failed: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""DynamoDB: pynamodb models of the ledger and dedupe tables, one store per aggregate."""

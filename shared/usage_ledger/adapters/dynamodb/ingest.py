@@ -1,0 +1,166 @@
+"""The ingest commit: claim each (source, id) once, then write one debit per (batch, team, resource).
+
+1. claim: one EventMarker per (source, id), put with `attribute_not_exists(PK) OR batch_id = :this`
+   (100 per transaction). The owner is the batch id that POST /v1/events wrote into the message
+   (stable across redeliveries and DLQ redrives); a marker owned by another batch is a duplicate.
+2. commit: one transaction of an AppliedMarker for (batch, team, resource), the balance
+   (conditional on the version it was read at), the payg cycles (conditional on being open) and
+   the usage aggregates; aggregates that do not fit follow in chunks, each under its own marker.
+A crash between any two writes and a redelivery replay both steps: the claim is re-taken by the
+same batch, and an AppliedMarker that exists means "already done".
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from usage_ledger import retry
+from usage_ledger.adapters.dynamodb import keys
+from usage_ledger.adapters.dynamodb.errors import CONDITION_FAILED, cancellation_codes
+from usage_ledger.adapters.dynamodb.models import AppliedMarker, BalanceItem, CycleItem, EventMarker, connection
+from usage_ledger.adapters.dynamodb.usage import UsageStore
+from usage_ledger.domain.billing import OPEN
+from usage_ledger.domain.calendar import cycle_by_index, iso
+from usage_ledger.domain.errors import Contended, LedgerError
+from usage_ledger.domain.ledger import Debit, ResourceLedger
+from usage_ledger.domain.model import Resource, UsageEvent
+from usage_ledger.service.ports import Commit
+
+logger = Logger(child=True)
+
+DEDUPE_RETENTION = timedelta(days=25 * 31)  # each (source, id) counts once for 24 months
+APPLIED_RETENTION = timedelta(days=15)  # longer than SQS keeps a message (14 days)
+MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit
+# aggregate items that ride in the balance transaction; the rest go in their own transactions
+FIRST_CHUNK_AGGREGATES = 60
+CLAIM_ATTEMPTS = 8
+
+
+class _Transaction(TransactWrite):
+    """pynamodb's TransactWrite that also takes low-level updates (the usage aggregates)."""
+
+    def update_raw(self, update: dict[str, Any]) -> None:
+        self._update_items.append(update)
+
+    def commit(self) -> None:
+        self._commit()
+
+
+class IngestStore:
+    def __init__(self, usage: UsageStore) -> None:
+        self.usage = usage
+
+    def claim(self, batch_id: str, events: list[UsageEvent], now: datetime) -> list[UsageEvent]:
+        """Take ownership of each (source, id) for this batch; return the events it owns."""
+        first_by_key: dict[str, UsageEvent] = {}
+        for event in events:
+            first_by_key.setdefault(keys.event_marker_pk(event.source, event.id), event)
+        expires = now + DEDUPE_RETENTION
+        owned: list[UsageEvent] = []
+        pks = list(first_by_key)
+        for start in range(0, len(pks), MAX_TRANSACTION_ITEMS):
+            chunk = pks[start:start + MAX_TRANSACTION_ITEMS]
+            for _ in retry.attempts(CLAIM_ATTEMPTS):
+                if not chunk:
+                    break
+                try:
+                    with _Transaction(connection=connection()) as transaction:
+                        for pk in chunk:
+                            marker = EventMarker(pk, batch_id=batch_id, team_id=first_by_key[pk].team_id,
+                                                 expires_at=expires)
+                            transaction.save(marker, condition=EventMarker.PK.does_not_exist()
+                                             | (EventMarker.batch_id == batch_id))
+                    owned.extend(first_by_key[pk] for pk in chunk)
+                    break
+                except TransactWriteError as error:
+                    codes = cancellation_codes(error)
+                    if not codes:
+                        raise
+                    duplicates = {pk for pk, code in zip(chunk, codes) if code == CONDITION_FAILED}
+                    if duplicates:
+                        logger.info("duplicate events dropped", extra={"count": len(duplicates)})
+                    # without duplicates it was a conflicting transaction: back off and try again
+                    chunk = [pk for pk in chunk if pk not in duplicates]
+            else:
+                raise Contended("could not claim events; will retry")
+        return owned
+
+    def commit(self, batch_id: str, team_id: str, resource: Resource, ledger: ResourceLedger, debit: Debit,
+               events: list[UsageEvent], now: datetime) -> Commit:
+        """The debit, its cycles and the first usage aggregates, in one transaction."""
+        resource_id = resource.resource_id
+        state = debit.state
+        balance = BalanceItem(
+            keys.team_pk(team_id), keys.balance_sk(resource_id), team_id=team_id, resource_id=resource_id,
+            kind=resource.kind, usage_total=state.usage_total, pending_usage=state.pending_usage,
+            charged_units=state.charged_units, consumed=state.consumed, payg_units=state.payg_units,
+            shortfall_units=state.shortfall_units, daily_units=state.daily_units,
+        )
+        if ledger.has_balance:  # the version read: the write is conditional on it (else: on no item)
+            balance.version = ledger.state.version
+        if resource.kind == "api":  # the scheduled alert run finds api balances through GSI1
+            balance.GSI1PK = keys.API_RESOURCES_INDEX
+            balance.GSI1SK = keys.api_resource_gsi1sk(team_id, resource_id)
+        subscriptions = {s.subscription_id: s for s in ledger.subscriptions}
+        aggregates = self.usage.aggregate_updates(team_id, resource_id, events)[:FIRST_CHUNK_AGGREGATES]
+        if 2 + len(debit.payg_by_cycle) + len(aggregates) > MAX_TRANSACTION_ITEMS:
+            raise LedgerError("a message spans too many billing cycles to apply in one transaction")
+        transaction = _Transaction(connection=connection())
+        transaction.save(self._applied_marker(batch_id, team_id, resource_id, 0, now),
+                         condition=AppliedMarker.PK.does_not_exist())
+        transaction.save(balance)  # conditional on the version read (pynamodb's VersionAttribute)
+        for key, units in sorted(debit.payg_by_cycle.items(), key=lambda pair: pair[0].index):
+            subscription = subscriptions[key.subscription_id]
+            assert subscription.purchased_at and subscription.timezone
+            cycle = cycle_by_index(subscription.purchased_at, subscription.timezone, key.index)
+            item = CycleItem(keys.team_pk(team_id), keys.cycle_sk(resource_id, key.subscription_id, key.index))
+            transaction.update(item, actions=[
+                CycleItem.entity.set(CycleItem), CycleItem.team_id.set(team_id),
+                CycleItem.resource_id.set(resource_id), CycleItem.subscription_id.set(key.subscription_id),
+                CycleItem.cycle_index.set(key.index), CycleItem.cycle_start.set(cycle.start_date.isoformat()),
+                CycleItem.cycle_end.set(cycle.end_date.isoformat()), CycleItem.ends_at.set(cycle.ends_at),
+                CycleItem.status.set(CycleItem.status | OPEN),
+                CycleItem.GSI1PK.set(CycleItem.GSI1PK | keys.OPEN_CYCLES), CycleItem.GSI1SK.set(iso(cycle.ends_at)),
+                CycleItem.charged_units.add(units),
+            ], condition=CycleItem.PK.does_not_exist() | (CycleItem.status == OPEN))
+        for update in aggregates:
+            transaction.update_raw(update)
+        return self._commit(transaction)
+
+    def commit_remaining_usage(self, batch_id: str, team_id: str, resource_id: str, events: list[UsageEvent],
+                               now: datetime) -> None:
+        """Aggregates past the first chunk: deterministic chunks, each guarded by its own marker."""
+        rest = self.usage.aggregate_updates(team_id, resource_id, events)[FIRST_CHUNK_AGGREGATES:]
+        size = MAX_TRANSACTION_ITEMS - 1
+        for number, start in enumerate(range(0, len(rest), size), start=1):
+            for _ in retry.attempts(CLAIM_ATTEMPTS):
+                transaction = _Transaction(connection=connection())
+                transaction.save(self._applied_marker(batch_id, team_id, resource_id, number, now),
+                                 condition=AppliedMarker.PK.does_not_exist())
+                for update in rest[start:start + size]:
+                    transaction.update_raw(update)
+                if self._commit(transaction) is not Commit.RACED:
+                    break
+            else:
+                raise Contended("transaction kept conflicting; will retry")
+
+    @staticmethod
+    def _applied_marker(batch_id: str, team_id: str, resource_id: str, chunk: int, now: datetime) -> AppliedMarker:
+        return AppliedMarker(keys.applied_marker_pk(batch_id, team_id, resource_id, chunk),
+                             expires_at=now + APPLIED_RETENTION)
+
+    @staticmethod
+    def _commit(transaction: _Transaction) -> Commit:
+        """The first item is the AppliedMarker: its condition failing means done before."""
+        try:
+            transaction.commit()
+        except TransactWriteError as error:
+            codes = cancellation_codes(error)
+            if not codes:
+                raise
+            return Commit.ALREADY_APPLIED if codes[0] == CONDITION_FAILED else Commit.RACED
+        return Commit.APPLIED

@@ -1,0 +1,151 @@
+"""Every key of the three tables, in one place (docs/data-model.md shows the same layout).
+
+Ids never contain '#' (the edge's identifier pattern), so '#' separates key parts unambiguously.
+"""
+from __future__ import annotations
+
+from usage_ledger.domain.alert import ApiNotice, Notice, WindowNotice
+from usage_ledger.domain.ids import stable_hash
+
+# ------------------------------------------------------------------ LedgerTable
+CATALOGUE_PK = "CATALOGUE"
+TEAM_META_SK = "META"
+RESOURCE_PREFIX = "RES#"  # everything a balance card needs; the stream filter wakes alerts on it
+PAYMENT_SK = "PAYMENT"
+
+# GSI1 partitions
+TEAMS_INDEX = "TEAM"  # every team
+OPEN_CYCLES = "CYCLE#OPEN"  # cycles not yet closed, sorted by their end (the due-cycle index)
+API_RESOURCES_INDEX = "APIBAL"  # every (team, api resource): the scheduled alert run's api notices
+ALERTS_INDEX = "ALERT"  # every alert
+GSI1 = "GSI1"
+
+
+def catalogue_sk(resource_id: str) -> str:
+    return f"RESOURCE#{resource_id}"
+
+
+def team_pk(team_id: str) -> str:
+    return f"TEAM#{team_id}"
+
+
+def member_sk(user_id: str) -> str:
+    return f"MEMBER#{user_id}"
+
+
+def app_sk(app_id: str) -> str:
+    return f"APP#{app_id}"
+
+
+def subscription_id_sk(subscription_id: str) -> str:
+    """The guard that makes a subscription id unique within its team across resources."""
+    return f"SUBID#{subscription_id}"
+
+
+def resource_prefix(resource_id: str) -> str:
+    return f"{RESOURCE_PREFIX}{resource_id}#"
+
+
+def balance_sk(resource_id: str) -> str:
+    return f"{RESOURCE_PREFIX}{resource_id}#BAL"
+
+
+def subscription_sk(resource_id: str, subscription_id: str) -> str:
+    return f"{RESOURCE_PREFIX}{resource_id}#SUB#{subscription_id}"
+
+
+def cycle_sk(resource_id: str, subscription_id: str, index: int) -> str:
+    return f"{RESOURCE_PREFIX}{resource_id}#CYCLE#{subscription_id}#{index:06d}"
+
+
+def api_resource_gsi1sk(team_id: str, resource_id: str) -> str:
+    return f"{team_id}#{resource_id}"
+
+
+def alert_gsi1sk(team_id: str, alert_id: str) -> str:
+    return f"{team_id}#{alert_id}"
+
+
+def team_of_gsi1sk(gsi1sk: str) -> str:
+    """GSI1SK of the api-resource and alert indexes is "<team>#<...>"."""
+    return gsi1sk.split("#", 1)[0]
+
+
+def invoice_pk(team_id: str) -> str:
+    return f"TEAM#{team_id}#INVOICE"
+
+
+INVOICE_PREFIX = "in_"
+
+
+def alerts_pk(team_id: str) -> str:
+    return f"TEAM#{team_id}#ALERT"
+
+
+ALERT_PREFIX = "ALERT#"
+NOTICE_PREFIX = "STATE#"
+
+
+def alert_sk(alert_id: str) -> str:
+    return f"{ALERT_PREFIX}{alert_id}"
+
+
+def alert_config_sk(config_hash: str) -> str:
+    return f"CONFIG#{config_hash}"
+
+
+def alert_notices_prefix(alert_id: str) -> str:
+    return f"{NOTICE_PREFIX}{alert_id}#"
+
+
+def notice_sk(notice: Notice) -> str:
+    if isinstance(notice, WindowNotice):
+        return f"{NOTICE_PREFIX}{notice.alert_id}#{notice.resource_id}#{notice.window}"
+    assert isinstance(notice, ApiNotice)
+    return f"{NOTICE_PREFIX}API#{notice.resource_id}#{notice.status}"
+
+
+def payment_pk(idempotency_key: str) -> str:
+    return f"PAYMENT#{idempotency_key}"
+
+
+def team_of_stream_keys(keys: dict) -> str | None:
+    """The team whose partition a stream record is about (`Keys` in DynamoDB JSON), or None."""
+    pk = (keys or {}).get("PK", {}).get("S", "")
+    team_id = pk.removeprefix("TEAM#")
+    return team_id if pk.startswith("TEAM#") and team_id and "#" not in team_id else None
+
+
+# ------------------------------------------------------------------ DedupeTable
+def event_marker_pk(source: str, event_id: str) -> str:
+    """One marker per (source, id) for the life of the data."""
+    return "EVENT#" + stable_hash(source, event_id, length=40)
+
+
+def applied_marker_pk(batch_id: str, team_id: str, resource_id: str, chunk: int) -> str:
+    """One marker per (batch, team, resource, chunk) applied: a replay finds it and skips."""
+    return f"APPLIED#{batch_id}#{team_id}#{resource_id}#{chunk}"
+
+
+# ------------------------------------------------------------------ UsageTable (PK = team_id)
+def usage_period_sk(granularity: str, resource_id: str, period: str) -> str:
+    return f"{'D' if granularity == 'day' else 'M'}#{resource_id}#{period}"
+
+
+def period_of_usage_sk(sk: str) -> str:
+    return sk.rsplit("#", 1)[1]
+
+
+def cycle_ref_of(pk: str, sk: str) -> tuple[str, str, str, int]:
+    """(team_id, resource_id, subscription_id, index) of a cycle's keys (the inverse of cycle_sk)."""
+    resource_part, subscription_id, index = sk.removeprefix(RESOURCE_PREFIX).rsplit("#", 2)
+    resource_id = resource_part.removesuffix("#CYCLE")
+    return pk.removeprefix("TEAM#"), resource_id, subscription_id, int(index)
+
+
+def notice_of_sk(sk: str) -> Notice:
+    """The notice a state item is about (the inverse of notice_sk)."""
+    parts = sk.removeprefix(NOTICE_PREFIX).split("#")
+    if parts[0] == "API":
+        return ApiNotice(parts[1], parts[2])
+    return WindowNotice(parts[0], parts[1], int(parts[2]))

@@ -1,0 +1,41 @@
+"""One cursor codec and one pager for the team's lists (alerts, invoices): newest first, opaque cursors."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from usage_ledger.adapters.dynamodb.models import LedgerItem
+from usage_ledger.domain.errors import ValidationFailed
+
+Item = TypeVar("Item", bound=LedgerItem)
+
+
+def encode_cursor(team_id: str, last_id: str) -> str:
+    raw = json.dumps({"t": team_id, "k": last_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, team_id: str, is_id: Callable[[str], bool]) -> str:
+    """The id to continue after; garbage, a forged id or another team's cursor is a 422 on `cursor`."""
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        last_id = decoded["k"]
+        if decoded["t"] != team_id or not isinstance(last_id, str) or not is_id(last_id):
+            raise ValueError(last_id)
+        return last_id
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        raise ValidationFailed.single("cursor", "is not a cursor from this list") from None
+
+
+def newest_first(model: type[Item], pk: str, sk_of: Callable[[str], str], *, limit: int, after: str | None,
+                 condition: Any = None, consistent_read: bool = False) -> tuple[list[Item], bool]:
+    """Up to `limit` items of the partition in descending key order, after the item with id
+    `after`; asks for one more to know whether a next page exists (one Query unless DynamoDB's
+    1 MB page cap cuts it short, when pynamodb reads on)."""
+    start = {"PK": {"S": pk}, "SK": {"S": sk_of(after)}} if after is not None else None
+    items = list(model.query(pk, condition, scan_index_forward=False, consistent_read=consistent_read,
+                             limit=limit + 1, last_evaluated_key=start))
+    return items[:limit], len(items) > limit

@@ -1,0 +1,39 @@
+"""Who may do what in a team (contract section 2): the one place authorization is decided."""
+from __future__ import annotations
+
+from enum import Enum
+
+from usage_ledger.domain.errors import Forbidden
+from usage_ledger.domain.model import Member, Resource
+
+
+class Action(Enum):
+    READ_BALANCES = "read balances and usage"
+    READ_NOTICES = "read notices"
+    READ_INVOICES = "read invoices"
+    READ_ALERTS = "read alerts"
+    MANAGE_ALERTS = "create or delete alerts"
+
+
+def may(member: Member, action: Action) -> bool:
+    if action is Action.MANAGE_ALERTS:
+        return member.manages_alerts
+    if action in (Action.READ_BALANCES, Action.READ_NOTICES):
+        return member.is_admin or member.is_hub_admin
+    return member.is_admin
+
+
+def require(member: Member, action: Action) -> Member:
+    if not may(member, action):
+        raise Forbidden(f"Your roles do not allow you to {action.value} for this team.")
+    return member
+
+
+def visible_resource(member: Member, resource: Resource) -> bool:
+    """Admins see every resource; a hub_admin only `api` resources."""
+    return member.is_admin or (member.is_hub_admin and resource.kind == "api")
+
+
+def require_visible(member: Member, resource: Resource) -> None:
+    if not visible_resource(member, resource):
+        raise Forbidden(f"Your roles do not allow you to read resource {resource.resource_id!r}.")

@@ -1,0 +1,161 @@
+"""Pay-as-You-Go billing's nouns: a cycle's life (open -> closing -> closed), its invoice and a charge."""
+from __future__ import annotations
+
+import calendar as _calendar
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from usage_ledger.domain.calendar import iso
+from usage_ledger.domain.ids import stable_hash
+from usage_ledger.domain.model import Member, PaymentMethod, Resource, Subscription, Team
+
+# cycle statuses: ingest adds units only to an open cycle; closing holds a run's lease
+OPEN, CLOSING, CLOSED = "open", "closing", "closed"
+# invoice statuses
+PENDING, PAID, PAYMENT_FAILED = "pending", "paid", "payment_failed"
+# where an invoice's email stands: being sent under a run's lease, sent, or no one to send it to
+SENDING, SENT, NO_RECIPIENT = "sending", "sent", "no_recipient"
+MAX_INVOICE_ID = 128  # far above the ids we issue, far below DynamoDB's key limit
+
+
+@dataclass(frozen=True)
+class CycleRef:
+    """Names one billing cycle (what the due-cycle index yields)."""
+
+    team_id: str
+    resource_id: str
+    subscription_id: str
+    index: int
+
+
+@dataclass(frozen=True)
+class PaygCycle:
+    """One billing cycle of a payg subscription as stored: its local dates and the units it took."""
+
+    team_id: str
+    resource_id: str
+    subscription_id: str
+    index: int
+    start_date: str
+    end_date: str
+    ends_at: datetime
+    charged_units: int
+    status: str = OPEN
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    resource_id: str
+    charged_units: int
+    unit_amount: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class Invoice:
+    invoice_id: str
+    team_id: str
+    subscription_id: str
+    resource_id: str
+    cycle_index: int
+    period_start: str
+    period_end: str
+    timezone: str | None
+    lines: tuple[InvoiceLine, ...]
+    total: int
+    currency: str
+    status: str
+    issued_at: datetime
+    # snapshots for rendering: an invoice shows who and what was billed when it was issued
+    team_name: str
+    resource_name: str
+    unit: str
+    purchaser_user_id: str | None
+    purchaser_email: str | None
+    payment_method: PaymentMethod
+    charge_id: str | None = None
+    settled_at: datetime | None = None
+    decline_code: str | None = None
+    email_status: str | None = None
+
+    @property
+    def emailed(self) -> bool:
+        return self.email_status in (SENT, NO_RECIPIENT)
+
+    def view(self) -> dict[str, Any]:
+        """The invoice as the API shows it (contract section 3)."""
+        return {
+            "invoice_id": self.invoice_id,
+            "subscription_id": self.subscription_id,
+            "period_start": self.period_start,
+            "period_end": self.period_end,
+            "lines": [{"resource_id": line.resource_id, "charged_units": line.charged_units,
+                       "unit_amount": line.unit_amount, "amount": line.amount} for line in self.lines],
+            "total": self.total,
+            "currency": self.currency,
+            "status": self.status,
+            "issued_at": iso(self.issued_at),
+        }
+
+    def settled(self, charge: Charge, at: datetime) -> Invoice:
+        return replace(self, status=PAID if charge.succeeded else PAYMENT_FAILED, charge_id=charge.charge_id,
+                       settled_at=at, decline_code=charge.decline_code)
+
+
+def invoice_id_for(team_id: str, subscription_id: str, cycle_index: int, period_end: str) -> str:
+    """Deterministic, and sorts by period within the team: in_<YYYYMMDD of period_end>_<hash>."""
+    digest = stable_hash(team_id, subscription_id, str(cycle_index), length=16)
+    return f"in_{period_end.replace('-', '')}_{digest}"
+
+
+def charge_key(invoice_id: str) -> str:
+    """The idempotency key of an invoice's charge: every retry of it charges at most once."""
+    return f"{invoice_id}#charge"
+
+
+def issue_invoice(cycle: PaygCycle, subscription: Subscription, team: Team | None, purchaser: Member | None,
+                  resource: Resource | None, now: datetime) -> Invoice:
+    """The one invoice of a cycle that took charged units."""
+    assert subscription.unit_amount is not None and subscription.currency is not None
+    assert subscription.payment_method is not None
+    amount = cycle.charged_units * subscription.unit_amount
+    return Invoice(
+        invoice_id=invoice_id_for(cycle.team_id, cycle.subscription_id, cycle.index, cycle.end_date),
+        team_id=cycle.team_id, subscription_id=cycle.subscription_id, resource_id=cycle.resource_id,
+        cycle_index=cycle.index, period_start=cycle.start_date, period_end=cycle.end_date,
+        timezone=subscription.timezone,
+        lines=(InvoiceLine(cycle.resource_id, cycle.charged_units, subscription.unit_amount, amount),),
+        total=amount, currency=subscription.currency, status=PENDING, issued_at=now,
+        team_name=team.name if team else cycle.team_id,
+        resource_name=resource.display_name if resource else cycle.resource_id,
+        unit=resource.unit if resource else "unit",
+        purchaser_user_id=subscription.purchaser_user_id,
+        purchaser_email=purchaser.email if purchaser else None,
+        payment_method=subscription.payment_method,
+    )
+
+
+SUCCEEDED, DECLINED = "succeeded", "declined"
+
+
+@dataclass(frozen=True)
+class Charge:
+    """The outcome of one charge attempt, the same for every retry with its idempotency key."""
+
+    charge_id: str
+    status: str  # "succeeded" or "declined"
+    amount: int
+    currency: str
+    decline_code: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == SUCCEEDED
+
+
+def card_expires_at(payment_method: PaymentMethod) -> datetime:
+    """A card is valid through the last day of its expiry month (UTC); this is the first instant after."""
+    last_day = _calendar.monthrange(payment_method.exp_year, payment_method.exp_month)[1]
+    end = datetime(payment_method.exp_year, payment_method.exp_month, last_day, tzinfo=UTC)
+    return end + timedelta(days=1)

@@ -1,0 +1,80 @@
+"""What callers ask the use cases to do: plain values, parsed and checked for shape at the edge."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from usage_ledger.domain.errors import FieldError
+from usage_ledger.domain.model import Member, PaymentMethod, UsageEvent
+
+
+@dataclass(frozen=True)
+class PutResource:
+    resource_id: str
+    kind: str
+    display_name: str
+    unit: str
+    charge_unit_size: Decimal
+    low_balance_percent: Decimal
+    declared_resource_id: str | None = None  # the body's own resource_id, if it gave one
+
+
+@dataclass(frozen=True)
+class PutTeam:
+    team_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class PutMember:
+    team_id: str
+    user_id: str
+    email: str
+    roles: tuple[str, ...]
+    full_access: bool
+
+
+@dataclass(frozen=True)
+class PutApp:
+    team_id: str
+    app_id: str
+    name: str
+    owner_user_id: str
+
+
+@dataclass(frozen=True)
+class CreateSubscription:
+    team_id: str
+    subscription_id: str | None
+    resource_id: str
+    type: str
+    starts_at: datetime
+    quantity: int | None = None
+    ends_at: datetime | None = None
+    refresh_period: str | None = None
+    purchased_at: datetime | None = None
+    timezone: str | None = None
+    unit_amount: int | None = None
+    currency: str | None = None
+    purchaser_user_id: str | None = None
+    payment_method: PaymentMethod | None = None
+
+
+@dataclass(frozen=True)
+class CreateAlert:
+    team_id: str
+    caller: Member
+    name: str
+    windows_days: tuple[int, ...]
+    resource_ids: tuple[str, ...]
+    recipient_user_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecordUsage:
+    """A request's usage events, each with the path prefix that names it in errors (`[3].`), and
+    what the edge already found wrong with the request (all or nothing: reported together)."""
+
+    events: tuple[tuple[str, UsageEvent], ...]
+    invalid: tuple[FieldError, ...] = field(default=())

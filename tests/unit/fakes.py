@@ -1,0 +1,317 @@
+"""In-memory stand-ins for the ports of usage_ledger.service.ports: enough behaviour (conditions,
+leases, claims) for the use cases to be tested without AWS, handed in through bootstrap.Container."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from usage_ledger.domain.alert import Alert, Notice, NoticeState
+from usage_ledger.domain.billing import (
+    CLOSED,
+    CLOSING,
+    PENDING,
+    SENDING,
+    SENT,
+    Charge,
+    CycleRef,
+    Invoice,
+    PaygCycle,
+)
+from usage_ledger.domain.ledger import Debit, ResourceLedger, TeamSnapshot
+from usage_ledger.domain.model import App, Member, Resource, Subscription, Team, UsageEvent
+from usage_ledger.service.ports import Commit
+
+
+@dataclass
+class FakeLedgerStore:
+    resources: dict[str, Resource] = field(default_factory=dict)
+    teams: dict[str, Team] = field(default_factory=dict)
+    members: dict[tuple[str, str], Member] = field(default_factory=dict)
+    apps: dict[tuple[str, str], App] = field(default_factory=dict)
+    subscriptions: dict[tuple[str, str], Subscription] = field(default_factory=dict)
+    ledgers: dict[tuple[str, str], ResourceLedger] = field(default_factory=dict)
+
+    def catalogue(self, *, fresh: bool = False) -> dict[str, Resource]:
+        return dict(self.resources)
+
+    def resource(self, resource_id: str) -> Resource | None:
+        return self.resources.get(resource_id)
+
+    def put_resource(self, resource: Resource) -> bool | None:
+        created = resource.resource_id not in self.resources
+        self.resources[resource.resource_id] = resource
+        return created
+
+    def get_team(self, team_id: str) -> Team | None:
+        return self.teams.get(team_id)
+
+    def get_member(self, team_id: str, user_id: str) -> Member | None:
+        return self.members.get((team_id, user_id))
+
+    def team_and_member(self, team_id: str, user_id: str | None) -> tuple[Team | None, Member | None]:
+        return self.teams.get(team_id), self.members.get((team_id, user_id or ""))
+
+    def existing_teams(self, team_ids: set[str]) -> set[str]:
+        return {team_id for team_id in team_ids if team_id in self.teams}
+
+    def put_team(self, team: Team) -> bool:
+        created = team.team_id not in self.teams
+        self.teams[team.team_id] = team
+        return created
+
+    def put_member(self, member: Member) -> bool:
+        created = (member.team_id, member.user_id) not in self.members
+        self.members[(member.team_id, member.user_id)] = member
+        return created
+
+    def put_app(self, app: App) -> bool:
+        created = (app.team_id, app.app_id) not in self.apps
+        self.apps[(app.team_id, app.app_id)] = app
+        return created
+
+    def create_subscription(self, subscription: Subscription, *, listed_for_alerts: bool) -> bool:
+        key = (subscription.team_id, subscription.subscription_id)
+        if key in self.subscriptions:
+            return False
+        self.subscriptions[key] = subscription
+        self.ledger(subscription.team_id, subscription.resource_id).subscriptions.append(subscription)
+        return True
+
+    def subscription_by_id(self, team_id: str, subscription_id: str) -> Subscription | None:
+        return self.subscriptions.get((team_id, subscription_id))
+
+    def get_subscription(self, team_id: str, resource_id: str, subscription_id: str) -> Subscription | None:
+        found = self.subscriptions.get((team_id, subscription_id))
+        return found if found and found.resource_id == resource_id else None
+
+    def ledger(self, team_id: str, resource_id: str) -> ResourceLedger:
+        return self.ledgers.setdefault((team_id, resource_id), ResourceLedger(resource_id))
+
+    def load_team(self, team_id: str, *, everything: bool = False, resource_id: str | None = None) -> TeamSnapshot:
+        snapshot = TeamSnapshot(team=self.teams.get(team_id) if everything else None)
+        for (team, rid), ledger in self.ledgers.items():
+            if team == team_id and (resource_id is None or rid == resource_id):
+                snapshot.resources[rid] = replace(ledger, subscriptions=list(ledger.subscriptions),
+                                                  cycle_units=dict(ledger.cycle_units),
+                                                  closed_cycles=set(ledger.closed_cycles))
+        if everything:
+            snapshot.members = {user: m for (team, user), m in self.members.items() if team == team_id}
+            snapshot.apps = {app: a for (team, app), a in self.apps.items() if team == team_id}
+        return snapshot
+
+
+@dataclass
+class FakeIngestStore:
+    ledger: FakeLedgerStore
+    claims: dict[tuple[str, str], str] = field(default_factory=dict)
+    applied: set[tuple[str, str, str]] = field(default_factory=set)
+    races_to_lose: int = 0  # the next commits that find the version moved
+    usage: list[UsageEvent] = field(default_factory=list)
+
+    def claim(self, batch_id: str, events: list[UsageEvent], now: datetime) -> list[UsageEvent]:
+        owned, seen = [], set()
+        for event in events:
+            key = (event.source, event.id)
+            if key in seen or self.claims.setdefault(key, batch_id) != batch_id:
+                continue
+            seen.add(key)
+            owned.append(event)
+        return owned
+
+    def commit(self, batch_id: str, team_id: str, resource: Resource, ledger: ResourceLedger, debit: Debit,
+               events: list[UsageEvent], now: datetime) -> Commit:
+        if (batch_id, team_id, resource.resource_id) in self.applied:
+            return Commit.ALREADY_APPLIED
+        stored = self.ledger.ledger(team_id, resource.resource_id)
+        if self.races_to_lose:
+            self.races_to_lose -= 1
+            return Commit.RACED
+        if stored.state.version != ledger.state.version:
+            return Commit.RACED
+        stored.state = debit.state
+        for key, units in debit.payg_by_cycle.items():
+            stored.cycle_units[key] = stored.cycle_units.get(key, 0) + units
+        self.applied.add((batch_id, team_id, resource.resource_id))
+        self.usage.extend(events)
+        return Commit.APPLIED
+
+    def commit_remaining_usage(self, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class FakeBillingStore:
+    cycles: dict[CycleRef, PaygCycle] = field(default_factory=dict)
+    leases: dict[CycleRef, tuple[str, datetime]] = field(default_factory=dict)
+    invoices: dict[str, Invoice] = field(default_factory=dict)
+    email_claims: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+
+    def add_cycle(self, cycle: PaygCycle) -> CycleRef:
+        ref = CycleRef(cycle.team_id, cycle.resource_id, cycle.subscription_id, cycle.index)
+        self.cycles[ref] = cycle
+        return ref
+
+    def due_cycles(self, due_before: datetime) -> Iterator[CycleRef]:
+        return iter([ref for ref, cycle in self.cycles.items() if cycle.status != CLOSED
+                     and cycle.ends_at <= due_before])
+
+    def claim_cycle(self, ref: CycleRef, token: str, lease_until: datetime, now: datetime) -> PaygCycle | None:
+        cycle = self.cycles[ref]
+        held = self.leases.get(ref)
+        if cycle.status == CLOSED or (cycle.status == CLOSING and held and held[1] >= now):
+            return None
+        self.cycles[ref] = cycle = replace(cycle, status=CLOSING)
+        self.leases[ref] = (token, lease_until)
+        return cycle
+
+    def release_cycle(self, ref: CycleRef, token: str) -> None:
+        if self.leases.get(ref, ("",))[0] == token:
+            del self.leases[ref]
+
+    def close_cycle(self, ref: CycleRef, token: str, invoice_id: str | None) -> bool:
+        if self.leases.get(ref, ("",))[0] != token:
+            return False
+        self.cycles[ref] = replace(self.cycles[ref], status=CLOSED)
+        del self.leases[ref]
+        return True
+
+    def issue(self, invoice: Invoice) -> tuple[Invoice, bool]:
+        if invoice.invoice_id in self.invoices:
+            return self.invoices[invoice.invoice_id], False
+        self.invoices[invoice.invoice_id] = invoice
+        return invoice, True
+
+    def get_invoice(self, team_id: str, invoice_id: str) -> Invoice | None:
+        found = self.invoices.get(invoice_id)
+        return found if found and found.team_id == team_id else None
+
+    def settle(self, invoice: Invoice, charge: Charge, at: datetime, token: str,
+               lease_until: datetime) -> Invoice | None:
+        if self.invoices[invoice.invoice_id].status != PENDING:
+            return None
+        settled = replace(invoice.settled(charge, at), email_status=SENDING)
+        self.invoices[invoice.invoice_id] = settled
+        self.email_claims[invoice.invoice_id] = (token, lease_until)
+        return settled
+
+    def claim_email(self, invoice: Invoice, token: str, lease_until: datetime, now: datetime) -> bool:
+        stored = self.invoices[invoice.invoice_id]
+        held = self.email_claims.get(invoice.invoice_id)
+        if stored.email_status is not None and not (stored.email_status == SENDING and held and held[1] < now):
+            return False
+        self.invoices[invoice.invoice_id] = replace(stored, email_status=SENDING)
+        self.email_claims[invoice.invoice_id] = (token, lease_until)
+        return True
+
+    def email_sent(self, invoice: Invoice, token: str, message_id: str, at: datetime) -> None:
+        if self.email_claims.get(invoice.invoice_id, ("",))[0] == token:
+            self.invoices[invoice.invoice_id] = replace(self.invoices[invoice.invoice_id], email_status=SENT)
+
+    def email_has_no_recipient(self, invoice: Invoice, token: str) -> None:
+        self.invoices[invoice.invoice_id] = replace(self.invoices[invoice.invoice_id], email_status="no_recipient")
+
+    def release_email(self, invoice: Invoice, token: str) -> None:
+        if self.email_claims.get(invoice.invoice_id, ("",))[0] == token:
+            self.invoices[invoice.invoice_id] = replace(self.invoices[invoice.invoice_id], email_status=None)
+            del self.email_claims[invoice.invoice_id]
+
+    def list_invoices(self, team_id: str, limit: int, cursor: str | None) -> tuple[list[Invoice], str | None]:
+        mine = sorted((i for i in self.invoices.values() if i.team_id == team_id), key=lambda i: i.invoice_id,
+                      reverse=True)
+        return mine[:limit], None
+
+
+@dataclass
+class FakeAlertStore:
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    states: dict[tuple[str, Notice], NoticeState] = field(default_factory=dict)
+
+    def create(self, alert: Alert) -> bool:
+        if any(a.team_id == alert.team_id and a.config_hash == alert.config_hash for a in self.alerts.values()):
+            return False
+        self.alerts[alert.alert_id] = alert
+        return True
+
+    def alert_with_config(self, team_id: str, config_hash: str) -> str | None:
+        return next((a.alert_id for a in self.alerts.values()
+                     if a.team_id == team_id and a.config_hash == config_hash), None)
+
+    def get(self, team_id: str, alert_id: str) -> Alert | None:
+        found = self.alerts.get(alert_id)
+        return found if found and found.team_id == team_id else None
+
+    def page(self, team_id: str, limit: int, cursor: str | None) -> tuple[list[Alert], str | None]:
+        return [a for a in self.alerts.values() if a.team_id == team_id][:limit], None
+
+    def delete(self, alert: Alert) -> bool:
+        return self.alerts.pop(alert.alert_id, None) is not None
+
+    def teams_to_evaluate(self) -> list[str]:
+        return sorted({alert.team_id for alert in self.alerts.values()})
+
+    def load(self, team_id: str) -> tuple[list[Alert], dict[Notice, NoticeState]]:
+        return ([a for a in self.alerts.values() if a.team_id == team_id],
+                {notice: state for (team, notice), state in self.states.items() if team == team_id})
+
+    def claim(self, team_id: str, notice: Notice, claim: str, now: datetime, lease_until: datetime) -> bool:
+        state = self.states.get((team_id, notice))
+        if state is not None and not state.is_due(now):
+            return False
+        self.states[(team_id, notice)] = NoticeState(armed=False, sent=False, claim=claim, lease_until=lease_until)
+        return True
+
+    def mark_sent(self, team_id: str, notice: Notice, claim: str, message_id: str, now: datetime) -> bool:
+        state = self.states.get((team_id, notice))
+        if state is None or state.claim != claim:
+            return False
+        self.states[(team_id, notice)] = replace(state, sent=True, lease_until=None)
+        return True
+
+    def rearm(self, team_id: str, notice: Notice, claim: str | None = None) -> None:
+        state = self.states.get((team_id, notice))
+        if state is not None and (state.claim == claim if claim else not state.armed):
+            del self.states[(team_id, notice)]
+
+
+@dataclass
+class FakeMailer:
+    sent: list[tuple[list[str], str]] = field(default_factory=list)
+    failures_left: int = 0
+
+    def send(self, to: list[str], subject: str, html: str, text: str) -> str:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise ConnectionError("SES unreachable")
+        self.sent.append((to, subject))
+        return f"msg-{len(self.sent)}"
+
+
+class FakeRenderer:
+    def render(self, name: str, **context: Any) -> str:
+        return f"{name}: {sorted(context)}"
+
+
+@dataclass
+class FakeQueue:
+    messages: list[list[UsageEvent]] = field(default_factory=list)
+
+    def send(self, events: list[UsageEvent]) -> str:
+        self.messages.append(list(events))
+        return f"m{len(self.messages)}"
+
+
+@dataclass
+class FakeGateway:
+    charges: dict[str, Charge] = field(default_factory=dict)
+    outages_left: int = 0
+
+    def charge(self, *, idempotency_key: str, amount: int, currency: str, payment_method: Any, description: str,
+               now: datetime) -> Charge:
+        if self.outages_left:
+            self.outages_left -= 1
+            raise TimeoutError("processor timed out")
+        return self.charges.setdefault(idempotency_key, Charge(f"ch_{len(self.charges)}", "succeeded", amount,
+                                                               currency))
+

@@ -1,0 +1,150 @@
+"""The use cases on in-memory fakes, composed as a deployment composes them (usage_ledger.bootstrap)."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from fakes import (
+    FakeAlertStore,
+    FakeBillingStore,
+    FakeGateway,
+    FakeIngestStore,
+    FakeLedgerStore,
+    FakeMailer,
+    FakeQueue,
+    FakeRenderer,
+)
+
+from usage_ledger.bootstrap import Container
+from usage_ledger.config import Settings
+from usage_ledger.domain.alert import WindowNotice
+from usage_ledger.domain.billing import PAID, PaygCycle
+from usage_ledger.domain.commands import CreateAlert, RecordUsage
+from usage_ledger.domain.errors import Contended, ValidationFailed
+from usage_ledger.domain.model import Member, PaymentMethod, Resource, Subscription, Team, UsageEvent
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+SETTINGS = Settings(ledger_table="-", usage_table="-", dedupe_table="-", events_queue_url="-",
+                    sender_email="billing@example.com", billing_grace_minutes=60, entitlement_max_age_seconds=5,
+                    portal_base_url="http://portal")
+MINUTES = Resource("minutes", "api", "Minutes", "processing minute", Decimal(20))
+ALICE = Member("team-a", "alice", "alice@example.com", frozenset({"primary_admin"}), True)
+
+
+@pytest.fixture
+def ledger() -> FakeLedgerStore:
+    store = FakeLedgerStore()
+    store.put_resource(MINUTES)
+    store.put_team(Team("team-a", "Team A"))
+    store.put_member(ALICE)
+    store.create_subscription(Subscription("team-a", "flex-1", "minutes", "flex", NOW - timedelta(days=30),
+                                           quantity=10), listed_for_alerts=True)
+    return store
+
+
+@pytest.fixture
+def services(ledger):
+    ingest_store = FakeIngestStore(ledger)
+    return Container(settings=SETTINGS, ledger_store=ledger, ingest_store=ingest_store, event_queue=FakeQueue(),
+                     billing_store=FakeBillingStore(), alert_store=FakeAlertStore(), mailer=FakeMailer(),
+                     renderer=FakeRenderer(), payments=FakeGateway())
+
+
+def usage(quantity: int, *, event_id: str, at: datetime = NOW - timedelta(days=1)) -> UsageEvent:
+    return UsageEvent("test", event_id, "team-a", "minutes", Decimal(quantity), at)
+
+
+# ------------------------------------------------------------------ ingest
+
+
+def test_a_request_naming_an_unknown_resource_and_team_is_refused_whole(services):
+    good, bad = usage(20, event_id="1"), UsageEvent("test", "2", "team-x", "nope", Decimal(1), NOW)
+    with pytest.raises(ValidationFailed) as refused:
+        services.ingest.accept(RecordUsage(events=(("[0].", good), ("[1].", bad))))
+    assert [error.path for error in refused.value.errors] == ["[1].data.resource_id"]
+    assert services.event_queue.messages == []
+
+
+def test_each_event_counts_once_however_often_its_batch_is_applied(services, ledger):
+    events = [usage(30, event_id="1"), usage(30, event_id="2"), usage(30, event_id="1")]
+    assert services.ingest.apply_message("batch-1", events, NOW) == 2
+    assert services.ingest.apply_message("batch-1", events, NOW) == 2  # a redelivery: already applied
+    assert services.ingest.apply_message("batch-2", events, NOW) == 0  # a copy in another batch
+    state = ledger.ledger("team-a", "minutes").state
+    assert (state.charged_units, state.pending_usage) == (3, Decimal(0))
+
+
+def test_a_commit_that_loses_races_redecides_and_gives_up_after_twelve(services, ledger):
+    services.ingest_store.races_to_lose = 3
+    services.ingest.apply_message("batch-1", [usage(20, event_id="1")], NOW)
+    assert ledger.ledger("team-a", "minutes").state.charged_units == 1
+    services.ingest_store.races_to_lose = 12
+    with pytest.raises(Contended):
+        services.ingest.apply_message("batch-2", [usage(20, event_id="2")], NOW)
+    assert ledger.ledger("team-a", "minutes").state.charged_units == 1
+
+
+# ------------------------------------------------------------------ billing
+
+
+@pytest.fixture
+def due_cycle(services, ledger):
+    card = PaymentMethod("visa", "4242", 12, 2030)
+    ledger.put_member(Member("team-a", "bob", "bob@example.com", frozenset(), False))
+    ledger.create_subscription(Subscription("team-a", "payg-1", "minutes", "payg", NOW - timedelta(days=60),
+                                            purchased_at=NOW - timedelta(days=60), timezone="UTC", unit_amount=250,
+                                            currency="usd", purchaser_user_id="bob", payment_method=card),
+                               listed_for_alerts=True)
+    return services.billing_store.add_cycle(PaygCycle("team-a", "minutes", "payg-1", 1, "2026-10-27", "2026-11-26",
+                                                      NOW - timedelta(days=2), charged_units=4))
+
+
+def test_a_due_cycle_closes_into_one_invoice_one_charge_one_email(services, due_cycle):
+    assert services.billing.close_due_cycles(NOW)["invoiced"] == 1
+    assert services.billing.close_due_cycles(NOW)["closed"] == 0  # nothing left to do
+    (invoice,) = services.billing_store.invoices.values()
+    assert (invoice.status, invoice.total, invoice.purchaser_email) == (PAID, 1000, "bob@example.com")
+    assert len(services.payments.charges) == 1 and len(services.mailer.sent) == 1
+
+
+def test_a_processor_outage_leaves_the_cycle_due_and_the_next_run_charges_once(services, due_cycle):
+    services.payments.outages_left = 1
+    assert services.billing.close_due_cycles(NOW)["failed"] == 1
+    assert services.payments.charges == {} and services.mailer.sent == []
+    assert services.billing.close_due_cycles(NOW)["closed"] == 1  # the lease was released: at once
+    assert len(services.payments.charges) == 1 and len(services.mailer.sent) == 1
+
+
+def test_a_failed_email_is_sent_by_the_next_run_without_a_second_charge(services, due_cycle):
+    services.mailer.failures_left = 1
+    assert services.billing.close_due_cycles(NOW)["failed"] == 1
+    assert services.billing.close_due_cycles(NOW) == {"closed": 1, "invoiced": 0, "payments_failed": 0,
+                                                      "failed": 0, "skipped": 0}
+    assert len(services.payments.charges) == 1 and len(services.mailer.sent) == 1
+
+
+# ------------------------------------------------------------------ alerts
+
+
+def test_a_window_notifies_once_and_rearms_when_the_projection_leaves_it(services, ledger):
+    alert = services.alerting.create_alert(CreateAlert("team-a", ALICE, "Low", (10,), ("minutes",), ("alice",)), NOW)
+    services.ingest.apply_message("b1", [usage(160, event_id="1")], NOW)  # 8 of 10 used in a day: 1 left
+    assert services.alerting.evaluate(NOW).emails_sent == 1
+    assert services.alerting.evaluate(NOW).emails_sent == 0  # disarmed
+    notice = WindowNotice(alert["alert_id"], "minutes", 10)
+    assert not services.alert_store.states[("team-a", notice)].armed
+    ledger.ledger("team-a", "minutes").subscriptions[0] = Subscription(
+        "team-a", "flex-1", "minutes", "flex", NOW - timedelta(days=30), quantity=10_000)
+    assert services.alerting.evaluate(NOW).emails_sent == 0
+    assert ("team-a", notice) not in services.alert_store.states  # re-armed
+
+
+def test_a_failed_send_rearms_the_notice_for_the_next_run(services):
+    services.alerting.create_alert(CreateAlert("team-a", ALICE, "Low", (10, 5), ("minutes",), ("alice",)), NOW)
+    services.ingest.apply_message("b1", [usage(180, event_id="1")], NOW)
+    services.mailer.failures_left = 2
+    outcome = services.alerting.evaluate(NOW)
+    assert (outcome.emails_sent, outcome.send_failures) == (0, 2)
+    assert services.alerting.evaluate(NOW).emails_sent == 2
+    assert services.alerting.evaluate(NOW).emails_sent == 0
