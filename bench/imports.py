@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -36,9 +37,16 @@ REGION = "us-east-1"
 # the child: time one import, in-process; print ms, how many modules it loaded and whether boto3 is
 # among them (a handler that defers boto3 moves its cost to the first invocation, not away).
 # __import__ is the import statement's own machinery, so -X importtime reports the handler module too.
+# Then, timed apart, the parts of the composition root the function's code asks for
+# (`container().<part>`): what its first invocation builds before any request, boto3 included.
 CHILD = ("import sys, time; sys.path[:0] = {path!r}; before = len(sys.modules); "
          "t = time.perf_counter(); __import__({module!r}); m = sys.modules[{module!r}]; {check}"
-         "ms = (time.perf_counter() - t) * 1000; print(ms, len(sys.modules) - before, int('boto3' in sys.modules))")
+         "ms = (time.perf_counter() - t) * 1000; loaded = len(sys.modules) - before; b = int('boto3' in sys.modules); "
+         "t = time.perf_counter(); parts = {parts!r}; "
+         "c = __import__('usage_ledger.bootstrap', fromlist=['container']).container() if parts else None; "
+         "[getattr(c, part) for part in parts]; "
+         "print(ms, loaded, b, (time.perf_counter() - t) * 1000)")
+PART = re.compile(r"container\(\)\.(\w+)")
 
 
 class _Placeholders(dict):
@@ -73,8 +81,9 @@ def handlers(template: dict[str, Any] | None = None) -> dict[str, dict[str, Any]
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12", "LAMBDA_TASK_ROOT": str(folder), "TZ": ":UTC",
             **stack.function_environment(logical),
         }
+        parts = sorted({part for source in folder.glob("*.py") for part in PART.findall(source.read_text())})
         found[logical] = {"module": module, "attribute": attribute, "path": [str(folder), str(ROOT / "shared")],
-                          "env": env}
+                          "env": env, "parts": parts}
     return found
 
 
@@ -84,21 +93,24 @@ def _base_env() -> dict[str, str]:
 
 
 def _child(module: str, path: list[str], env: dict[str, str], attribute: str | None = None,
-           flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+           flags: tuple[str, ...] = (), parts: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     check = f"getattr(m, {attribute!r}); " if attribute else ""
+    code = CHILD.format(path=path, module=module, check=check, parts=list(parts))
     # -I: no PYTHON* variables, no user site, no current directory on sys.path: only what is given
-    return subprocess.run([sys.executable, "-I", *flags, "-c", CHILD.format(path=path, module=module, check=check)],
+    return subprocess.run([sys.executable, "-I", *flags, "-c", code],
                           capture_output=True, text=True, env={**_base_env(), **env}, timeout=120)
 
 
-def _sample(module: str, path: list[str], env: dict[str, str], attribute: str | None = None) -> dict[str, float]:
+def _sample(module: str, path: list[str], env: dict[str, str], attribute: str | None = None,
+            parts: tuple[str, ...] = ()) -> dict[str, float]:
     started = time.perf_counter()
-    done = _child(module, path, env, attribute)
+    done = _child(module, path, env, attribute, parts=parts)
     process_ms = (time.perf_counter() - started) * 1000
     if done.returncode != 0:
         raise RuntimeError((done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[-1])
-    import_ms, modules, boto3 = done.stdout.split()
-    return {"import_ms": float(import_ms), "process_ms": process_ms, "modules": int(modules), "boto3": boto3 == "1"}
+    import_ms, modules, boto3, compose_ms = done.stdout.split()
+    return {"import_ms": float(import_ms), "process_ms": process_ms, "modules": int(modules), "boto3": boto3 == "1",
+            "compose_ms": float(compose_ms), "cold_ms": float(import_ms) + float(compose_ms)}
 
 
 def _median(samples: list[dict[str, float]], key: str) -> float:
@@ -111,7 +123,7 @@ def measure(logical: str, spec: dict[str, Any], rounds: int = ROUNDS) -> dict[st
     try:
         for index in range(rounds + 1):  # round 0 warms bytecode and page caches; it is not kept
             a = _sample("boto3", spec["path"], spec["env"])
-            b = _sample(spec["module"], spec["path"], spec["env"], spec["attribute"])
+            b = _sample(spec["module"], spec["path"], spec["env"], spec["attribute"], tuple(spec["parts"]))
             if index:
                 boto3.append(a)
                 handler.append(b)
@@ -125,11 +137,15 @@ def measure(logical: str, spec: dict[str, Any], rounds: int = ROUNDS) -> dict[st
         "boto3_modules": boto3[0]["modules"],
         "handler_modules": handler[0]["modules"],
         "handler_imports_boto3": handler[0]["boto3"],
+        "composed_parts": spec["parts"],
+        "handler_compose_ms_median": _median(handler, "compose_ms"),
+        "handler_cold_ms_median": _median(handler, "cold_ms"),
         "boto3_import_ms": [round(s["import_ms"], 1) for s in boto3],
         "handler_import_ms": [round(s["import_ms"], 1) for s in handler],
     }
     result["ratio"] = round(result["handler_import_ms_median"] / result["boto3_import_ms_median"], 2)
     result["process_ratio"] = round(result["handler_process_ms_median"] / result["boto3_process_ms_median"], 2)
+    result["cold_ratio"] = round(result["handler_cold_ms_median"] / result["boto3_import_ms_median"], 2)
     return result
 
 
@@ -140,7 +156,9 @@ def run(rounds: int = ROUNDS) -> dict[str, Any]:
                 "(function folder + shared/ on sys.path, template environment), after one discarded warm-up "
                 "pair; *_import_ms: time.perf_counter around the import inside the child (no interpreter "
                 "start-up); *_process_ms: the whole child process; ratio = handler / boto3 import medians; "
-                "handler_imports_boto3 false: boto3 comes with the first invocation instead"),
+                "handler_imports_boto3 false: boto3 comes with the first invocation instead; compose_ms: then "
+                "building the composition root's parts the function's code asks for (container().<part>, no "
+                "request made); cold_ratio = (import + compose) / boto3 import: the whole cold start's code"),
         "python": sys.version.split()[0],
         "rounds": rounds,
         "functions": functions,
@@ -148,15 +166,16 @@ def run(rounds: int = ROUNDS) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    rows = [f"{'function':<28} {'boto3 ms':>9} {'handler ms':>10} {'ratio':>6}   {'boto3 proc':>10} "
-            f"{'handler proc':>12} {'ratio':>6}   modules (boto3/handler)  loads boto3"]
+    rows = [f"{'function':<28} {'boto3 ms':>9} {'handler ms':>10} {'ratio':>6}   {'+compose ms':>11} {'ratio':>6}"
+            f"   {'boto3 proc':>10} {'handler proc':>12} {'ratio':>6}   modules (boto3/handler)  loads boto3"]
     for logical, f in results["functions"].items():
         if "error" in f:
             rows.append(f"{logical:<28} import failed: {f['error']}")
             continue
         loads = "yes" if f["handler_imports_boto3"] else "no (deferred to the first call)"
         rows.append(f"{logical:<28} {f['boto3_import_ms_median']:>9.1f} {f['handler_import_ms_median']:>10.1f}"
-                    f" {f['ratio']:>6.2f}   {f['boto3_process_ms_median']:>10.1f}"
+                    f" {f['ratio']:>6.2f}   {f['handler_cold_ms_median']:>11.1f} {f['cold_ratio']:>6.2f}"
+                    f"   {f['boto3_process_ms_median']:>10.1f}"
                     f" {f['handler_process_ms_median']:>12.1f} {f['process_ratio']:>6.2f}"
                     f"   {f['boto3_modules']:>5}/{f['handler_modules']:<17}{loads}")
     return "\n".join(rows)

@@ -7,7 +7,6 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-
 from usage_ledger import clock
 from usage_ledger.adapters.dynamodb.keys import team_of_stream_keys
 from usage_ledger.bootstrap import container

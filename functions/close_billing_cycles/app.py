@@ -3,7 +3,6 @@ from datetime import datetime
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-
 from usage_ledger import clock
 from usage_ledger.bootstrap import container
 from usage_ledger.domain.calendar import parse_instant

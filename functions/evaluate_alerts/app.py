@@ -5,7 +5,6 @@ through the LedgerTable stream; this function only serves the schedule.
 """
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-
 from usage_ledger import clock
 from usage_ledger.bootstrap import container
 

@@ -5,14 +5,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-
 from usage_ledger import clock
-from usage_ledger.http.api import json_body, json_response, new_resolver, resolve
-from usage_ledger.http.identity import require_operator
-from usage_ledger.http.schemas import IDENTIFIER
 from usage_ledger.bootstrap import container
+from usage_ledger.http.api import json_body, json_response, new_resolver, resolve
 from usage_ledger.http.events import record_usage
-from usage_ledger.http.schemas import entitlement_quantity
+from usage_ledger.http.identity import require_operator
+from usage_ledger.http.schemas import IDENTIFIER, entitlement_quantity
 
 logger = Logger()
 metrics = Metrics()

@@ -3,11 +3,10 @@ from typing import Annotated, Optional
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-
 from usage_ledger import clock
-from usage_ledger.http.api import json_response
 from usage_ledger.bootstrap import container
 from usage_ledger.domain.access import Action
+from usage_ledger.http.api import json_response
 from usage_ledger.http.identity import TeamRouter
 from usage_ledger.http.schemas import IDENTIFIER, AlertBody
 from usage_ledger.service.alerting import DEFAULT_LIMIT, MAX_LIMIT

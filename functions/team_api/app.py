@@ -1,10 +1,9 @@
 """Team routes (JWT): balances, notices, usage reports, alerts and invoices, one router per area."""
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging import correlation_paths
-
 import alerts_routes
 import balances_routes
 import invoices_routes
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
 from usage_ledger.http.api import new_resolver, resolve
 from usage_ledger.http.identity import team_guard
 

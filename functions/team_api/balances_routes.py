@@ -2,11 +2,10 @@
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-
 from usage_ledger import clock
-from usage_ledger.http.api import json_response
 from usage_ledger.bootstrap import container
 from usage_ledger.domain.access import Action
+from usage_ledger.http.api import json_response
 from usage_ledger.http.identity import TeamRouter
 from usage_ledger.http.schemas import IDENTIFIER
 
@@ -42,5 +41,6 @@ def get_usage(
     resource_id: Annotated[str | None, Query()] = None,
 ):
     member = router.context["member"]
-    return json_response(container().usage.report(team_id, member, clock.now(), from_=from_, to=to, granularity=granularity,
-                                      group_by=group_by, resource_id=resource_id))
+    report = container().usage.report
+    return json_response(report(team_id, member, clock.now(), from_=from_, to=to, granularity=granularity,
+                                group_by=group_by, resource_id=resource_id))

@@ -3,10 +3,9 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-
-from usage_ledger.http.api import json_response
 from usage_ledger.bootstrap import container
 from usage_ledger.domain.access import Action
+from usage_ledger.http.api import json_response
 from usage_ledger.http.identity import TeamRouter
 from usage_ledger.http.schemas import IDENTIFIER
 from usage_ledger.service.billing import DEFAULT_LIMIT, MAX_LIMIT

@@ -15,7 +15,6 @@ from fakes import (
     FakeQueue,
     FakeRenderer,
 )
-
 from usage_ledger.bootstrap import Container
 from usage_ledger.config import Settings
 from usage_ledger.domain.alert import WindowNotice

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 
 from usage_ledger.domain.errors import FieldError
-from usage_ledger.domain.model import Member, PaymentMethod, UsageEvent
+from usage_ledger.domain.model import Member, Subscription, UsageEvent
 
 
 @dataclass(frozen=True)
@@ -45,20 +44,9 @@ class PutApp:
 
 @dataclass(frozen=True)
 class CreateSubscription:
-    team_id: str
-    subscription_id: str | None
-    resource_id: str
-    type: str
-    starts_at: datetime
-    quantity: int | None = None
-    ends_at: datetime | None = None
-    refresh_period: str | None = None
-    purchased_at: datetime | None = None
-    timezone: str | None = None
-    unit_amount: int | None = None
-    currency: str | None = None
-    purchaser_user_id: str | None = None
-    payment_method: PaymentMethod | None = None
+    """A grant as the operator gave it (its id generated at the edge when none was given)."""
+
+    subscription: Subscription
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 
 def stable_hash(*parts: str, length: int = 32) -> str:
@@ -12,3 +13,7 @@ def stable_hash(*parts: str, length: int = 32) -> str:
         digest.update(len(encoded).to_bytes(4, "big"))
         digest.update(encoded)
     return digest.hexdigest()[:length]
+
+
+def new_subscription_id() -> str:
+    return f"sub_{uuid.uuid4().hex[:20]}"

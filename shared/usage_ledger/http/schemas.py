@@ -3,17 +3,29 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Annotated, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
 
 from usage_ledger.domain import commands
 from usage_ledger.domain.calendar import parse_instant
-from usage_ledger.domain.model import Member, PaymentMethod
+from usage_ledger.domain.ids import new_subscription_id
+from usage_ledger.domain.model import Member, PaymentMethod, Subscription
 from usage_ledger.domain.money import is_currency
 
 IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
@@ -158,14 +170,15 @@ class SubscriptionBody(Strict):
 
     def command(self, team_id: str) -> commands.CreateSubscription:
         card = self.payment_method
-        return commands.CreateSubscription(
-            team_id=team_id, subscription_id=self.subscription_id, resource_id=self.resource_id, type=self.type,
+        return commands.CreateSubscription(Subscription(
+            team_id=team_id, subscription_id=self.subscription_id or new_subscription_id(),
+            resource_id=self.resource_id, type=self.type,
             quantity=self.quantity, starts_at=parse_instant(self.starts_at),
             ends_at=parse_instant(self.ends_at) if self.ends_at else None, refresh_period=self.refresh_period,
             purchased_at=parse_instant(self.purchased_at) if self.purchased_at else None, timezone=self.timezone,
             unit_amount=self.unit_amount, currency=self.currency, purchaser_user_id=self.purchaser_user_id,
             payment_method=PaymentMethod(card.brand, card.last4, card.exp_month, card.exp_year) if card else None,
-        )
+        ))
 
 
 class AlertBody(Strict):
@@ -180,26 +193,91 @@ class AlertBody(Strict):
                                     recipient_user_ids=tuple(self.recipient_user_ids))
 
 
-# POST /v1/events is validated by usage_ledger.service.ingest (all or nothing, every bad index
-# named); these models describe the same rules for the OpenAPI document and the fuzz tests.
+# ------------------------------------------------------------------ usage events (POST /v1/events)
+# One model set validates events and describes them in the OpenAPI document. Each field's own
+# check runs first and says what is wrong in the API's words; the Field constraints after it then
+# never fail, and give the document its limits.
+EVENT_MAX_QUANTITY = Decimal(10) ** 12
+EVENT_MAX_DECIMALS = 6
+EVENT_FUTURE_TOLERANCE = timedelta(days=1)
+EVENT_HISTORY_LIMIT = timedelta(days=730)
+
+
+def _checked_text(value: object, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    if len(value) > limit:
+        raise ValueError(f"must be at most {limit} characters")
+    return value
+
+
+def _event_text(limit: int) -> BeforeValidator:
+    return BeforeValidator(lambda value: _checked_text(value, limit))
+
+
+def _exactly(expected: str) -> BeforeValidator:
+    def check(value: object) -> object:
+        if value != expected:
+            raise ValueError(f'must be "{expected}"')
+        return value
+
+    return BeforeValidator(check)
+
+
+def _event_quantity(value: object) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise ValueError("must be a JSON number of base units")
+    try:
+        quantity = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        raise ValueError("must be a number") from None
+    if not quantity.is_finite() or quantity <= 0:
+        raise ValueError("must be greater than 0")
+    if quantity > EVENT_MAX_QUANTITY:
+        raise ValueError(f"must be at most {EVENT_MAX_QUANTITY}")
+    if quantity.as_tuple().exponent < -EVENT_MAX_DECIMALS:  # type: ignore[operator]
+        raise ValueError(f"must have at most {EVENT_MAX_DECIMALS} decimal places")
+    return quantity.normalize()
+
+
+def _event_time(value: object, info: ValidationInfo) -> object:
+    """RFC 3339 with an offset, within the last 24 months and at most a day ahead of `now` (the
+    validation context)."""
+    text = _checked_text(value, 64)
+    try:
+        when = parse_instant(text)
+    except ValueError as error:
+        raise ValueError(f"must be an RFC 3339 timestamp with an offset ({error})") from None
+    now = (info.context or {}).get("now")
+    if now is not None and when > now + EVENT_FUTURE_TOLERANCE:
+        raise ValueError("must not be more than a day in the future")
+    if now is not None and when < now - EVENT_HISTORY_LIMIT:
+        raise ValueError("must be within the last 24 months")
+    return when
+
+
+EventText = Annotated[str, Field(min_length=1)]
+
+
 class UsageData(BaseModel):
-    resource_id: Annotated[StrictStr, Field(min_length=1, max_length=128, description="a catalogue resource")]
-    quantity: Annotated[Decimal, Field(gt=0, le=10**12, decimal_places=6, description="base units, a JSON number")]
-    user_id: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
-    app_id: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    resource_id: Annotated[EventText, _event_text(128), Field(max_length=128, description="a catalogue resource")]
+    quantity: Annotated[Decimal, BeforeValidator(_event_quantity),
+                        Field(gt=0, le=EVENT_MAX_QUANTITY, decimal_places=EVENT_MAX_DECIMALS,
+                              description="base units, a JSON number")]
+    user_id: Annotated[EventText, _event_text(128), Field(max_length=128)] | None = None
+    app_id: Annotated[EventText, _event_text(128), Field(max_length=128)] | None = None
 
 
 class CloudEvent(BaseModel):
     model_config = ConfigDict(extra="allow")  # CloudEvents extension attributes are allowed
 
-    specversion: Literal["1.0"]
-    id: Annotated[StrictStr, Field(min_length=1, max_length=256)]
-    source: Annotated[StrictStr, Field(min_length=1, max_length=512)]
-    type: Literal["usage.recorded"]
-    subject: Annotated[StrictStr, Field(min_length=1, max_length=128, description="an existing team_id")]
-    time: Annotated[StrictStr, Field(min_length=1, max_length=64,
-                                     description="RFC 3339 with an offset; within the last 24 months, "
-                                                 "at most a day ahead")]
+    specversion: Annotated[Literal["1.0"], _exactly("1.0")]
+    id: Annotated[EventText, _event_text(256), Field(max_length=256)]
+    source: Annotated[EventText, _event_text(512), Field(max_length=512)]
+    type: Annotated[Literal["usage.recorded"], _exactly("usage.recorded")]
+    subject: Annotated[EventText, _event_text(128), Field(max_length=128, description="an existing team_id")]
+    time: Annotated[datetime, BeforeValidator(_event_time),
+                    Field(description="RFC 3339 with an offset; within the last 24 months, at most a day ahead")]
     data: UsageData
 
 

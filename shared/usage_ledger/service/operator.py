@@ -1,7 +1,6 @@
 """Operator use cases: the catalogue, teams, members, apps and subscriptions (idempotent writes)."""
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,49 +83,42 @@ class Operator:
         return Written({"team_id": app.team_id, "app_id": app.app_id, "name": app.name,
                         "owner_user_id": app.owner_user_id}, created)
 
-    def _subscription_errors(self, command: CreateSubscription) -> list[FieldError]:
+    def _subscription_errors(self, subscription: Subscription) -> list[FieldError]:
         errors: list[FieldError] = []
-        if self.ledger.resource(command.resource_id) is None:
+        if self.ledger.resource(subscription.resource_id) is None:
             errors.append(FieldError("resource_id", "is not a catalogue resource"))
-        if command.ends_at is not None and command.ends_at <= command.starts_at:
+        if subscription.ends_at is not None and subscription.ends_at <= subscription.starts_at:
             errors.append(FieldError("ends_at", "must be after starts_at"))
-        if command.type == "payg":
-            if command.quantity is not None:
+        if subscription.is_payg:
+            if subscription.quantity is not None:
                 errors.append(FieldError("quantity", "is not allowed for payg (it has no limit)"))
-            if command.refresh_period is not None:
+            if subscription.refresh_period is not None:
                 errors.append(FieldError("refresh_period", "is not allowed for payg"))
             for name in PAYG_ONLY_FIELDS:
-                if getattr(command, name) is None:
+                if getattr(subscription, name) is None:
                     errors.append(FieldError(name, "is required for payg"))
-            if command.purchaser_user_id and self.ledger.get_member(command.team_id, command.purchaser_user_id) is None:
+            purchaser = subscription.purchaser_user_id
+            if purchaser and self.ledger.get_member(subscription.team_id, purchaser) is None:
                 errors.append(FieldError("purchaser_user_id", "must be a member of the team"))
         else:
-            if command.quantity is None:
-                errors.append(FieldError("quantity", f"is required for {command.type}"))
+            if subscription.quantity is None:
+                errors.append(FieldError("quantity", f"is required for {subscription.type}"))
             for name in PAYG_ONLY_FIELDS:
-                if getattr(command, name) is not None:
+                if getattr(subscription, name) is not None:
                     errors.append(FieldError(name, "is only allowed for payg"))
         return errors
 
     def create_subscription(self, command: CreateSubscription) -> Written:
-        self._require_team(command.team_id)
-        errors = self._subscription_errors(command)
+        subscription = command.subscription
+        self._require_team(subscription.team_id)
+        errors = self._subscription_errors(subscription)
         if errors:
             raise ValidationFailed(errors)
-        subscription = Subscription(
-            team_id=command.team_id,
-            subscription_id=command.subscription_id or f"sub_{uuid.uuid4().hex[:20]}",
-            resource_id=command.resource_id, type=command.type, quantity=command.quantity,
-            starts_at=command.starts_at, ends_at=command.ends_at, refresh_period=command.refresh_period,
-            purchased_at=command.purchased_at, timezone=command.timezone, unit_amount=command.unit_amount,
-            currency=command.currency, purchaser_user_id=command.purchaser_user_id,
-            payment_method=command.payment_method,
-        )
         resource = self.ledger.resource(subscription.resource_id)
         if self.ledger.create_subscription(subscription, listed_for_alerts=resource is not None
                                            and resource.kind == "api"):
             return Written(subscription_view(subscription), created=True)
-        existing = self.ledger.subscription_by_id(command.team_id, subscription.subscription_id)
+        existing = self.ledger.subscription_by_id(subscription.team_id, subscription.subscription_id)
         if existing is not None and subscription_view(existing) == subscription_view(subscription):
             return Written(subscription_view(existing), created=False)
         raise Conflict(f"Subscription {subscription.subscription_id!r} already exists with different fields.")

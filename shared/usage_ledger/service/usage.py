@@ -81,7 +81,8 @@ class UsageReports:
         if last and last < oldest:
             errors.append(FieldError("to", f"must be within the last {HISTORY_MONTHS} months (on or after {oldest})"))
             last = None
-        first = _date(from_, "from", errors) if from_ is not None else (last or today) - timedelta(days=DEFAULT_DAYS - 1)
+        default_first = (last or today) - timedelta(days=DEFAULT_DAYS - 1)
+        first = _date(from_, "from", errors) if from_ is not None else default_first
         if first and first < oldest:
             errors.append(FieldError("from", f"must be within the last {HISTORY_MONTHS} months (on or after {oldest})"))
         if first and last and last < first:

@@ -14,6 +14,7 @@ from usage_ledger.adapters.dynamodb.errors import (
     cancellation_codes,
     is_condition_failure,
 )
+from usage_ledger.adapters.dynamodb.leases import lease_free
 from usage_ledger.adapters.dynamodb.models import (
     AlertConfigItem,
     AlertItem,
@@ -144,8 +145,8 @@ class AlertStore:
         item = NoticeStateItem(keys.alerts_pk(team_id), keys.notice_sk(notice), armed=False, sent=False,
                                claim=claim, claimed_at=now, lease_until=lease_until)
         try:
-            item.save(condition=NoticeStateItem.SK.does_not_exist() | (NoticeStateItem.armed == True)  # noqa: E712
-                      | ((NoticeStateItem.sent == False) & (NoticeStateItem.lease_until < now)))  # noqa: E712
+            item.save(condition=NoticeStateItem.SK.does_not_exist() | (NoticeStateItem.armed == True)
+                      | ((NoticeStateItem.sent == False) & lease_free(NoticeStateItem.lease_until, now)))
             return True
         except PutError as error:
             if is_condition_failure(error):
@@ -168,7 +169,7 @@ class AlertStore:
     def rearm(self, team_id: str, notice: Notice, claim: str | None = None) -> None:
         """Absent means armed. With a claim, only delete that claim; without, any disarmed state."""
         item = NoticeStateItem(keys.alerts_pk(team_id), keys.notice_sk(notice))
-        condition = (NoticeStateItem.claim == claim) if claim else (NoticeStateItem.armed == False)  # noqa: E712
+        condition = (NoticeStateItem.claim == claim) if claim else (NoticeStateItem.armed == False)
         try:
             item.delete(condition=condition)
         except DeleteError as error:

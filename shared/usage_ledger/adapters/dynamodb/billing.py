@@ -10,6 +10,7 @@ from pynamodb.exceptions import PutError, UpdateError
 
 from usage_ledger.adapters.dynamodb import keys
 from usage_ledger.adapters.dynamodb.errors import is_condition_failure
+from usage_ledger.adapters.dynamodb.leases import lease_free
 from usage_ledger.adapters.dynamodb.ledger import card_attribute, card_of
 from usage_ledger.adapters.dynamodb.models import CycleItem, IndexedKey, InvoiceItem, InvoiceLineAttribute, LedgerItem
 from usage_ledger.adapters.dynamodb.paging import decode_cursor, encode_cursor, newest_first
@@ -88,11 +89,9 @@ class BillingStore:
         """open -> closing under this run's lease (or re-take a lease that ran out); the cycle as
         it now stands, or None while another run holds it."""
         item = _cycle_key(ref)
-        lease_free = CycleItem.lease_until.does_not_exist() | (CycleItem.lease_until < now)
+        takeable = (CycleItem.status == OPEN) | ((CycleItem.status == CLOSING) & lease_free(CycleItem.lease_until, now))
         updated = _update(item, [CycleItem.status.set(CLOSING), CycleItem.lease_until.set(lease_until),
-                                 CycleItem.lease_token.set(token)],
-                          CycleItem.SK.exists() & ((CycleItem.status == OPEN)
-                                                   | ((CycleItem.status == CLOSING) & lease_free)))
+                                 CycleItem.lease_token.set(token)], CycleItem.SK.exists() & takeable)
         return cycle_of(item) if updated else None
 
     def release_cycle(self, ref: CycleRef, token: str) -> None:
@@ -136,8 +135,8 @@ class BillingStore:
         """pending -> paid | payment_failed, and in the same write the email claim for this run (a
         pending invoice was never emailed). None when another run settled it first."""
         item = invoice_item(invoice)
-        actions = [InvoiceItem.status.set(invoice.settled(charge, at).status), InvoiceItem.charge_id.set(charge.charge_id),
-                   InvoiceItem.settled_at.set(at), InvoiceItem.emailed.set(SENDING),
+        actions = [InvoiceItem.status.set(invoice.settled(charge, at).status),
+                   InvoiceItem.charge_id.set(charge.charge_id), InvoiceItem.settled_at.set(at), InvoiceItem.emailed.set(SENDING),
                    InvoiceItem.email_lease_until.set(lease_until), InvoiceItem.email_token.set(token)]
         if charge.decline_code:
             actions.append(InvoiceItem.decline_code.set(charge.decline_code))
@@ -147,11 +146,11 @@ class BillingStore:
 
     def claim_email(self, invoice: Invoice, token: str, lease_until: datetime, now: datetime) -> bool:
         """Take the right to send the invoice's email; False when it was sent or another run holds it."""
-        lease_free = InvoiceItem.email_lease_until.does_not_exist() | (InvoiceItem.email_lease_until < now)
         return _update(invoice_item(invoice), [InvoiceItem.emailed.set(SENDING),
                                                InvoiceItem.email_lease_until.set(lease_until),
                                                InvoiceItem.email_token.set(token)],
-                       InvoiceItem.emailed.does_not_exist() | ((InvoiceItem.emailed == SENDING) & lease_free))
+                       InvoiceItem.emailed.does_not_exist()
+                       | ((InvoiceItem.emailed == SENDING) & lease_free(InvoiceItem.email_lease_until, now)))
 
     def email_sent(self, invoice: Invoice, token: str, message_id: str, at: datetime) -> None:
         _update(invoice_item(invoice), [InvoiceItem.emailed.set(SENT), InvoiceItem.email_message_id.set(message_id),

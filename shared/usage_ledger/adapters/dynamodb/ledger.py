@@ -75,7 +75,8 @@ def subscription_of(item: SubscriptionItem) -> Subscription:
 
 def subscription_item(subscription: Subscription, *, listed_for_alerts: bool) -> SubscriptionItem:
     item = SubscriptionItem(
-        keys.team_pk(subscription.team_id), keys.subscription_sk(subscription.resource_id, subscription.subscription_id),
+        keys.team_pk(subscription.team_id),
+        keys.subscription_sk(subscription.resource_id, subscription.subscription_id),
         team_id=subscription.team_id, subscription_id=subscription.subscription_id,
         resource_id=subscription.resource_id, type=subscription.type, quantity=subscription.quantity,
         starts_at=subscription.starts_at, ends_at=subscription.ends_at, refresh_period=subscription.refresh_period,

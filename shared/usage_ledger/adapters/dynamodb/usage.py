@@ -84,7 +84,8 @@ class UsageStore:
     @staticmethod
     def _bucket(item: dict[str, Any]) -> UsageBucket:
         def split(prefix: str) -> dict[str | None, Decimal]:
-            return {(key[len(prefix):] or None): Decimal(value) for key, value in item.items() if key.startswith(prefix)}
+            return {(key[len(prefix):] or None): Decimal(value)
+                    for key, value in item.items() if key.startswith(prefix)}
 
         return UsageBucket(period=keys.period_of_usage_sk(item["SK"]), quantity=Decimal(item.get("quantity", 0)),
                            by_user=split(USER_PREFIX), by_app=split(APP_PREFIX))
