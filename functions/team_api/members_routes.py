@@ -1,5 +1,5 @@
 """The team's members, one page at a time (admins pick alert recipients from it)."""
-from typing import Annotated, Optional
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from usage_ledger.bootstrap import container
@@ -13,7 +13,7 @@ routes = TeamRouter()  # each route names its action; the guard checks it before
 router = routes.router
 PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Cursor = Annotated[Optional[str], Query(max_length=512)]
+Cursor = Annotated[str | None, Query(max_length=512)]
 
 
 @routes.get("/v1/teams/<team_id>/members", Action.LIST_MEMBERS)

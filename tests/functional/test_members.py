@@ -2,12 +2,22 @@
 (404 for the removed, ineligible recipients on alerts, the primary-admin fallback, app owners' API
 emails), with the DynamoDB requests each new route makes."""
 import pytest
+from conftest import (
+    ANONYMOUS,
+    FROZEN_AT,
+    OPERATOR,
+    FakeLambdaContext,
+    Identity,
+    cloud_event,
+    drain_events,
+    load_handler,
+    rfc3339,
+    send_events,
+    utc,
+)
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 from moto.ses.models import ses_backends
-
-from conftest import ANONYMOUS, FROZEN_AT, OPERATOR, FakeLambdaContext, Identity, cloud_event, drain_events, load_handler, \
-    rfc3339, send_events, utc
 
 ALICE, BOB, CAROL, HANK, OLGA = (Identity.user(name) for name in ("alice", "bob", "carol", "hank", "olga"))
 MEMBERS = "/v1/teams/team-a/members"

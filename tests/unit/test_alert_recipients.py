@@ -4,7 +4,6 @@ from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
-
 from usage_ledger.domain.access import Action, may
 from usage_ledger.domain.alert import Alert, Recipients, config_hash
 from usage_ledger.domain.model import ROLES, Member
