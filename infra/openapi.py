@@ -56,6 +56,8 @@ SUCCESSES: dict[tuple[str, str], dict[str, str]] = {
     ("post", "/v1/events"): {"202": "Accepted: every event is queued"},
     ("post", "/v1/teams/{team_id}/alerts"): {"201": "Created"},
     ("delete", "/v1/teams/{team_id}/alerts/{alert_id}"): {"204": "Deleted"},
+    ("delete", "/v1/admin/teams/{team_id}/members/{user_id}"): {"204": "Removed: no longer a member of the team"},
+    ("delete", "/v1/admin/teams/{team_id}/apps/{app_id}"): {"204": "Removed: no longer an app of the team"},
 }
 EXTRA_ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
     ("post", "/v1/admin/teams/{team_id}/subscriptions"): ("404", "409"),

@@ -131,6 +131,26 @@ def api(stack: Stack) -> Api:
     return Api(stack)
 
 
+@pytest.fixture
+def dynamodb_calls(stack: Stack):
+    """(operation, params) of every DynamoDB request the domain clients make from now on."""
+    from usage_ledger import bootstrap
+    from usage_ledger.adapters import aws
+
+    bootstrap.container().ledger_store.catalogue()  # a warm container: the catalogue is cached
+    calls = []
+
+    def record(model, params, **_):
+        calls.append((model.name, params))
+
+    session = boto3._get_default_session()
+    session.events.register("before-parameter-build.dynamodb", record)
+    aws.reset_clients()  # clients copy the session's hooks when they are built
+    yield calls
+    session.events.unregister("before-parameter-build.dynamodb", record)
+    aws.reset_clients()
+
+
 # ------------------------------------------------------------------ builders
 
 

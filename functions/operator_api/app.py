@@ -2,6 +2,7 @@
 from typing import Annotated
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.logging import correlation_paths
 from usage_ledger.bootstrap import container
@@ -37,6 +38,18 @@ def put_member(team_id: PathId, user_id: PathId, body: Annotated[MemberBody, Bod
 @app.put("/v1/admin/teams/<team_id>/apps/<app_id>")
 def put_app(team_id: PathId, app_id: PathId, body: Annotated[AppBody, Body()]):
     return _written(container().operator.put_app(body.command(team_id, app_id)))
+
+
+@app.delete("/v1/admin/teams/<team_id>/members/<user_id>")
+def remove_member(team_id: PathId, user_id: PathId):
+    container().operator.remove_member(team_id, user_id)
+    return Response(status_code=204)
+
+
+@app.delete("/v1/admin/teams/<team_id>/apps/<app_id>")
+def remove_app(team_id: PathId, app_id: PathId):
+    container().operator.remove_app(team_id, app_id)
+    return Response(status_code=204)
 
 
 @app.post("/v1/admin/teams/<team_id>/subscriptions")

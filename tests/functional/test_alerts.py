@@ -41,26 +41,6 @@ def team(world):
     return build_team(world, "team-a")
 
 
-@pytest.fixture
-def dynamodb_calls():
-    """(operation, params) of every DynamoDB request the domain clients make from now on."""
-    from usage_ledger import bootstrap
-    from usage_ledger.adapters import aws
-
-    bootstrap.container().ledger_store.catalogue()  # a warm container: the catalogue is cached
-    calls = []
-
-    def record(model, params, **_):
-        calls.append((model.name, params))
-
-    session = boto3._get_default_session()
-    session.events.register("before-parameter-build.dynamodb", record)
-    aws.reset_clients()  # clients copy the session's hooks when they are built
-    yield calls
-    session.events.unregister("before-parameter-build.dynamodb", record)
-    aws.reset_clients()
-
-
 def alert(name="run-out", windows=(10, 5), resources=("minutes",), recipients=("alice",)):
     return {"name": name, "windows_days": list(windows), "resource_ids": list(resources),
             "recipient_user_ids": list(recipients)}

@@ -3,8 +3,8 @@
 One world is built per module (two teams with api and plain resources, flex and payg
 subscriptions, ingested usage, closed invoices and alerts); each case asks one route as one
 principal and checks the status the contract gives (section 2: 401 without identity, 404 for
-anyone outside the team, 403 for a member without the role), a problem+json body that shows
-nothing of the other team, and that nothing was written.
+anyone outside the team, a removed member included, 403 for a member without the role), a
+problem+json body that shows nothing of the other team, and that nothing was written.
 """
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ BRAVO_ROLES = {  # one member per role, and one with none
     "bravo-bo": (),
 }
 BRAVO_ADMIN = Identity.user("bravo-bea")
+REMOVED_ADMIN = Identity.user("bravo-rita")  # a primary_admin of bravo, removed by the operator
 HUB_ADMIN = Identity.user("bravo-bart")
 PROBLEM_JSON = "application/problem+json"
 
@@ -114,6 +115,8 @@ ENTRIES: dict[str, Entry] = {
     "GET /v1/teams/{team_id}/invoices": Entry(ADMINS, 200, (VALID, Variant("bad-limit", query="limit=1000"))),
     "GET /v1/teams/{team_id}/invoices/{invoice_id}": Entry(ADMINS, 200, (
         VALID, Variant("html", headers={"accept": "text/html"}))),
+    "GET /v1/teams/{team_id}/members": Entry(ADMINS, 200, (
+        VALID, Variant("bad-limit", query="limit=101"), Variant("bad-cursor", query="cursor=garbage"))),
 }
 
 # sample requests for the IAM routes: a body the operator could send (the refusal comes first)
@@ -126,6 +129,8 @@ IAM_BODIES: dict[str, Any] = {
     "PUT /v1/admin/teams/{team_id}/apps/{app_id}": {"name": "Evil", "owner_user_id": "mallory-nobody"},
     "POST /v1/admin/teams/{team_id}/subscriptions": {"resource_id": "minutes", "type": "flex", "quantity": 1000000,
                                                       "starts_at": "2026-01-01T00:00:00Z"},
+    "DELETE /v1/admin/teams/{team_id}/members/{user_id}": None,  # bravo's primary admin (see iam_request)
+    "DELETE /v1/admin/teams/{team_id}/apps/{app_id}": None,
     "POST /v1/events": None,  # built per case: a batch for team bravo
     "GET /v1/teams/{team_id}/entitlements/{resource_id}": None,
 }
@@ -151,7 +156,8 @@ def refusal_cases() -> list[Case]:
         variants = entry.variants if entry else (VALID,)  # no entry: test_every_team_route_has_an_entry fails
         outsiders = [("anonymous", ANONYMOUS, 401), ("jwt-without-sub", Identity(sub=""), 401),
                      ("iam-caller", OPERATOR, 401),
-                     ("other-team-primary-admin", ALPHA_ADMIN, 404), ("stranger", STRANGER, 404)]
+                     ("other-team-primary-admin", ALPHA_ADMIN, 404), ("stranger", STRANGER, 404),
+                     ("removed-primary-admin", REMOVED_ADMIN, 404)]
         lacking = [(f"{user}{list(roles)}", Identity.user(user), 403) for user, roles in BRAVO_ROLES.items()
                    if entry and not set(roles) & entry.allowed]
         for variant in variants:
@@ -204,6 +210,7 @@ def build_world(api: Api, moment: Clock) -> SimpleNamespace:
     assert api.put(f"/v1/admin/teams/{BRAVO}", {"name": "Bravo Widgets Ltd"}).status in (200, 201)
     for user, roles in BRAVO_ROLES.items():
         world.member(BRAVO, user, list(roles))
+    world.member(BRAVO, "bravo-rita", ["primary_admin"])  # removed below, once she has left her mark
     assert api.put(f"/v1/admin/teams/{BRAVO}/apps/bravo-app",
                    {"name": "Bravo Secret App", "owner_user_id": "bravo-bea"}).status in (200, 201)
     world.subscription(BRAVO, "minutes", "flex", subscription_id="bravo-flex-minutes", quantity=2)
@@ -234,12 +241,13 @@ def build_world(api: Api, moment: Clock) -> SimpleNamespace:
     moment.set(FROZEN_AT)
     bravo_alerts = []
     for body in ({"name": "bravo-runout-one", "windows_days": [10, 5], "resource_ids": ["minutes"],
-                  "recipient_user_ids": ["bravo-bea"]},
+                  "recipient_user_ids": ["bravo-bea", "bravo-rita"]},
                  {"name": "bravo-runout-two", "windows_days": [5], "resource_ids": ["assets", "renders"],
                   "recipient_user_ids": ["bravo-ben", "bravo-bess"]}):
         reply = api.post(f"/v1/teams/{BRAVO}/alerts", body, as_=BRAVO_ADMIN)
         assert reply.status == 201, reply.text
         bravo_alerts.append(reply.json["alert_id"])
+    assert api.call("DELETE", f"/v1/admin/teams/{BRAVO}/members/bravo-rita", as_=OPERATOR).status == 204
     alpha_alert = api.post(f"/v1/teams/{ALPHA}/alerts", {
         "name": "alpha-runout", "windows_days": [10], "resource_ids": ["minutes"],
         "recipient_user_ids": ["alpha-ann"]}, as_=ALPHA_ADMIN)
@@ -253,7 +261,7 @@ def build_world(api: Api, moment: Clock) -> SimpleNamespace:
     secrets = {BRAVO, "Bravo Widgets Ltd", "Bravo Secret App", "bravo-app", "bravo-runout-one", "bravo-runout-two",
                "bravo-flex-minutes", "bravo-payg", "bravo-flex-assets", "bravo-flex-renders", "bravo-token-calls",
                *bravo_alerts, *bravo_invoice_ids}
-    for user in BRAVO_ROLES:
+    for user in (*BRAVO_ROLES, "bravo-rita"):
         secrets |= {user, f"{user}@example.com"}
     return SimpleNamespace(
         api=api, stack=api.stack, secrets=secrets,
@@ -422,7 +430,7 @@ def test_bravo_alerts_under_alpha_path_are_not_found_and_not_deleted(bed):
     assert not [secret for secret in bed.secrets if secret in listing.text]
 
 
-@pytest.mark.parametrize("kind", ["alerts", "invoices"])
+@pytest.mark.parametrize("kind", ["alerts", "invoices", "members"])
 def test_a_bravo_cursor_does_not_page_through_alpha_path(bed, kind):
     page = bed.api.get(f"/v1/teams/{BRAVO}/{kind}", as_=BRAVO_ADMIN, query="limit=1").json
     assert page["next_cursor"], page
@@ -497,7 +505,10 @@ def iam_request(route: Route) -> tuple[str, dict[str, str], str]:
         batch = [cloud_event(BRAVO, "minutes", 10_000, FROZEN_AT)]
         return "/v1/events", {"content-type": "application/cloudevents-batch+json"}, json.dumps(batch)
     body = IAM_BODIES.get(route.route_key)
-    values = {"team_id": BRAVO, "resource_id": "minutes", "user_id": "mallory-nobody", "app_id": "bravo-app"}
+    # a write names a stranger (made primary admin if the refusal failed); a removal names bravo's
+    # primary admin and app, so a removal that got through would show in the state
+    user_id = "bravo-bea" if route.method == "DELETE" else "mallory-nobody"
+    values = {"team_id": BRAVO, "resource_id": "minutes", "user_id": user_id, "app_id": "bravo-app"}
     return sample_path(route, values), {"content-type": "application/json"}, (json.dumps(body) if body else None)
 
 
@@ -516,3 +527,14 @@ def test_the_entitlement_check_answers_an_iam_caller(bed):
     """The producer sample path is real: the refusals above are the IAM rule at work."""
     reply = bed.api.get(f"/v1/teams/{BRAVO}/entitlements/minutes", as_=OPERATOR)
     assert reply.status == 200 and reply.json["team_id"] == BRAVO
+
+
+# ------------------------------------------------------------------ a removed admin
+
+
+def test_a_removed_admin_is_gone_from_the_member_list_and_shown_ineligible_on_alerts(bed):
+    members = bed.api.get(f"/v1/teams/{BRAVO}/members", as_=BRAVO_ADMIN).json["items"]
+    assert "bravo-rita" not in [item["user_id"] for item in members]
+    reply = bed.api.get(f"/v1/teams/{BRAVO}/alerts/{bed.bravo_alerts[0]}", as_=BRAVO_ADMIN).json
+    assert reply["recipient_user_ids"] == ["bravo-bea", "bravo-rita"]
+    assert reply["ineligible_recipient_user_ids"] == ["bravo-rita"]

@@ -2,7 +2,7 @@
 leases, claims) for the use cases to be tested without AWS, handed in through bootstrap.Container."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -28,10 +28,11 @@ from usage_ledger.service.ports import Commit
 class FakeLedgerStore:
     resources: dict[str, Resource] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
-    members: dict[tuple[str, str], Member] = field(default_factory=dict)
+    memberships: dict[tuple[str, str], Member] = field(default_factory=dict)
     apps: dict[tuple[str, str], App] = field(default_factory=dict)
     subscriptions: dict[tuple[str, str], Subscription] = field(default_factory=dict)
     ledgers: dict[tuple[str, str], ResourceLedger] = field(default_factory=dict)
+    member_reads: list[list[str]] = field(default_factory=list)  # the user ids each members() call asked for
 
     def catalogue(self, *, fresh: bool = False) -> dict[str, Resource]:
         return dict(self.resources)
@@ -48,10 +49,10 @@ class FakeLedgerStore:
         return self.teams.get(team_id)
 
     def get_member(self, team_id: str, user_id: str) -> Member | None:
-        return self.members.get((team_id, user_id))
+        return self.memberships.get((team_id, user_id))
 
     def team_and_member(self, team_id: str, user_id: str | None) -> tuple[Team | None, Member | None]:
-        return self.teams.get(team_id), self.members.get((team_id, user_id or ""))
+        return self.teams.get(team_id), self.memberships.get((team_id, user_id or ""))
 
     def existing_teams(self, team_ids: set[str]) -> set[str]:
         return {team_id for team_id in team_ids if team_id in self.teams}
@@ -62,14 +63,31 @@ class FakeLedgerStore:
         return created
 
     def put_member(self, member: Member) -> bool:
-        created = (member.team_id, member.user_id) not in self.members
-        self.members[(member.team_id, member.user_id)] = member
+        created = (member.team_id, member.user_id) not in self.memberships
+        self.memberships[(member.team_id, member.user_id)] = member
         return created
 
     def put_app(self, app: App) -> bool:
         created = (app.team_id, app.app_id) not in self.apps
         self.apps[(app.team_id, app.app_id)] = app
         return created
+
+    def delete_member(self, team_id: str, user_id: str) -> bool:
+        return self.memberships.pop((team_id, user_id), None) is not None
+
+    def delete_app(self, team_id: str, app_id: str) -> bool:
+        return self.apps.pop((team_id, app_id), None) is not None
+
+    def members_page(self, team_id: str, limit: int, cursor: str | None) -> tuple[list[Member], str | None]:
+        """By user id; the cursor is the last user id of the page before (the real one is opaque)."""
+        mine = sorted((m for (team, _), m in self.memberships.items() if team == team_id and
+                       (cursor is None or m.user_id > cursor)), key=lambda m: m.user_id)
+        page = mine[:limit]
+        return page, page[-1].user_id if len(mine) > limit else None
+
+    def members(self, team_id: str, user_ids: Iterable[str]) -> dict[str, Member]:
+        self.member_reads.append(sorted(set(user_ids)))
+        return {user: self.memberships[(team_id, user)] for user in set(user_ids) if (team_id, user) in self.memberships}
 
     def create_subscription(self, subscription: Subscription, *, listed_for_alerts: bool) -> bool:
         key = (subscription.team_id, subscription.subscription_id)
@@ -97,7 +115,7 @@ class FakeLedgerStore:
                                                   cycle_units=dict(ledger.cycle_units),
                                                   closed_cycles=set(ledger.closed_cycles))
         if everything:
-            snapshot.members = {user: m for (team, user), m in self.members.items() if team == team_id}
+            snapshot.members = {user: m for (team, user), m in self.memberships.items() if team == team_id}
             snapshot.apps = {app: a for (team, app), a in self.apps.items() if team == team_id}
         return snapshot
 

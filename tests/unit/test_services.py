@@ -20,8 +20,8 @@ from usage_ledger.config import Settings
 from usage_ledger.domain.alert import WindowNotice
 from usage_ledger.domain.billing import PAID, PaygCycle
 from usage_ledger.domain.commands import CreateAlert, RecordUsage
-from usage_ledger.domain.errors import Contended, ValidationFailed
-from usage_ledger.domain.model import Member, PaymentMethod, Resource, Subscription, Team, UsageEvent
+from usage_ledger.domain.errors import Contended, NotFound, ValidationFailed
+from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team, UsageEvent
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 SETTINGS = Settings(ledger_table="-", usage_table="-", dedupe_table="-", events_queue_url="-",
@@ -147,3 +147,106 @@ def test_a_failed_send_rearms_the_notice_for_the_next_run(services):
     assert (outcome.emails_sent, outcome.send_failures) == (0, 2)
     assert services.alerting.evaluate(NOW).emails_sent == 2
     assert services.alerting.evaluate(NOW).emails_sent == 0
+
+
+# ------------------------------------------------------------------ members and their removal
+
+
+def admin(user_id: str, *roles: str) -> Member:
+    return Member("team-a", user_id, f"{user_id}@example.com", frozenset(roles or ("secondary_admin",)), True)
+
+
+def test_the_member_list_pages_by_user_id(services, ledger):
+    for user_id in ("dora", "bob", "carl"):
+        ledger.put_member(admin(user_id))
+    ledger.put_member(Member("team-b", "zed", "zed@example.com", frozenset({"primary_admin"}), True))
+    first = services.membership.list_members("team-a", 3, None)
+    assert [item["user_id"] for item in first["items"]] == ["alice", "bob", "carl"]
+    assert first["items"][0] == {"user_id": "alice", "email": "alice@example.com", "roles": ["primary_admin"]}
+    second = services.membership.list_members("team-a", 3, first["next_cursor"])
+    assert second == {"items": [{"user_id": "dora", "email": "dora@example.com", "roles": ["secondary_admin"]}],
+                      "next_cursor": None}
+
+
+def test_a_removed_member_is_not_found_and_a_second_removal_is_404(services, ledger):
+    ledger.put_member(admin("bob"))
+    services.operator.remove_member("team-a", "bob")
+    with pytest.raises(NotFound):
+        services.membership.member("team-a", "bob")
+    for team_id, user_id in (("team-a", "bob"), ("team-a", "nobody"), ("team-x", "alice")):
+        with pytest.raises(NotFound):
+            services.operator.remove_member(team_id, user_id)
+    with pytest.raises(NotFound):
+        services.operator.remove_app("team-a", "app-1")
+
+
+def run_out(services, event_id: str = "1") -> None:
+    services.ingest.apply_message(f"b{event_id}", [usage(160, event_id=event_id)], NOW)  # 8 of 10 used: 1 day left
+
+
+def emailed(services) -> list[list[str]]:
+    return [sorted(to) for to, _ in services.mailer.sent]
+
+
+def test_removed_and_demoted_recipients_are_not_emailed(services, ledger):
+    ledger.put_member(admin("bob"))
+    ledger.put_member(admin("carl", "sso_admin"))
+    ledger.put_member(admin("dora"))
+    services.alerting.create_alert(CreateAlert("team-a", ALICE, "Low", (10,), ("minutes",), ("bob", "carl", "dora")),
+                                   NOW)
+    services.operator.remove_member("team-a", "bob")
+    ledger.put_member(admin("carl", "hub_admin"))  # demoted: no admin role left
+    run_out(services)
+    assert services.alerting.evaluate(NOW).emails_sent == 1
+    assert emailed(services) == [["dora@example.com"]]
+
+
+def test_an_alert_without_an_eligible_recipient_emails_the_primary_admins(services, ledger):
+    ledger.put_member(admin("bob"))
+    ledger.put_member(admin("pam", "primary_admin"))
+    ledger.put_member(admin("sam", "sso_admin"))  # an admin, not a primary one: not a stand-in
+    created = services.alerting.create_alert(CreateAlert("team-a", ALICE, "Low", (10,), ("minutes",), ("bob",)), NOW)
+    services.operator.remove_member("team-a", "bob")
+    assert services.alerting.get_alert("team-a", created["alert_id"])["ineligible_recipient_user_ids"] == ["bob"]
+    run_out(services)
+    assert services.alerting.evaluate(NOW).emails_sent == 1
+    assert emailed(services) == [["alice@example.com", "pam@example.com"]]
+
+
+def test_with_nobody_to_email_the_notice_stays_armed_until_someone_can_hear_it(services, ledger):
+    ledger.put_member(admin("bob"))
+    services.alerting.create_alert(CreateAlert("team-a", ALICE, "Low", (10,), ("minutes",), ("bob",)), NOW)
+    services.operator.remove_member("team-a", "bob")
+    services.operator.remove_member("team-a", "alice")  # the only primary admin
+    run_out(services)
+    assert services.alerting.evaluate(NOW).emails_sent == 0
+    ledger.put_member(admin("pam", "primary_admin"))
+    assert services.alerting.evaluate(NOW).emails_sent == 1
+    assert emailed(services) == [["pam@example.com"]]
+
+
+def test_app_owners_api_emails_stop_with_the_app_or_the_membership(services, ledger):
+    ledger.put_member(Member("team-a", "olga", "olga@example.com", frozenset(), False))  # owner, no role
+    ledger.put_member(Member("team-a", "otto", "otto@example.com", frozenset(), False))
+    ledger.put_app(App("team-a", "app-1", "App 1", "olga"))
+    ledger.put_app(App("team-a", "app-2", "App 2", "otto"))
+    services.operator.remove_app("team-a", "app-1")
+    services.operator.remove_member("team-a", "otto")  # app-2 stays, its owner is gone
+    services.ingest.apply_message("b1", [usage(200, event_id="1")], NOW)  # 10 of 10: exhausted
+    assert services.alerting.evaluate(NOW, ["team-a"]).emails_sent == 0  # nobody left to tell
+    ledger.put_member(Member("team-a", "hank", "hank@example.com", frozenset({"hub_admin"}), False))
+    assert services.alerting.evaluate(NOW, ["team-a"]).emails_sent == 1
+    assert emailed(services) == [["hank@example.com"]]
+
+
+def test_alert_views_read_only_the_page_recipients(services, ledger):
+    ledger.put_member(admin("bob"))
+    for recipients in (("alice",), ("alice", "bob")):
+        services.alerting.create_alert(CreateAlert("team-a", ALICE, "Low", (10,), ("minutes",), recipients), NOW)
+    ledger.member_reads.clear()
+    page = services.alerting.list_alerts("team-a", 50, None)
+    assert ledger.member_reads == [["alice", "bob"]]  # one read, of the recipients only
+    assert [item["ineligible_recipient_user_ids"] for item in page["items"]] == [[], []]
+    services.operator.remove_member("team-a", "bob")
+    page = services.alerting.list_alerts("team-a", 50, None)
+    assert sorted(item["ineligible_recipient_user_ids"] for item in page["items"]) == [[], ["bob"]]

@@ -13,6 +13,7 @@ class Action(Enum):
     READ_INVOICES = "read invoices"
     READ_ALERTS = "read alerts"
     MANAGE_ALERTS = "create or delete alerts"
+    LIST_MEMBERS = "list members"
 
 
 def may(member: Member, action: Action) -> bool:
@@ -20,7 +21,7 @@ def may(member: Member, action: Action) -> bool:
         return member.manages_alerts
     if action in (Action.READ_BALANCES, Action.READ_NOTICES):
         return member.is_admin or member.is_hub_admin
-    return member.is_admin
+    return member.is_admin  # read invoices and alerts, list members
 
 
 def require(member: Member, action: Action) -> Member:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,21 +46,51 @@ class Alert:
     created_by: str
     created_at: datetime
 
-    def view(self) -> dict[str, Any]:
+    def view(self, members: Mapping[str, Member]) -> dict[str, Any]:
+        """The alert as the API shows it; `members` holds at least its recipients who are still
+        members of the team (an absent recipient has been removed)."""
         return {
             "alert_id": self.alert_id,
             "name": self.name,
             "windows_days": sorted(self.windows_days, reverse=True),
             "resource_ids": sorted(self.resource_ids),
             "recipient_user_ids": sorted(self.recipient_user_ids),
+            "ineligible_recipient_user_ids": self.ineligible_recipients(members),
             "created_by": self.created_by,
             "created_at": iso(self.created_at),
         }
 
-    def eligible_recipients(self, members: dict[str, Member]) -> list[str]:
+    def eligible_recipients(self, members: Mapping[str, Member]) -> list[str]:
         """Recipients who are still admins of the team (who left or lost the role hears nothing)."""
-        return [user_id for user_id in self.recipient_user_ids
-                if user_id in members and members[user_id].is_admin]
+        return [user_id for user_id in sorted(self.recipient_user_ids) if _is_admin(members.get(user_id))]
+
+    def ineligible_recipients(self, members: Mapping[str, Member]) -> list[str]:
+        """Recipients who are no longer admins of the team: removed, or their admin roles taken away.
+        Decided when read, so removing a member rewrites no alert."""
+        return [user_id for user_id in sorted(self.recipient_user_ids) if not _is_admin(members.get(user_id))]
+
+    def recipients(self, members: Mapping[str, Member]) -> Recipients:
+        """Whom the alert's emails go to, given every member of the team: its recipients who are
+        still admins; when none is left, the team's `primary_admin` members instead (contract
+        section 3), so that a run-out is never announced to nobody while the team has an owner."""
+        eligible = self.eligible_recipients(members)
+        if eligible:
+            return Recipients(tuple(eligible))
+        return Recipients(tuple(sorted(user_id for user_id, member in members.items()
+                                       if member.is_primary_admin)), fallback=True)
+
+
+def _is_admin(member: Member | None) -> bool:
+    return member is not None and member.is_admin
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """The user ids an alert email goes to; `fallback` when they are the team's primary admins
+    standing in for recipients who are no longer admins."""
+
+    user_ids: tuple[str, ...]
+    fallback: bool = False
 
 
 @dataclass(frozen=True)

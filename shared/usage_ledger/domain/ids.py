@@ -2,7 +2,16 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
+
+# every id a caller names (team, user, app, resource, ...): no '#' or '/', so keys split unambiguously
+IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+_IDENTIFIER = re.compile(IDENTIFIER)
+
+
+def is_identifier(value: str) -> bool:
+    return bool(_IDENTIFIER.fullmatch(value))
 
 
 def stable_hash(*parts: str, length: int = 32) -> str:

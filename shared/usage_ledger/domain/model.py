@@ -51,6 +51,10 @@ class Member:
     def is_hub_admin(self) -> bool:
         return "hub_admin" in self.roles
 
+    @property
+    def is_primary_admin(self) -> bool:
+        return "primary_admin" in self.roles
+
 
 @dataclass(frozen=True)
 class App:

@@ -24,11 +24,10 @@ from pydantic import (
 
 from usage_ledger.domain import commands
 from usage_ledger.domain.calendar import parse_instant
-from usage_ledger.domain.ids import new_subscription_id
+from usage_ledger.domain.ids import IDENTIFIER, new_subscription_id
 from usage_ledger.domain.model import Member, PaymentMethod, Subscription
 from usage_ledger.domain.money import is_currency
 
-IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 EMAIL = re.compile(r"[^@\s<>\"'\x00-\x1f\x7f]+@[^@\s<>\"'\x00-\x1f\x7f]+\.[^@\s<>\"'\x00-\x1f\x7f]+")
 # instants a subscription may carry: wide enough for any real contract, narrow enough that cycle
 # and refresh arithmetic (and RFC 3339 rendering) never leaves datetime's range

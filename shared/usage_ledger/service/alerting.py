@@ -77,14 +77,16 @@ class Alerting:
     # -------------------------------------------------------------- create, read, delete
 
     def create_alert(self, command: CreateAlert, now: datetime) -> dict[str, Any]:
-        snapshot = self.ledger.load_team(command.team_id, everything=True)
+        # the team's resources, and of its members only the recipients (a team may have thousands)
+        snapshot = self.ledger.load_team(command.team_id)
+        members = self.ledger.members(command.team_id, command.recipient_user_ids)
         errors = []
         for index, resource_id in enumerate(command.resource_ids):
             ledger = snapshot.resources.get(resource_id)
             if ledger is None or not ledger.shown_at(now):
                 errors.append(FieldError(f"resource_ids[{index}]", "must be a resource the team has a subscription to"))
         for index, user_id in enumerate(command.recipient_user_ids):
-            member = snapshot.members.get(user_id)
+            member = members.get(user_id)
             if member is None or not member.is_admin:
                 errors.append(FieldError(f"recipient_user_ids[{index}]", "must be an admin of the team"))
         if errors:
@@ -97,7 +99,7 @@ class Alerting:
                       config_hash=config_hash(windows, resources, recipients), created_by=command.caller.user_id,
                       created_at=now)
         if self.store.create(alert):
-            return alert.view()
+            return alert.view(members)
         existing = self.store.alert_with_config(command.team_id, alert.config_hash)
         detail = f" (alert {existing!r})" if existing else ""
         raise Conflict(f"An alert with the same windows, resources and recipients already exists{detail}.")
@@ -106,11 +108,14 @@ class Alerting:
         alert = self.store.get(team_id, alert_id)
         if alert is None:
             raise NotFound(f"Alert {alert_id!r} not found.")
-        return alert.view()
+        return alert.view(self.ledger.members(team_id, alert.recipient_user_ids))
 
     def list_alerts(self, team_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        """A page of alerts; whether their recipients are still admins is read for the page's
+        recipients only (never the team's whole member list)."""
         alerts, next_cursor = self.store.page(team_id, limit, cursor)
-        return {"items": [alert.view() for alert in alerts], "next_cursor": next_cursor}
+        members = self.ledger.members(team_id, {user_id for alert in alerts for user_id in alert.recipient_user_ids})
+        return {"items": [alert.view(members) for alert in alerts], "next_cursor": next_cursor}
 
     def delete_alert(self, team_id: str, alert_id: str) -> None:
         """The alert, its configuration and its notice states go together."""
@@ -145,16 +150,21 @@ class Alerting:
         days = {resource_id: projection.days_remaining for resource_id, (_, projection) in projections.items()}
         members = view.snapshot.members
         for alert in view.alerts:
-            recipients = self._emails(view, alert.eligible_recipients(members))
+            # its recipients who are still admins, or the team's primary admins when none is left
+            chosen = alert.recipients(members)
+            recipients = self._emails(view, chosen.user_ids)
             for decision in window_decisions(alert, days):
                 resource, projection = projections.get(decision.notice.resource_id, (None, None))
                 subject = context = None
                 if decision.notify:
                     assert resource is not None and projection is not None and projection.days_remaining is not None
                     context = {**self._context(view, resource, projection), "alert_name": alert.name,
-                               "window_days": decision.notice.window}  # type: ignore[union-attr]
+                               "window_days": decision.notice.window,  # type: ignore[union-attr]
+                               "fallback": chosen.fallback}
                     subject = f"{resource.display_name}: {_days_left(projection.days_remaining)} ({alert.name})"
                 self._act(view, decision, recipients, "alert_runout", subject, context, outcome)
+        # hub admins and the owners of the team's apps; an owner who is no longer a member, or an
+        # app that was removed, is not in the snapshot and hears nothing (_emails keeps members only)
         hub_admins = [member.user_id for member in members.values() if member.is_hub_admin]
         api_recipients = self._emails(view, [*hub_admins, *(app.owner_user_id for app in view.snapshot.apps.values())])
         for resource_id, (resource, projection) in sorted(projections.items()):

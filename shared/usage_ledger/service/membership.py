@@ -1,9 +1,19 @@
-"""Who the caller is in a team: the member, or a 404 that does not tell whether the team exists."""
+"""Who is in a team: the caller as a member (or a 404 that does not tell whether the team
+exists), and the team's member list (admins pick alert recipients from it)."""
 from __future__ import annotations
+
+from typing import Any
 
 from usage_ledger.domain.errors import NotFound
 from usage_ledger.domain.model import Member
 from usage_ledger.service.ports import LedgerStore
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+
+
+def member_view(member: Member) -> dict[str, Any]:
+    return {"user_id": member.user_id, "email": member.email, "roles": sorted(member.roles)}
 
 
 class Membership:
@@ -15,3 +25,8 @@ class Membership:
         if member is None:
             raise NotFound(f"Team {team_id!r} not found.")
         return member
+
+    def list_members(self, team_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        """One page by user id; a team of any size is read one page at a time."""
+        members, next_cursor = self.ledger.members_page(team_id, limit, cursor)
+        return {"items": [member_view(member) for member in members], "next_cursor": next_cursor}

@@ -83,6 +83,19 @@ class Operator:
         return Written({"team_id": app.team_id, "app_id": app.app_id, "name": app.name,
                         "owner_user_id": app.owner_user_id}, created)
 
+    def remove_member(self, team_id: str, user_id: str) -> None:
+        """The user is no longer a member: 404 on the team's routes from now on, no alert or notice
+        email. Alerts naming them are not rewritten (they show them as ineligible when read);
+        usage recorded under them stays."""
+        if not self.ledger.delete_member(team_id, user_id):
+            raise NotFound(f"Member {user_id!r} of team {team_id!r} not found.")
+
+    def remove_app(self, team_id: str, app_id: str) -> None:
+        """The app is no longer the team's: its owner gets no more API emails for it; usage
+        recorded under it stays."""
+        if not self.ledger.delete_app(team_id, app_id):
+            raise NotFound(f"App {app_id!r} of team {team_id!r} not found.")
+
     def _subscription_errors(self, subscription: Subscription) -> list[FieldError]:
         errors: list[FieldError] = []
         if self.ledger.resource(subscription.resource_id) is None:

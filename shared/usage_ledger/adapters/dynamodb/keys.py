@@ -29,8 +29,11 @@ def team_pk(team_id: str) -> str:
     return f"TEAM#{team_id}"
 
 
+MEMBER_PREFIX = "MEMBER#"
+
+
 def member_sk(user_id: str) -> str:
-    return f"MEMBER#{user_id}"
+    return f"{MEMBER_PREFIX}{user_id}"
 
 
 def app_sk(app_id: str) -> str:

@@ -3,9 +3,10 @@ partition read as one snapshot (everything a balance card needs sits under `RES#
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from usage_ledger.adapters.dynamodb import keys
@@ -23,7 +24,9 @@ from usage_ledger.adapters.dynamodb.models import (
     TeamItem,
     connection,
 )
+from usage_ledger.adapters.dynamodb.paging import decode_cursor, encode_cursor, page
 from usage_ledger.domain.billing import CLOSED, CLOSING
+from usage_ledger.domain.ids import is_identifier
 from usage_ledger.domain.ledger import BalanceState, CycleKey, TeamSnapshot
 from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team
 
@@ -190,6 +193,34 @@ class LedgerStore:
             keys.team_pk(app.team_id), keys.app_sk(app.app_id), team_id=app.team_id, app_id=app.app_id,
             name=app.name, owner_user_id=app.owner_user_id))
 
+    def delete_member(self, team_id: str, user_id: str) -> bool:
+        """Remove a member: one conditional DeleteItem; False when there was none. Nothing else is
+        rewritten (usage recorded under them, alerts naming them and apps they own stay)."""
+        return self._delete(MemberItem(keys.team_pk(team_id), keys.member_sk(user_id)))
+
+    def delete_app(self, team_id: str, app_id: str) -> bool:
+        """Remove an app: one conditional DeleteItem; False when there was none."""
+        return self._delete(AppItem(keys.team_pk(team_id), keys.app_sk(app_id)))
+
+    def members_page(self, team_id: str, limit: int, cursor: str | None) -> tuple[list[Member], str | None]:
+        """A page of the team's members by user id: one Query of its `MEMBER#` items (Limit: the
+        page and one more), never the rest of the partition."""
+        after = decode_cursor(cursor, team_id, is_identifier) if cursor is not None else None
+        items, more = page(MemberItem, keys.team_pk(team_id), keys.member_sk, limit=limit, after=after,
+                           condition=MemberItem.SK.startswith(keys.MEMBER_PREFIX), consistent_read=True)
+        members = [member_of(item) for item in items]
+        return members, encode_cursor(team_id, members[-1].user_id) if more and members else None
+
+    def members(self, team_id: str, user_ids: Iterable[str]) -> dict[str, Member]:
+        """Those of these users who are members of the team, by user id: one BatchGetItem per 100
+        ids (none for no ids), whatever the size of the team."""
+        pk = keys.team_pk(team_id)
+        wanted = [(pk, keys.member_sk(user_id)) for user_id in sorted(set(user_ids))]
+        if not wanted:
+            return {}
+        return {item.user_id: member_of(item) for item in LedgerItem.batch_get(wanted, consistent_read=True)
+                if isinstance(item, MemberItem)}
+
     # -------------------------------------------------------------- subscriptions
 
     def create_subscription(self, subscription: Subscription, *, listed_for_alerts: bool) -> bool:
@@ -261,6 +292,16 @@ class LedgerStore:
             return LedgerItem.get(pk, sk, consistent_read=True)
         except LedgerItem.DoesNotExist:
             return None
+
+    @staticmethod
+    def _delete(item: LedgerItem) -> bool:
+        try:
+            item.delete(condition=type(item).SK.exists())
+        except DeleteError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
 
     @staticmethod
     def _put_reporting_creation(item: LedgerItem, condition: Any = None) -> bool:

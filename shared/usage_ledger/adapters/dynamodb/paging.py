@@ -1,4 +1,5 @@
-"""One cursor codec and one pager for the team's lists (alerts, invoices): newest first, opaque cursors."""
+"""One cursor codec and one pager for the team's lists (alerts and invoices newest first, members by
+user id): opaque cursors bound to the team."""
 from __future__ import annotations
 
 import base64
@@ -30,12 +31,19 @@ def decode_cursor(cursor: str, team_id: str, is_id: Callable[[str], bool]) -> st
         raise ValidationFailed.single("cursor", "is not a cursor from this list") from None
 
 
-def newest_first(model: type[Item], pk: str, sk_of: Callable[[str], str], *, limit: int, after: str | None,
-                 condition: Any = None, consistent_read: bool = False) -> tuple[list[Item], bool]:
-    """Up to `limit` items of the partition in descending key order, after the item with id
-    `after`; asks for one more to know whether a next page exists (one Query unless DynamoDB's
-    1 MB page cap cuts it short, when pynamodb reads on)."""
+def page(model: type[Item], pk: str, sk_of: Callable[[str], str], *, limit: int, after: str | None,
+         condition: Any = None, descending: bool = False, consistent_read: bool = False) -> tuple[list[Item], bool]:
+    """Up to `limit` items of the partition in key order (descending when asked), after
+    the item with id `after`; asks for one more to know whether a next page exists (one Query
+    unless DynamoDB's 1 MB page cap cuts it short, when pynamodb reads on)."""
     start = {"PK": {"S": pk}, "SK": {"S": sk_of(after)}} if after is not None else None
-    items = list(model.query(pk, condition, scan_index_forward=False, consistent_read=consistent_read,
+    items = list(model.query(pk, condition, scan_index_forward=not descending, consistent_read=consistent_read,
                              limit=limit + 1, last_evaluated_key=start))
     return items[:limit], len(items) > limit
+
+
+def newest_first(model: type[Item], pk: str, sk_of: Callable[[str], str], *, limit: int, after: str | None,
+                 condition: Any = None, consistent_read: bool = False) -> tuple[list[Item], bool]:
+    """`page` in descending key order (alerts and invoices have time-sortable ids)."""
+    return page(model, pk, sk_of, limit=limit, after=after, condition=condition, descending=True,
+                consistent_read=consistent_read)
