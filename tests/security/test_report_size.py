@@ -16,11 +16,13 @@ import csv
 import io
 import time
 import tracemalloc
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, time as clock_time, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -50,7 +52,7 @@ def fill_usage_table(team_id: str, resource_id: str) -> int:
 
     events = [
         UsageEvent("test/oversized", str(number), team_id, resource_id, Decimal(1 + number % 997) / 4,
-                   datetime.combine(FIRST + timedelta(days=number % DAYS), clock_time(12), timezone.utc),
+                   datetime.combine(FIRST + timedelta(days=number % DAYS), clock_time(12), UTC),
                    user_id=user(number))
         for number in range(USERS)
     ]
@@ -68,7 +70,8 @@ def fill_usage_table(team_id: str, resource_id: str) -> int:
         items.append(item)
     client = boto3.client("dynamodb")
     for start in range(0, len(items), 25):
-        client.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": item}} for item in items[start:start + 25]]})
+        batch = [{"PutRequest": {"Item": item}} for item in items[start:start + 25]]
+        client.batch_write_item(RequestItems={table: batch})
     return len(items)
 
 

@@ -7,7 +7,6 @@ from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from usage_ledger.http.api import csv_body, dumps
 from usage_ledger.service.usage import CSV_HEADER, KEY_NAMES, Span, csv_rows, periods, series_sizes
 
