@@ -65,6 +65,29 @@ EXTRA_ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
     ("post", "/v1/teams/{team_id}/alerts"): ("409",),
 }
 
+# the usage report's pages and its CSV form (contract section 3)
+USAGE_PAGE: dict[str, Any] = {
+    "description": (
+        "One page of series, ordered by key: at most `limit` series, fewer when they are long (a page "
+        "stops at about 768 KB, so 24 months by day is some 29 series a page). `next_cursor` (null on the "
+        "last page) is also sent as the `X-Next-Cursor` header, which is absent on the last page: pass it "
+        "back as `?cursor=` for the next page, in either representation."),
+    "headers": {
+        "X-Next-Cursor": {"description": "the next page's cursor; absent on the last page",
+                          "schema": {"type": "string"}},
+        "Vary": {"description": "`Accept`: JSON or CSV", "schema": {"type": "string"}},
+    },
+    "content": {
+        "application/json": {},
+        "text/csv": {
+            "schema": {"type": "string"},
+            "x-note": ("with Accept: text/csv, the page's points as RFC 4180 CSV: a `period,key,quantity` "
+                       "header, then one row per (period, key) in the order of the series; the key of usage "
+                       "without a user or app is empty"),
+        },
+    },
+}
+
 
 def template_stack() -> Stack:
     """The template's functions and routes, deployed nowhere (importing a handler reads no AWS)."""
@@ -121,6 +144,8 @@ def _responses(method: str, path: str, operation: dict[str, Any]) -> dict[str, A
     if path == "/v1/teams/{team_id}/invoices/{invoice_id}":
         responses["200"]["content"]["text/html"] = {"schema": {"type": "string"},
                                                     "x-note": "with Accept: text/html, the rendered invoice"}
+    if key == ("get", "/v1/teams/{team_id}/usage"):
+        responses["200"].update(copy.deepcopy(USAGE_PAGE))
     errors = ["401", "403", "404", "422", *EXTRA_ERRORS.get(key, ())]
     if "requestBody" in operation or key == ("post", "/v1/events"):
         errors += ["400", "415"]

@@ -461,6 +461,17 @@
   }
 
   var usageRequest = 0;
+  var USAGE_PAGES = 10; // the report comes a page of series at a time (next_cursor); the chart takes this many
+
+  /** The report's first pages, their series concatenated; next_cursor is the last page's. */
+  function usagePages(query, pages, sofar) {
+    var cursor = sofar && sofar.next_cursor ? "&cursor=" + encodeURIComponent(sofar.next_cursor) : "";
+    return api(teamPath("/usage" + query + cursor)).then(function (page) {
+      page = page || {};
+      if (sofar) page.series = (sofar.series || []).concat(page.series || []);
+      return page.next_cursor && pages > 1 ? usagePages(query, pages - 1, page) : page;
+    });
+  }
 
   function loadUsage(generation) {
     var container = $("usage");
@@ -475,10 +486,11 @@
     var query = "?from=" + encodeURIComponent(from) + "&to=" + encodeURIComponent(to) +
       "&granularity=" + encodeURIComponent(granularity) + "&group_by=" + encodeURIComponent(group);
     if (resource) query += "&resource_id=" + encodeURIComponent(resource);
-    return api(teamPath("/usage" + query)).then(
+    return usagePages(query, USAGE_PAGES).then(
       function (body) {
         if (generation !== state.generation || request !== usageRequest) return;
-        $("usage-meta").textContent = body && body.as_of ? "As of " + dateTime(body.as_of) : "";
+        $("usage-meta").textContent = (body && body.as_of ? "As of " + dateTime(body.as_of) : "") +
+          (body && body.next_cursor ? " · the first " + num((body.series || []).length) + " series are shown" : "");
         renderUsage(container, body || {}, { from: from, to: to, granularity: granularity, group: group, resource: resource });
       },
       function (error) {

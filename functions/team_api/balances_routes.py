@@ -1,17 +1,20 @@
-"""Balance cards, the API banner and usage reports."""
+"""Balance cards, the API banner and usage reports (JSON, or CSV with `Accept: text/csv`)."""
 from typing import Annotated
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from usage_ledger import clock
 from usage_ledger.bootstrap import container
 from usage_ledger.domain.access import Action
-from usage_ledger.http.api import json_response
+from usage_ledger.http.api import csv_body, json_response, prefers
 from usage_ledger.http.identity import TeamRouter
 from usage_ledger.http.schemas import IDENTIFIER
+from usage_ledger.service.usage import CSV_HEADER, DEFAULT_LIMIT, MAX_LIMIT, csv_rows
 
 routes = TeamRouter()  # each route names its action; the guard checks it before validation
 router = routes.router
 PathId = Annotated[str, Path(pattern=IDENTIFIER)]
+NEXT_CURSOR = "X-Next-Cursor"  # the next page's cursor, for CSV (and JSON) answers; absent on the last page
 
 
 @routes.get("/v1/teams/<team_id>/balances", Action.READ_BALANCES)
@@ -39,8 +42,19 @@ def get_usage(
     granularity: Annotated[str | None, Query(description="day or month")] = None,
     group_by: Annotated[str | None, Query(description="resource, user or app")] = None,
     resource_id: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=(
+        f"series per page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}); a page of long series holds fewer "
+        "(it stops at about 768 KB): follow next_cursor until it is null"))] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=4096, description=(
+        "next_cursor of the previous page (also in its X-Next-Cursor header)"))] = None,
 ):
     member = router.context["member"]
-    report = container().usage.report
-    return json_response(report(team_id, member, clock.now(), from_=from_, to=to, granularity=granularity,
-                                group_by=group_by, resource_id=resource_id))
+    report = container().usage.report(team_id, member, clock.now(), from_=from_, to=to, granularity=granularity,
+                                      group_by=group_by, resource_id=resource_id, limit=limit, cursor=cursor)
+    headers = {"Vary": "Accept"}
+    if report["next_cursor"] is not None:
+        headers[NEXT_CURSOR] = report["next_cursor"]
+    if prefers(router.current_event.headers.get("accept") or "", "text/csv"):
+        return Response(status_code=200, content_type="text/csv; charset=utf-8",
+                        body=csv_body(CSV_HEADER, csv_rows(report)), headers=headers)
+    return json_response(report, headers=headers)

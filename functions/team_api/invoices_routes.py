@@ -5,7 +5,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from usage_ledger.bootstrap import container
 from usage_ledger.domain.access import Action
-from usage_ledger.http.api import json_response
+from usage_ledger.http.api import json_response, prefers
 from usage_ledger.http.identity import TeamRouter
 from usage_ledger.http.schemas import IDENTIFIER
 from usage_ledger.service.billing import DEFAULT_LIMIT, MAX_LIMIT
@@ -17,26 +17,6 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=1024)]
 
 
-def _quality(accept: str, media: str) -> float:
-    """The q the Accept header gives `media`; the most specific matching range decides (RFC 9110)."""
-    ranges = {media: 2, media.split("/")[0] + "/*": 1, "*/*": 0}
-    best: tuple[int, float] = (-1, 0.0)
-    for part in accept.lower().split(","):
-        kind, *params = [piece.strip() for piece in part.split(";")]
-        if kind not in ranges:
-            continue
-        try:
-            q = float(next((p[2:] for p in params if p.startswith("q=")), "1"))
-        except ValueError:
-            continue
-        best = max(best, (ranges[kind], q))
-    return best[1]
-
-
-def _wants_html(accept: str) -> bool:
-    return _quality(accept, "text/html") > _quality(accept, "application/json")
-
-
 @routes.get("/v1/teams/<team_id>/invoices", Action.READ_INVOICES)
 def list_invoices(team_id: PathId, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None):
     return json_response(container().billing.list_invoices(team_id, limit, cursor))
@@ -46,7 +26,7 @@ def list_invoices(team_id: PathId, limit: Limit = DEFAULT_LIMIT, cursor: Cursor 
 def get_invoice(team_id: PathId, invoice_id: str):  # any unknown id, however odd, is a 404
     billing = container().billing
     invoice = billing.invoice(team_id, invoice_id)
-    if _wants_html(router.current_event.headers.get("accept") or ""):
+    if prefers(router.current_event.headers.get("accept") or "", "text/html"):
         return Response(status_code=200, content_type="text/html; charset=utf-8",
                         body=billing.render_invoice_html(invoice))
     return json_response(invoice.view())

@@ -1,4 +1,7 @@
 """Read side through the handlers: balance cards, the API banner, usage reports, who may read."""
+import csv
+import io
+
 import pytest
 
 from conftest import ANONYMOUS, OPERATOR, Identity, cloud_event, drain_events, send_events, utc
@@ -197,3 +200,119 @@ def test_the_team_checked_is_the_team_served(api, world, team):
     event = http_event(route, "/v1/teams/team-b/balances", {**params, "team_id": "team-a"}, identity=ALICE)
     reply = load_handler(api.stack, route.function)(event, FakeLambdaContext(route.function))
     assert reply["statusCode"] == 404 and '"balances"' not in reply["body"]
+
+
+# ------------------------------------------------------------------ usage report pages and CSV
+
+
+def usage(api, query, *, as_=ALICE, team_id="team-a", headers=None):
+    reply = api.get(f"/v1/teams/{team_id}/usage", as_=as_, query=query, headers=headers)
+    assert reply.status == 200, reply.text
+    return reply
+
+
+def all_pages(api, query, *, headers=None):
+    """Every page of a report, following next_cursor (and checking X-Next-Cursor says the same)."""
+    pages, cursor = [], None
+    while True:
+        reply = usage(api, query + (f"&cursor={cursor}" if cursor else ""), headers=headers)
+        pages.append(reply)
+        cursor = reply.headers.get("X-Next-Cursor")
+        if reply.content_type.startswith("application/json"):
+            assert reply.json["next_cursor"] == cursor
+        if cursor is None:
+            return pages
+        assert len(pages) < 50
+
+
+@pytest.fixture
+def many_users(api, world, team):
+    """Seven users (one with a comma in its id) and usage without a user, on two resources, in
+    October and November 2026."""
+    world.subscription(team, "minutes", "flex", quantity=10)
+    world.subscription(team, "assets", "flex", quantity=10)
+    users = ["ann", "bo", "cy", "di", "ed,jr", "fay", "gus"]
+    events = [cloud_event(team, resource, 1 + index, utc(2026, month, 3 + index, 12), user_id=user)
+              for index, user in enumerate(users) for resource, month in (("minutes", 11), ("assets", 10))]
+    events.append(cloud_event(team, "minutes", 40, utc(2026, 11, 20, 8)))  # no user
+    ingest(api, *events)
+    return users
+
+
+def test_usage_pages_of_users_together_are_the_whole_report(api, many_users):
+    query = "from=2026-10-01&to=2026-11-30&granularity=month&group_by=user"
+    whole = usage(api, query).json
+    assert [s["key"]["user_id"] for s in whole["series"]] == [*many_users, None] and whole["next_cursor"] is None
+    pages = all_pages(api, query + "&limit=3")
+    assert [len(page.json["series"]) for page in pages] == [3, 3, 2]
+    assert [s for page in pages for s in page.json["series"]] == whole["series"]
+    assert pages[0].json["series"][0]["points"] == [{"period": "2026-10", "quantity": 1},
+                                                   {"period": "2026-11", "quantity": 1}]
+    assert pages[-1].json["series"][-1] == {"key": {"user_id": None},
+                                            "points": [{"period": "2026-10", "quantity": 0},
+                                                       {"period": "2026-11", "quantity": 40}]}
+
+
+def test_usage_pages_of_resources_and_apps(api, world, team, many_users):
+    pages = all_pages(api, "from=2026-10-01&to=2026-11-30&granularity=month&limit=1")
+    assert [[s["key"] for s in page.json["series"]] for page in pages] == [[{"resource_id": "assets"}],
+                                                                          [{"resource_id": "minutes"}]]
+    ingest(api, cloud_event(team, "minutes", 5, utc(2026, 11, 21), app_id="app-1"))
+    pages = all_pages(api, "from=2026-11-01&to=2026-11-30&granularity=month&group_by=app&limit=1")
+    assert [page.json["series"][0]["key"] for page in pages] == [{"app_id": "app-1"}, {"app_id": None}]
+
+
+def test_a_page_has_only_users_with_usage_in_the_range(api, many_users):
+    # November 3-9 hold ann..gus's minutes; from Nov 6, ann, bo and cy (Nov 3-5) used nothing in the
+    # range, though November's month item has them (and October's assets are outside it)
+    for granularity in ("day", "month"):
+        pages = all_pages(api, f"from=2026-11-06&to=2026-11-25&granularity={granularity}&group_by=user&limit=2")
+        keys = [s["key"]["user_id"] for page in pages for s in page.json["series"]]
+        assert keys == ["di", "ed,jr", "fay", "gus", None], granularity
+        assert [len(page.json["series"]) for page in pages] == [2, 2, 1]
+
+
+def test_usage_as_csv_has_the_same_rows_and_pages(api, many_users):
+    query = "from=2026-11-01&to=2026-11-30&granularity=month&group_by=user&limit=4"
+    json_pages = all_pages(api, query)
+    csv_pages = all_pages(api, query, headers={"Accept": "text/csv"})
+    assert [page.headers.get("X-Next-Cursor") for page in csv_pages] == [
+        page.json["next_cursor"] for page in json_pages]
+    for json_page, csv_page in zip(json_pages, csv_pages):
+        assert csv_page.content_type == "text/csv; charset=utf-8"
+        assert csv_page.headers["Vary"] == "Accept"
+        rows = list(csv.reader(io.StringIO(csv_page.text)))
+        assert rows[0] == ["period", "key", "quantity"]
+        assert rows[1:] == [[point["period"], series["key"]["user_id"] or "", str(point["quantity"])]
+                            for series in json_page.json["series"] for point in series["points"]]
+    text = "".join(page.text for page in csv_pages)
+    assert '2026-11,"ed,jr",5\r\n' in text and "2026-11,,40\r\n" in text
+    # JSON unless text/csv is preferred
+    assert usage(api, query, headers={"Accept": "text/csv;q=0.5, application/json"}).content_type == "application/json"
+    assert usage(api, query, headers={"Accept": "*/*"}).content_type == "application/json"
+
+
+@pytest.mark.parametrize("query, path", [
+    ("limit=0", "limit"), ("limit=101", "limit"), ("limit=ten", "limit"),
+    ("cursor=garbage", "cursor"), ("cursor=" + "x" * 4097, "cursor"),
+])
+def test_usage_refuses_bad_paging_naming_the_parameter(api, team, query, path):
+    for headers in (None, {"Accept": "text/csv"}):
+        reply = api.get(f"/v1/teams/{team}/usage", as_=ALICE, query=query, headers=headers)
+        assert reply.status == 422 and reply.content_type == "application/problem+json", reply.text
+        assert [error["path"] for error in reply.json["errors"]] == [path]
+
+
+def test_a_cursor_works_only_for_its_team_and_grouping(api, world, many_users):
+    world.subscription("team-b", "minutes", "flex", quantity=10)
+    ingest(api, *[cloud_event("team-b", "minutes", 1, utc(2026, 11, 3), user_id=user) for user in ("x1", "x2")])
+    query = "from=2026-11-01&to=2026-11-30&group_by=user&limit=1"
+    theirs = usage(api, query, as_=Identity.user("bob"), team_id="team-b").json["next_cursor"]
+    ours = usage(api, query).json["next_cursor"]
+    assert theirs and ours
+    for cursor, group in ((theirs, "user"), (ours, "app"), (ours, "resource")):
+        reply = api.get("/v1/teams/team-a/usage", as_=ALICE,
+                        query=f"from=2026-11-01&to=2026-11-30&group_by={group}&cursor={cursor}")
+        assert reply.status == 422 and [e["path"] for e in reply.json["errors"]] == ["cursor"], reply.text
+        assert "x1" not in reply.text and "x2" not in reply.text
+    assert usage(api, f"{query}&cursor={ours}").json["series"][0]["key"] == {"user_id": "bo"}

@@ -7,6 +7,7 @@ Fn::ForEach loops expanded as AWS::LanguageExtensions does), so these checks see
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -26,6 +27,10 @@ def of_type(type_: str) -> dict[str, dict[str, Any]]:
 
 FUNCTIONS = of_type("AWS::Serverless::Function")
 MANAGED_POLICIES = of_type("AWS::IAM::ManagedPolicy")
+# the policies operators attach to the roles that call the IAM routes (not to functions): which
+# routes each may invoke, named by the function whose HttpApi events they are
+CALLER_POLICIES = {"OperatorInvokePolicy": "OperatorApiFunction", "ProducerInvokePolicy": "ProducerApiFunction"}
+FUNCTION_POLICIES = {logical: props for logical, props in MANAGED_POLICIES.items() if logical not in CALLER_POLICIES}
 TABLES = set(of_type("AWS::DynamoDB::Table"))
 QUEUES = set(of_type("AWS::SQS::Queue"))
 ALARMS = of_type("AWS::CloudWatch::Alarm")
@@ -113,6 +118,125 @@ def test_routes_are_served_by_the_function_of_their_kind():
         if function != owner[route_kind(method, path)]
     ]
     assert not wrong, wrong
+
+
+# ------------------------------------------------------------------------- 1b. who may call the IAM routes
+
+# execute-api resources are `<API ARN>/<stage>/<METHOD>/<path>`; in IAM, `*` matches any characters
+# (slashes too) and `?` any one. A route's path parameters match one or more characters other than
+# a slash ({proxy+}: any). A pattern grants a route when some request to the route matches it.
+API_ARN = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpApi}/"
+ANY, SEGMENT = "any", "segment"  # character classes: anything; anything but "/"
+
+
+def _glob_tokens(pattern: str) -> list[tuple[str, bool]]:
+    """(character class or literal, repeats) per pattern character."""
+    return [(ANY, True) if c == "*" else (ANY, False) if c == "?" else (c, False) for c in pattern]
+
+
+def _route_tokens(method: str, path: str) -> list[tuple[str, bool]]:
+    tokens = [(SEGMENT, False), (SEGMENT, True)]  # the stage: any name
+    for part in re.split(r"(\{[^}]+\})", f"/{method}{path}"):
+        if part.startswith("{"):
+            kind = ANY if part.endswith("+}") else SEGMENT
+            tokens += [(kind, False), (kind, True)]  # one or more characters
+        else:
+            tokens += [(c, False) for c in part]
+    return tokens
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether some character is in both (classes or literals)."""
+    if a in (ANY, SEGMENT) and b in (ANY, SEGMENT):
+        return True
+    literal, other = (b, a) if a in (ANY, SEGMENT) else (a, b)
+    return other == ANY or (other == SEGMENT and literal != "/") or other == literal
+
+
+def grants(pattern: str, method: str, path: str) -> bool:
+    """Whether an execute-api resource pattern (after the API's ARN) matches some request to the
+    route: the two languages intersect (a walk over pairs of positions in both)."""
+    glob, route = _glob_tokens(pattern), _route_tokens(method, path)
+    seen: set[tuple[int, int]] = set()
+    todo = [(0, 0)]
+    while todo:
+        i, j = todo.pop()
+        if (i, j) in seen:
+            continue
+        seen.add((i, j))
+        if i == len(glob) and j == len(route):
+            return True
+        if i < len(glob) and glob[i][1]:
+            todo.append((i + 1, j))  # a `*` that matches nothing (more)
+        if j < len(route) and route[j][1]:
+            todo.append((i, j + 1))  # a parameter's last character behind us
+        if i < len(glob) and j < len(route) and _overlap(glob[i][0], route[j][0]):
+            todo.append((i if glob[i][1] else i + 1, j if route[j][1] else j + 1))
+    return False
+
+
+@pytest.mark.parametrize("pattern, method, path, expected", [
+    ("*/POST/v1/events", "POST", "/v1/events", True),
+    ("*/POST/v1/events", "GET", "/v1/events", False),
+    ("*/POST/v1/events", "POST", "/v1/events/{id}", False),
+    ("$default/POST/v1/events", "POST", "/v1/events", True),
+    ("*/GET/v1/teams/*/entitlements/*", "GET", "/v1/teams/{team_id}/entitlements/{resource_id}", True),
+    ("*/GET/v1/teams/*/entitlements/*", "GET", "/v1/teams/{team_id}/balances/{resource_id}", False),
+    ("*/PUT/v1/admin/teams/*", "PUT", "/v1/admin/teams/{team_id}/members/{user_id}", True),  # `*` takes slashes
+    ("*/*/v1/admin/*", "DELETE", "/v1/admin/teams/{team_id}", True),
+    ("*/GET/v1/teams/?", "GET", "/v1/teams/{team_id}", True),
+    ("*/GET/v1/teams/?/x", "GET", "/v1/teams/{team_id}/{rest+}", True),
+    ("*/GET/v1/teams/a/b", "GET", "/v1/teams/{team_id}", False),  # a parameter never holds a slash
+    ("*/GET/v1/teams/a/b", "GET", "/v1/teams/{proxy+}", True),
+    ("*/GET/v1/teams//balances", "GET", "/v1/teams/{team_id}/balances", False),  # nor is empty
+    ("*", "GET", "/v1/teams/{team_id}/balances", True),
+])
+def test_the_execute_api_matcher(pattern, method, path, expected):
+    assert grants(pattern, method, path) is expected
+
+
+def invoke_patterns(policy: str) -> list[str]:
+    """The policy's execute-api resources after this API's ARN (they must be built from it)."""
+    patterns = []
+    for statement in as_list(MANAGED_POLICIES[policy]["PolicyDocument"]["Statement"]):
+        assert statement["Effect"] == "Allow" and as_list(statement["Action"]) == ["execute-api:Invoke"], statement
+        assert not {"NotAction", "NotResource", "NotPrincipal"} & set(statement), statement
+        for resource in as_list(statement["Resource"]):
+            text = resource.get("Fn::Sub") if isinstance(resource, dict) else None
+            assert isinstance(text, str) and text.startswith(API_ARN), f"{policy}: {resource} is not on HttpApi"
+            patterns.append(text.removeprefix(API_ARN))
+    return patterns
+
+
+@pytest.mark.parametrize("policy", sorted(CALLER_POLICIES))
+def test_each_callers_policy_grants_exactly_its_functions_routes(policy):
+    routes = [(method, path, function) for method, path, function, _ in http_routes()]
+    own = {(method, path) for method, path, function in routes if function == CALLER_POLICIES[policy]}
+    patterns = invoke_patterns(policy)
+    granted = {(method, path) for method, path, _ in routes if any(grants(p, method, path) for p in patterns)}
+    assert own and granted == own, {"missing": own - granted, "beyond its routes": granted - own}
+    for index, pattern in enumerate(patterns):  # no line that grants nothing new: a stale route, or one
+        others = patterns[:index] + patterns[index + 1:]  # that reads as if removing it revoked something
+        alone = {(m, p) for m, p in own if grants(pattern, m, p) and not any(grants(o, m, p) for o in others)}
+        assert alone, f"{policy}: {pattern} grants no route the policy's other lines do not"
+
+
+def test_neither_callers_policy_grants_the_others_routes():
+    granted = {
+        policy: {(m, p) for m, p, _, _ in http_routes() if any(grants(x, m, p) for x in invoke_patterns(policy))}
+        for policy in CALLER_POLICIES
+    }
+    operator, producer = granted["OperatorInvokePolicy"], granted["ProducerInvokePolicy"]
+    assert operator and producer and not operator & producer
+    assert all(route_kind(*route) == "operator" for route in operator)
+    assert all(route_kind(*route) == "producer" for route in producer) and producer == PRODUCER_ROUTES
+
+
+@pytest.mark.parametrize("policy", sorted(CALLER_POLICIES))
+def test_each_callers_policy_is_an_exported_output(policy):
+    output = TEMPLATE["Outputs"][f"{policy}Arn"]
+    assert output["Value"] == {"Ref": policy}  # a managed policy's Ref is its ARN
+    assert output["Export"]["Name"] == {"Fn::Sub": f"${{AWS::StackName}}-{policy}Arn"}
 
 
 # ------------------------------------------------------------------------- 2. least privilege
@@ -209,7 +333,7 @@ def test_no_inline_or_template_managed_policy_has_a_wildcard_resource():
         for statement in statements_of(function):
             for resource in as_list(statement.get("Resource", [])):
                 assert resource != "*" and "*" not in json.dumps(resource), (function, statement)
-    for logical, props in MANAGED_POLICIES.items():
+    for logical, props in FUNCTION_POLICIES.items():  # the callers' policies: section 1b proves theirs exact
         for statement in as_list(props["PolicyDocument"]["Statement"]):
             assert "*" not in json.dumps(statement.get("Resource", "*")), (logical, statement)
 
@@ -217,7 +341,11 @@ def test_no_inline_or_template_managed_policy_has_a_wildcard_resource():
 def test_the_template_managed_policies_reach_only_the_functions_that_list_them():
     for logical, props in MANAGED_POLICIES.items():
         assert not {"Roles", "Users", "Groups"} & set(props), f"{logical} is attached outside a function's Policies"
-        assert any({"Ref": logical} in as_list(f.get("Policies", [])) for f in FUNCTIONS.values()), f"{logical} unused"
+        listed = any({"Ref": logical} in as_list(f.get("Policies", [])) for f in FUNCTIONS.values())
+        if logical in CALLER_POLICIES:
+            assert not listed, f"{logical} is for the roles that call the API, not for a function"
+        else:
+            assert listed, f"{logical} unused"
 
 
 def test_ses_send_is_limited_to_the_sender_address():
@@ -466,6 +594,9 @@ ADDED_SINCE = {
     "BalanceChangedAlertsFunctionThrottlesAlarm": "AWS::CloudWatch::Alarm",
     # the SES send statement, once, instead of inline in every emailing function
     "SendAsSenderEmailPolicy": "AWS::IAM::ManagedPolicy",
+    # execute-api:Invoke on the operator routes, and on the producer routes, for the callers' roles
+    "OperatorInvokePolicy": "AWS::IAM::ManagedPolicy",
+    "ProducerInvokePolicy": "AWS::IAM::ManagedPolicy",
 }
 
 

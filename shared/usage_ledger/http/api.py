@@ -1,8 +1,11 @@
 """The one way an API function is built: a Powertools resolver whose errors are RFC 9457."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -73,6 +76,38 @@ def problem(status: int, slug: str, title: str, detail: str, errors: list[FieldE
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(status_code=status, content_type="application/json", body=dumps(body), headers=headers or {})
+
+
+def csv_body(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    """RFC 4180 CSV: CRLF line ends, a field quoted when it holds a comma, a quote or a line break
+    (its quotes doubled); Decimals written as exact_number writes them in JSON."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([exact_number(value) if isinstance(value, Decimal) else value for value in row])
+    return out.getvalue()
+
+
+def accept_quality(accept: str, media: str) -> float:
+    """The q an Accept header gives `media`; the most specific matching range decides (RFC 9110)."""
+    ranges = {media: 2, media.split("/")[0] + "/*": 1, "*/*": 0}
+    best: tuple[int, float] = (-1, 0.0)
+    for part in accept.lower().split(","):
+        kind, *params = [piece.strip() for piece in part.split(";")]
+        if kind not in ranges:
+            continue
+        try:
+            q = float(next((p[2:] for p in params if p.startswith("q=")), "1"))
+        except ValueError:
+            continue
+        best = max(best, (ranges[kind], q))
+    return best[1]
+
+
+def prefers(accept: str, media: str) -> bool:
+    """Whether the caller asked for `media` over JSON (JSON when they tie or Accept is absent)."""
+    return accept_quality(accept, media) > accept_quality(accept, "application/json")
 
 
 def field_path(location: tuple | list) -> str:

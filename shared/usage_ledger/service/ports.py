@@ -3,6 +3,7 @@ in-memory fakes through the composition root (usage_ledger.bootstrap)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Protocol
@@ -51,9 +52,27 @@ class IngestStore(Protocol):
                                now: datetime) -> None: ...
 
 
+@dataclass(frozen=True)
+class UsageSelect:
+    """What a usage read needs of each period: the total, and the shares of these users and apps
+    (None: usage recorded without one). The other users' and apps' shares are left out."""
+
+    total: bool = False
+    users: tuple[str | None, ...] = ()
+    apps: tuple[str | None, ...] = ()
+
+
 class UsageStore(Protocol):
-    def buckets(self, team_id: str, resource_id: str, granularity: str, first: str,
-                last: str) -> list[UsageBucket]: ...
+    def buckets(self, team_id: str, resource_id: str, granularity: str, first: str, last: str,
+                select: UsageSelect | None = None) -> list[UsageBucket]:
+        """Stored periods between two periods, in order: whole (select None) or only what select names."""
+        ...
+
+    def page_cursor(self, team_id: str, group_by: str, last_key: str) -> str: ...
+
+    def page_after(self, team_id: str, group_by: str, cursor: str) -> str:
+        """The key to continue after; ValidationFailed on `cursor` for one this store did not hand out."""
+        ...
 
 
 class BillingStore(Protocol):
@@ -104,5 +123,5 @@ class PaymentGateway(Protocol):
         ...
 
 
-__all__ = ["Commit", "LedgerStore", "IngestStore", "UsageStore", "BillingStore", "AlertStore", "EventQueue",
-           "Mailer", "Renderer", "PaymentGateway"]
+__all__ = ["Commit", "LedgerStore", "IngestStore", "UsageSelect", "UsageStore", "BillingStore", "AlertStore",
+           "EventQueue", "Mailer", "Renderer", "PaymentGateway"]

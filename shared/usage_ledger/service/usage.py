@@ -1,17 +1,32 @@
-"""Usage reports: actual usage in base units by UTC day or month, grouped by resource, user or app."""
+"""Usage reports: actual usage in base units by UTC day or month, grouped by resource, user or app,
+one page of series at a time (contract section 3).
+
+Series are ordered by key and paged with an opaque cursor (the store's). A page holds at most
+`limit` series and stops before its estimated size passes PAGE_BYTES, in JSON and in CSV alike,
+so one page stays far below Lambda's and API Gateway's 6 MB response limit whatever the team's
+size: 24 months by day is ~27 KB a series, about 29 series a page.
+
+Who used a resource in a month is on its month item (one item per resource and month holds every
+user's and app's share): a page of users or apps finds its keys there, then reads only those keys'
+attributes of the day (or month) items. DynamoDB still reads, and charges, the whole items of the
+range for every page (docs/data-model.md; the item layout is issue 18's).
+"""
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from dataclasses import replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from usage_ledger.domain.access import require_visible, visible_resource
 from usage_ledger.domain.calendar import add_months, iso, utc_day
 from usage_ledger.domain.errors import FieldError, ValidationFailed
 from usage_ledger.domain.model import Member, UsageBucket
-from usage_ledger.service.ports import LedgerStore, UsageStore
+from usage_ledger.service.ports import LedgerStore, UsageSelect, UsageStore
 
 GRANULARITIES = ("day", "month")
 GROUPS = ("resource", "user", "app")
@@ -19,6 +34,13 @@ HISTORY_MONTHS = 24
 DEFAULT_DAYS = 30
 # a report may end in the future (this month's view), but not so far as to be a huge answer
 MAX_FUTURE_DAYS = 366
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+# a page stops before its series would pass this many bytes (an upper bound of both the JSON and
+# the CSV answer): far below the 6 MB response limit of Lambda and API Gateway
+PAGE_BYTES = 768 * 1024
+KEY_NAMES = {"resource": "resource_id", "user": "user_id", "app": "app_id"}
+CSV_HEADER = ("period", "key", "quantity")
 
 
 def _date(raw: str | None, name: str, errors: list[FieldError]) -> date | None:
@@ -40,34 +62,162 @@ def periods(first: date, last: date, granularity: str) -> list[str]:
     return [add_months(first.replace(day=1), offset).isoformat()[:7] for offset in range(months + 1)]
 
 
+def order(key: str | None) -> tuple[bool, str]:
+    """Series order: by key; usage recorded without a user or app (key None) last."""
+    return (key is None, key or "")
+
+
+def csv_rows(report: dict[str, Any]) -> Iterator[tuple[str, str, Decimal]]:
+    """The report as CSV rows (`period`, `key`, `quantity`; CSV_HEADER): one per (period, key), in
+    the order of the series (by key, then period); the key of usage without a user or app is empty."""
+    key_name = KEY_NAMES[report["group_by"]]
+    for series in report["series"]:
+        key = series["key"][key_name]
+        for point in series["points"]:
+            yield point["period"], "" if key is None else key, point["quantity"]
+
+
+def series_sizes(key_name: str, key: str | None, points: list[tuple[str, Decimal]]) -> tuple[int, int]:
+    """Upper bounds of one series' size in JSON (`{"key":{...},"points":[...]},`) and as CSV rows
+    (`period,key,quantity` and CRLF, the key in every row): the key as JSON with every non-ASCII
+    character escaped (no encoder writes it longer), in CSV as quoted UTF-8 with its quotes
+    doubled; a quantity as its digits written out."""
+    key_json = len(json.dumps(key))
+    key_csv = 0 if key is None else 2 + len(key.encode("utf-8", "surrogatepass")) + key.count('"')
+    json_size = 26 + len(key_name) + key_json
+    csv_size = 0
+    for period, quantity in points:
+        number = len(format(quantity, "f"))
+        json_size += 26 + len(period) + number  # {"period":"...","quantity":N},
+        csv_size += len(period) + key_csv + number + 4  # period,"key",N\r\n
+    return json_size, csv_size
+
+
+def series_bytes(key_name: str, key: str | None, points: list[tuple[str, Decimal]]) -> int:
+    """What a series takes of a page: the larger of its JSON and CSV bounds (a page is the same in both)."""
+    return max(series_sizes(key_name, key, points))
+
+
+@dataclass(frozen=True)
+class Span:
+    """A report's dates: its periods, the months it covers whole, and its partly covered edges."""
+
+    first: date
+    last: date
+    granularity: str
+
+    @cached_property
+    def periods(self) -> list[str]:
+        return periods(self.first, self.last, self.granularity)
+
+    @property
+    def months(self) -> tuple[str, str]:
+        """The first and last month the span touches, YYYY-MM."""
+        return self.first.isoformat()[:7], self.last.isoformat()[:7]
+
+    @cached_property
+    def whole(self) -> tuple[date, date] | None:
+        """The first day of the first whole month and the last day of the last whole month, if any."""
+        whole_first = self.first if self.first.day == 1 else add_months(self.first.replace(day=1), 1)
+        last_of_month = add_months(self.last.replace(day=1), 1) - timedelta(days=1)
+        whole_last = self.last if self.last == last_of_month else self.last.replace(day=1) - timedelta(days=1)
+        return (whole_first, whole_last) if whole_first <= whole_last else None
+
+    @cached_property
+    def edges(self) -> list[tuple[date, date]]:
+        """The day ranges of the months the span covers only in part (at most two)."""
+        if self.whole is None:  # one or two partly covered months, no whole one between them
+            if self.first.month == self.last.month and self.first.year == self.last.year:
+                return [(self.first, self.last)]
+            first_month_end = add_months(self.first.replace(day=1), 1) - timedelta(days=1)
+            return [(self.first, first_month_end), (first_month_end + timedelta(days=1), self.last)]
+        whole_first, whole_last = self.whole
+        edges = []
+        if self.first < whole_first:
+            edges.append((self.first, whole_first - timedelta(days=1)))
+        if whole_last < self.last:
+            edges.append((whole_last + timedelta(days=1), self.last))
+        return edges
+
+    def covers(self, month: str) -> bool:
+        return self.whole is not None and self.whole[0].isoformat()[:7] <= month <= self.whole[1].isoformat()[:7]
+
+    @property
+    def smallest_series(self) -> int:
+        """Bytes a series takes at the least (every quantity one digit): how many can fit a page."""
+        return sum(27 + len(period) for period in self.periods)
+
+
 class UsageReports:
     def __init__(self, ledger: LedgerStore, usage: UsageStore) -> None:
         self.ledger, self.usage = ledger, usage
 
-    def _days(self, team_id: str, resource_id: str, first: date, last: date) -> list[UsageBucket]:
-        return self.usage.buckets(team_id, resource_id, "day", first.isoformat(), last.isoformat())
+    # -------------------------------------------------------------- reading
 
-    def _months(self, team_id: str, resource_id: str, first: date, last: date) -> list[UsageBucket]:
-        """Month buckets; partly covered edge months are summed from their days, so totals are exact."""
-        whole_first = first if first.day == 1 else add_months(first.replace(day=1), 1)
-        last_of_month = add_months(last.replace(day=1), 1) - timedelta(days=1)
-        whole_last = last if last == last_of_month else last.replace(day=1) - timedelta(days=1)
+    def _buckets(self, team_id: str, resource_id: str, span: Span, select: UsageSelect | None) -> list[UsageBucket]:
+        """The span's buckets of one resource, by day or month. Month buckets of partly covered
+        edge months are summed from their days (one bucket per day, the month as its period), so
+        totals are exact."""
+        if span.granularity == "day":
+            return self.usage.buckets(team_id, resource_id, "day", span.first.isoformat(), span.last.isoformat(),
+                                      select)
         buckets: list[UsageBucket] = []
-        if whole_first <= whole_last:
-            buckets.extend(self.usage.buckets(team_id, resource_id, "month", whole_first.isoformat()[:7],
-                                              whole_last.isoformat()[:7]))
-        edges = []
-        if first < whole_first:
-            edges.append((first, min(last, whole_first - timedelta(days=1))))
-        if whole_last < last and (not edges or last > edges[0][1]):
-            edges.append((max(first, whole_last + timedelta(days=1)), last))
-        for edge_first, edge_last in edges:
-            buckets.extend(replace(bucket, period=bucket.period[:7])
-                           for bucket in self._days(team_id, resource_id, edge_first, edge_last))
+        if span.whole is not None:
+            buckets.extend(self.usage.buckets(team_id, resource_id, "month", span.whole[0].isoformat()[:7],
+                                              span.whole[1].isoformat()[:7], select))
+        for edge_first, edge_last in span.edges:
+            buckets.extend(replace(bucket, period=bucket.period[:7]) for bucket in self.usage.buckets(
+                team_id, resource_id, "day", edge_first.isoformat(), edge_last.isoformat(), select))
         return buckets
 
+    @staticmethod
+    def _shares(bucket: UsageBucket, group_by: str) -> dict[str | None, Decimal]:
+        return bucket.by_user if group_by == "user" else bucket.by_app
+
+    def _keys(self, team_id: str, resource_ids: list[str], span: Span, group_by: str, after: str | None,
+              wanted: int) -> tuple[list[str | None], bool]:
+        """The first `wanted` users (apps) after `after` with usage in the span, and whether more
+        follow. A key on the month item of a month the span covers whole is in the report; one only
+        on the partly covered edge months' items is in it if those months' days in the span have it."""
+        sure: set[str | None] = set()
+        maybe: set[str | None] = set()
+        for resource_id in resource_ids:
+            for bucket in self.usage.buckets(team_id, resource_id, "month", *span.months):
+                (sure if span.covers(bucket.period) else maybe).update(self._shares(bucket, group_by))
+        maybe -= sure
+        candidates = sorted((key for key in sure | maybe if after is None or order(key) > order(after)), key=order)
+        found: list[str | None] = []
+        position = 0
+        while len(found) <= wanted and position < len(candidates):
+            chunk = candidates[position:position + wanted + 1 - len(found)]
+            position += len(chunk)
+            doubtful = [key for key in chunk if key in maybe]
+            used = self._used_on_edges(team_id, resource_ids, span, group_by, doubtful) if doubtful else set()
+            found.extend(key for key in chunk if key in sure or key in used)
+        return found[:wanted], len(found) > wanted
+
+    def _used_on_edges(self, team_id: str, resource_ids: list[str], span: Span, group_by: str,
+                       keys: list[str | None]) -> set[str | None]:
+        select = self._select(group_by, keys)
+        used: set[str | None] = set()
+        for resource_id in resource_ids:
+            for edge_first, edge_last in span.edges:
+                for bucket in self.usage.buckets(team_id, resource_id, "day", edge_first.isoformat(),
+                                                 edge_last.isoformat(), select):
+                    used.update(self._shares(bucket, group_by))
+        return used
+
+    @staticmethod
+    def _select(group_by: str, keys: Iterable[str | None]) -> UsageSelect:
+        if group_by == "resource":
+            return UsageSelect(total=True)
+        return UsageSelect(users=tuple(keys)) if group_by == "user" else UsageSelect(apps=tuple(keys))
+
+    # -------------------------------------------------------------- the report
+
     def report(self, team_id: str, member: Member, now: datetime, *, from_: str | None, to: str | None,
-               granularity: str | None, group_by: str | None, resource_id: str | None) -> dict[str, Any]:
+               granularity: str | None, group_by: str | None, resource_id: str | None,
+               limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> dict[str, Any]:
         errors: list[FieldError] = []
         granularity = granularity or "day"
         group_by = group_by or "resource"
@@ -89,6 +239,14 @@ class UsageReports:
             errors.append(FieldError("to", "must not be before from"))
         if last and last > today + timedelta(days=MAX_FUTURE_DAYS):
             errors.append(FieldError("to", f"must be at most {MAX_FUTURE_DAYS} days after today"))
+        if not 1 <= limit <= MAX_LIMIT:
+            errors.append(FieldError("limit", f"must be between 1 and {MAX_LIMIT}"))
+        after = None
+        if cursor is not None and group_by in GROUPS:
+            try:
+                after = self.usage.page_after(team_id, group_by, cursor)
+            except ValidationFailed as failed:
+                errors.extend(failed.errors)
         resource = None
         if resource_id is not None:
             resource = self.ledger.resource(resource_id)
@@ -109,27 +267,42 @@ class UsageReports:
                 if (found := self.ledger.resource(rid)) is not None and visible_resource(member, found)
             ]
 
-        reader = self._days if granularity == "day" else self._months
-        buckets: dict[Any, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-        for rid in resource_ids:
-            if group_by == "resource":
-                buckets[rid]  # a zero-filled series for every resource shown
-            for bucket in reader(team_id, rid, first, last):
-                if group_by == "resource":
-                    buckets[rid][bucket.period] += bucket.quantity
-                else:
-                    for key, quantity in (bucket.by_user if group_by == "user" else bucket.by_app).items():
-                        buckets[key][bucket.period] += quantity
+        span = Span(first, last, granularity)
+        wanted = min(limit, max(1, PAGE_BYTES // span.smallest_series))
+        page: list[str | None]
+        if group_by == "resource":  # a zero-filled series for every resource shown
+            following = [rid for rid in resource_ids if after is None or order(rid) > order(after)]
+            page, more = list(following[:wanted]), len(following) > wanted
+        else:
+            page, more = self._keys(team_id, resource_ids, span, group_by, after, wanted)
+        values: dict[str | None, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+        if page:
+            for rid in resource_ids if group_by != "resource" else page:
+                for bucket in self._buckets(team_id, rid, span, self._select(group_by, page)):
+                    if group_by == "resource":
+                        values[rid][bucket.period] += bucket.quantity
+                    else:
+                        for key, quantity in self._shares(bucket, group_by).items():
+                            values[key][bucket.period] += quantity
 
-        key_name = {"resource": "resource_id", "user": "user_id", "app": "app_id"}[group_by]
-        all_periods = periods(first, last, granularity)
-        series = [
-            {"key": {key_name: key}, "points": [{"period": p, "quantity": buckets[key].get(p, Decimal(0))}
-                                                for p in all_periods]}
-            for key in sorted(buckets, key=lambda k: (k is None, k or ""))
-        ]
+        key_name = KEY_NAMES[group_by]
+        series: list[dict[str, Any]] = []
+        size = 0
+        for key in page:
+            points = [(period, values[key].get(period, Decimal(0))) for period in span.periods]
+            size += series_bytes(key_name, key, points)
+            if series and size > PAGE_BYTES:
+                more = True
+                break
+            series.append({"key": {key_name: key},
+                           "points": [{"period": period, "quantity": quantity} for period, quantity in points]})
+        last_key = series[-1]["key"][key_name] if series else None
+        next_cursor = None
+        if more and last_key is not None:  # the key None sorts last: nothing follows it
+            next_cursor = self.usage.page_cursor(team_id, group_by, last_key)
         body: dict[str, Any] = {"from": first.isoformat(), "to": last.isoformat(), "granularity": granularity,
-                                "group_by": group_by, "as_of": iso(now), "series": series}
+                                "group_by": group_by, "as_of": iso(now), "series": series,
+                                "next_cursor": next_cursor}
         if resource_id is not None:
             body["resource_id"] = resource_id
         return body

@@ -1,5 +1,6 @@
 """One cursor codec and one pager for the team's lists (alerts and invoices newest first, members by
-user id): opaque cursors bound to the team."""
+user id) and the usage report's series (by key): opaque cursors bound to the team, and to the
+list's scope where one route pages more than one kind of key."""
 from __future__ import annotations
 
 import base64
@@ -14,20 +15,22 @@ from usage_ledger.domain.errors import ValidationFailed
 Item = TypeVar("Item", bound=LedgerItem)
 
 
-def encode_cursor(team_id: str, last_id: str) -> str:
-    raw = json.dumps({"t": team_id, "k": last_id}, separators=(",", ":")).encode()
+def encode_cursor(team_id: str, last_id: str, scope: str | None = None) -> str:
+    fields = {"t": team_id, "k": last_id} if scope is None else {"t": team_id, "s": scope, "k": last_id}
+    raw = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, team_id: str, is_id: Callable[[str], bool]) -> str:
-    """The id to continue after; garbage, a forged id or another team's cursor is a 422 on `cursor`."""
+def decode_cursor(cursor: str, team_id: str, is_id: Callable[[str], bool], scope: str | None = None) -> str:
+    """The id to continue after; garbage, a forged id, another team's cursor or another scope's
+    (a user id handed to the app list) is a 422 on `cursor`."""
     try:
         decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         last_id = decoded["k"]
-        if decoded["t"] != team_id or not isinstance(last_id, str) or not is_id(last_id):
+        if decoded["t"] != team_id or decoded.get("s") != scope or not isinstance(last_id, str) or not is_id(last_id):
             raise ValueError(last_id)
         return last_id
-    except (ValueError, TypeError, KeyError, binascii.Error):
+    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error):
         raise ValidationFailed.single("cursor", "is not a cursor from this list") from None
 
 

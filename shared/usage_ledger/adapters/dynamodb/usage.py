@@ -4,6 +4,11 @@ One item per (team, resource, period); per-user and per-app totals are attribute
 (`u:<user_id>`, `a:<app_id>`), so a batch adds to a day with one update and a 24-month month
 view reads 24 items. Those attribute names are data, which a pynamodb model cannot declare:
 this table stays on the low-level client (docs/data-model.md).
+
+A report page names what it reads (`UsageSelect`): the totals, or the attributes of the page's
+users or apps only, so the answer DynamoDB sends and the SDK parses stays the size of the page
+(a day item of a 5,000-user team is ~80 KB; the attributes of 30 users are ~500 bytes). The read
+units are still those of the whole items (DynamoDB charges what it reads, before the projection).
 """
 from __future__ import annotations
 
@@ -18,13 +23,19 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from usage_ledger.adapters import aws
 from usage_ledger.adapters.dynamodb import keys
+from usage_ledger.adapters.dynamodb.paging import decode_cursor, encode_cursor
 from usage_ledger.domain.calendar import utc_day
 from usage_ledger.domain.model import UsageBucket, UsageEvent
+from usage_ledger.service.ports import UsageSelect
 
 USER_PREFIX = "u:"
 APP_PREFIX = "a:"
 # reports reach 24 months back; aggregates stay a little longer, then TTL removes them
 RETENTION = timedelta(days=25 * 31)
+# attributes named in one Query's projection (DynamoDB caps an expression at 4 KB)
+NAMES_PER_QUERY = 100
+# a user or app id as events carry it (http.schemas.UsageData), a resource id as the catalogue has it
+MAX_KEY_LENGTH = 128
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -70,16 +81,42 @@ class UsageStore:
             })
         return updates
 
-    def buckets(self, team_id: str, resource_id: str, granularity: str, first: str, last: str) -> list[UsageBucket]:
-        """The stored periods of one resource between two periods (inclusive), one Query."""
-        return [self._bucket(item) for item in self._query(
-            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
-            ExpressionAttributeValues=_values({
+    def buckets(self, team_id: str, resource_id: str, granularity: str, first: str, last: str,
+                select: UsageSelect | None = None) -> list[UsageBucket]:
+        """The stored periods of one resource between two periods (inclusive), in period order:
+        whole items (one Query, following DynamoDB's 1 MB pages), or only what `select` names
+        (one Query per 100 attribute names)."""
+        query: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :first AND :last",
+            "ExpressionAttributeValues": _values({
                 ":pk": team_id,
                 ":first": keys.usage_period_sk(granularity, resource_id, first),
                 ":last": keys.usage_period_sk(granularity, resource_id, last),
             }),
-        )]
+        }
+        if select is None:
+            return [self._bucket(item) for item in self._query(**query)]
+        names = (["quantity"] if select.total else []) + [USER_PREFIX + (key or "") for key in select.users] + [
+            APP_PREFIX + (key or "") for key in select.apps]
+        merged: dict[str, dict[str, Any]] = {}
+        for start in range(0, max(len(names), 1), NAMES_PER_QUERY):
+            placeholders = {"#sk": "SK", **{f"#n{index}": name
+                                            for index, name in enumerate(names[start:start + NAMES_PER_QUERY])}}
+            for item in self._query(**query, ProjectionExpression=", ".join(placeholders),
+                                    ExpressionAttributeNames=placeholders):
+                merged.setdefault(item["SK"], {}).update(item)
+        return [self._bucket(merged[sk]) for sk in sorted(merged)]
+
+    @staticmethod
+    def page_cursor(team_id: str, group_by: str, last_key: str) -> str:
+        """The cursor of a usage report page that ended with `last_key` (series are paged by key)."""
+        return encode_cursor(team_id, last_key, scope=f"usage:{group_by}")
+
+    @staticmethod
+    def page_after(team_id: str, group_by: str, cursor: str) -> str:
+        """The key a usage report page continues after; a 422 on `cursor` for anything this route
+        did not hand out for this team and grouping."""
+        return decode_cursor(cursor, team_id, _is_usage_key, scope=f"usage:{group_by}")
 
     @staticmethod
     def _bucket(item: dict[str, Any]) -> UsageBucket:
@@ -100,3 +137,7 @@ class UsageStore:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _is_usage_key(key: str) -> bool:
+    return 0 < len(key) <= MAX_KEY_LENGTH and not key.isspace()
