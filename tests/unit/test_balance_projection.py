@@ -1,21 +1,20 @@
 """The run-out projection (usage_ledger.domain.balance) for every balance the API accepts: a date
 only while the calendar has one (contract section 1: null past 9999-12-31), never an error."""
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
-
 from usage_ledger.domain.balance import depletion_date, project
 from usage_ledger.domain.ledger import BalanceState, period_key
 from usage_ledger.domain.model import Resource, Subscription
 
-NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 MINUTES = Resource("minutes", "api", "Minutes", "minute", Decimal(1))
 
 
 def flex(quantity: int) -> Subscription:
-    return Subscription("t", "flex-1", "minutes", "flex", datetime(2026, 1, 1, tzinfo=timezone.utc), quantity=quantity)
+    return Subscription("t", "flex-1", "minutes", "flex", datetime(2026, 1, 1, tzinfo=UTC), quantity=quantity)
 
 
 def test_ten_million_units_used_one_a_week_project_no_date_but_days_remaining():

@@ -100,7 +100,7 @@ class Ingest:
             group.sort(key=lambda event: (event.time, event.source, event.id))
             try:
                 self._apply(batch_id, team_id, resource_id, group, now)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - sorted below: retry the message, or set the group aside
                 if isinstance(error, Contended) or self.store.must_retry(error):
                     logger.warning("applying a group failed; the message will be retried",
                                    extra={"batch_id": batch_id, "team_id": team_id, "resource_id": resource_id,

@@ -22,8 +22,7 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from usage_ledger import retry
-from usage_ledger.adapters.dynamodb import keys
-from usage_ledger.adapters.dynamodb import errors
+from usage_ledger.adapters.dynamodb import errors, keys
 from usage_ledger.adapters.dynamodb.errors import CONDITION_FAILED, cancellation_codes, lost_a_race
 from usage_ledger.adapters.dynamodb.models import (
     AppliedMarker,
