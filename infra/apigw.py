@@ -77,6 +77,7 @@ def http_event(
 
     A JWT route without a user, or an IAM route without IAM identity, is refused by API Gateway
     before Lambda runs; the caller (gateway or test) decides whether to build the event anyway.
+    Header names are lower case, as HTTP APIs pass them (CloudEvents' `ce-*` headers included).
     """
     headers = {key.lower(): value for key, value in (headers or {}).items()}
     now = time.time()
@@ -140,12 +141,20 @@ def http_event(
     if path_parameters:
         event["pathParameters"] = path_parameters
     if body is not None:
-        if is_text:
-            event["body"] = body.decode("utf-8", errors="replace")
-        else:
+        if is_text and _is_utf8(body):
+            event["body"] = body.decode("utf-8")
+        else:  # bytes that are not UTF-8 text reach the function as they were sent, never with U+FFFD
             event["body"] = base64.b64encode(body).decode()
             event["isBase64Encoded"] = True
     return event
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_text(content_type: str) -> bool:

@@ -36,7 +36,7 @@ SECURITY_SCHEMES: dict[str, Any] = {
 POWERTOOLS_ERRORS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 PROBLEM_TITLES = {
-    "400": "Bad request (a body that is not JSON)",
+    "400": "Bad request (a body that is not UTF-8 JSON, or has a duplicate key)",
     "401": "Unauthorized (no caller identity)",
     "403": "Forbidden (the caller's roles do not allow it)",
     "404": "Not found (also: a team the caller is not a member of)",
@@ -114,11 +114,28 @@ def resolver_schema(stack: Stack, function: str) -> dict[str, Any]:
 def events_request_body() -> dict[str, Any]:
     event = {"$ref": "#/components/schemas/CloudEvent"}
     batch = {"type": "array", "items": event, "minItems": 1, "maxItems": 100}
-    return {"required": True, "content": {
+    data = {"$ref": "#/components/schemas/UsageData"}
+    return {"required": True, "description": BINARY_MODE, "content": {
         "application/cloudevents+json": {"schema": event},
         "application/cloudevents-batch+json": {"schema": batch},
-        "application/json": {"schema": {"oneOf": [event, batch]}},
+        "application/json": {"schema": {"oneOf": [event, batch, data]}},
     }}
+
+
+BINARY_MODE = ("Structured mode (one event, application/cloudevents+json), a batch "
+               "(application/cloudevents-batch+json), or binary mode as the CloudEvents HTTP binding and its SDKs "
+               "send by default: the attributes in ce-* headers, percent-encoded, and the event's data as the "
+               "application/json body (also when no Content-Type is given). The same (source, id) counts once "
+               "whatever the mode.")
+BINARY_ATTRIBUTES = {"ce-specversion": '"1.0"', "ce-id": "the event id", "ce-source": "the producer",
+                     "ce-type": '"usage.recorded"', "ce-subject": "an existing team_id",
+                     "ce-time": "RFC 3339 with an offset"}
+
+
+def events_parameters() -> list[dict[str, Any]]:
+    """The binary-mode headers (required in that mode only, so optional here)."""
+    return [{"name": name, "in": "header", "required": False, "schema": {"type": "string"},
+             "description": f"binary mode: {meaning}"} for name, meaning in BINARY_ATTRIBUTES.items()]
 
 
 def model_schemas() -> dict[str, Any]:
@@ -179,6 +196,7 @@ def build() -> dict[str, Any]:
                 operation["x-usage-ledger-function"] = function
                 if (method, path) == ("post", "/v1/events"):
                     operation["requestBody"] = events_request_body()
+                    operation["parameters"] = [*operation.get("parameters", []), *events_parameters()]
                 operation["responses"] = _responses(method, path, operation)
                 paths.setdefault(path, {})[method] = operation
     for name in POWERTOOLS_ERRORS:  # errors are problem+json, not Powertools' default shapes

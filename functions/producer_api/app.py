@@ -8,7 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from usage_ledger import clock
 from usage_ledger.bootstrap import container
 from usage_ledger.http.api import json_body, json_response, new_resolver, resolve
-from usage_ledger.http.events import record_usage
+from usage_ledger.http.events import body_rules, record_usage
 from usage_ledger.http.identity import require_operator
 from usage_ledger.http.schemas import IDENTIFIER, entitlement_quantity
 
@@ -20,8 +20,7 @@ PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 
 @app.post("/v1/events")
 def post_events():
-    payload = json_body(app)
-    command = record_usage(payload, app.current_event.headers.get("content-type", ""), clock.now())
+    command = record_usage(json_body(app), app.current_event.headers, clock.now())
     accepted = container().ingest.accept(command)
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=accepted)
     return json_response({"accepted": accepted}, 202)
@@ -39,4 +38,4 @@ def get_entitlement(team_id: PathId, resource_id: PathId,
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def lambda_handler(event, context):
-    return resolve(app, event, context, guard=require_operator)
+    return resolve(app, event, context, guard=require_operator, body_rules=body_rules)

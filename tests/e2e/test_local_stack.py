@@ -109,6 +109,33 @@ def test_posted_events_reach_the_balance_once(base_url: str) -> None:
     assert _remaining(_card(base_url, "asset")) == before - 5
 
 
+def test_an_sdk_binary_mode_event_passes_the_gateway_with_its_headers(base_url: str) -> None:
+    """The CloudEvents SDK's default over the wire: ce-* headers (sent here in mixed case, which
+    the gateway lowercases as API Gateway does) and no Content-Type; http.client adds none."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    from cloudevents.core.bindings.http import to_binary_event
+    from cloudevents.core.v1.event import CloudEvent
+
+    before = _remaining(_card(base_url, "asset"))
+    event = CloudEvent(attributes={"id": f"e2e-binary-{uuid.uuid4()}", "source": "urn:usage-ledger:e2e",
+                                   "type": "usage.recorded", "subject": "team-demo", "time": datetime.now(UTC)},
+                       data={"resource_id": "asset", "quantity": 1, "user_id": "alice"})
+    message = to_binary_event(event)
+    headers = {name.title(): value for name, value in message.headers.items()}  # Ce-Id, Ce-Source, ...
+    assert "Content-Type" not in headers
+    url = urlsplit(base_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    connection.request("POST", "/v1/events", body=message.body, headers={**headers, "X-Local-Operator": "1"})
+    response = connection.getresponse()
+    assert (response.status, json.loads(response.read())) == (202, {"accepted": 1})
+    connection.close()
+    assert call(base_url, "POST", "/_local/drain").status == 200
+    assert _remaining(_card(base_url, "asset")) == before - 1
+
+
 def test_close_billing_cycles_runs_on_demand(base_url: str) -> None:
     reply = call(base_url, "POST", "/_local/run/CloseBillingCyclesFunction")
 

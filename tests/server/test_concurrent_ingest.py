@@ -31,7 +31,7 @@ def sqs_record(events, message_id=None):
     from usage_ledger.adapters.queue import encode_message
     from usage_ledger.http.events import record_usage
 
-    command = record_usage(events, "application/cloudevents-batch+json", clock.now())
+    command = record_usage(events, {"content-type": "application/cloudevents-batch+json"}, clock.now())
     assert not command.invalid
     body = encode_message([event for _, event in command.events])
     return {"messageId": message_id or uuid.uuid4().hex, "receiptHandle": "r", "body": body,

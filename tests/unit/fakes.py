@@ -127,6 +127,9 @@ class FakeIngestStore:
     applied: set[tuple[str, str, str]] = field(default_factory=set)
     races_to_lose: int = 0  # the next commits that find the version moved
     usage: list[UsageEvent] = field(default_factory=list)
+    set_aside_items: dict[tuple[str, str | None, str | None], tuple[list[UsageEvent], str]] = field(
+        default_factory=dict)
+    fail_commits_for: dict[str, BaseException] = field(default_factory=dict)  # team_id -> what its commits raise
 
     def claim(self, batch_id: str, events: list[UsageEvent], now: datetime) -> list[UsageEvent]:
         owned, seen = [], set()
@@ -142,6 +145,8 @@ class FakeIngestStore:
                events: list[UsageEvent], now: datetime) -> Commit:
         if (batch_id, team_id, resource.resource_id) in self.applied:
             return Commit.ALREADY_APPLIED
+        if team_id in self.fail_commits_for:
+            raise self.fail_commits_for[team_id]
         stored = self.ledger.ledger(team_id, resource.resource_id)
         if self.races_to_lose:
             self.races_to_lose -= 1
@@ -157,6 +162,14 @@ class FakeIngestStore:
 
     def commit_remaining_usage(self, *args: Any) -> None:
         pass
+
+    def set_aside(self, batch_id: str, team_id: str | None, resource_id: str | None, events: list[UsageEvent],
+                  reason: str, now: datetime) -> None:
+        self.set_aside_items[(batch_id, team_id, resource_id)] = (list(events), reason)
+
+    @staticmethod
+    def must_retry(error: BaseException) -> bool:
+        return isinstance(error, ConnectionError)  # the fake's "AWS is unavailable"
 
 
 @dataclass

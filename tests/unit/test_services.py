@@ -67,9 +67,9 @@ def test_a_request_naming_an_unknown_resource_and_team_is_refused_whole(services
 
 def test_each_event_counts_once_however_often_its_batch_is_applied(services, ledger):
     events = [usage(30, event_id="1"), usage(30, event_id="2"), usage(30, event_id="1")]
-    assert services.ingest.apply_message("batch-1", events, NOW) == 2
-    assert services.ingest.apply_message("batch-1", events, NOW) == 2  # a redelivery: already applied
-    assert services.ingest.apply_message("batch-2", events, NOW) == 0  # a copy in another batch
+    assert services.ingest.apply_message("batch-1", events, NOW).counted == 2
+    assert services.ingest.apply_message("batch-1", events, NOW).counted == 2  # a redelivery: already applied
+    assert services.ingest.apply_message("batch-2", events, NOW).counted == 0  # a copy in another batch
     state = ledger.ledger("team-a", "minutes").state
     assert (state.charged_units, state.pending_usage) == (3, Decimal(0))
 
@@ -82,6 +82,52 @@ def test_a_commit_that_loses_races_redecides_and_gives_up_after_twelve(services,
     with pytest.raises(Contended):
         services.ingest.apply_message("batch-2", [usage(20, event_id="2")], NOW)
     assert ledger.ledger("team-a", "minutes").state.charged_units == 1
+
+
+def two_teams(ledger):
+    ledger.put_team(Team("team-b", "Team B"))
+    ledger.create_subscription(Subscription("team-b", "flex-b", "minutes", "flex", NOW - timedelta(days=30),
+                                            quantity=10), listed_for_alerts=True)
+    return [usage(20, event_id="a1"), UsageEvent("test", "b1", "team-b", "minutes", Decimal(40), NOW - timedelta(days=1))]
+
+
+def test_a_group_that_fails_for_its_data_is_set_aside_and_the_other_groups_are_counted(services, ledger):
+    events = two_teams(ledger)
+    services.ingest_store.fail_commits_for["team-b"] = ValueError("an item DynamoDB will never take")
+    applied = services.ingest.apply_message("batch-1", events, NOW)
+    assert (applied.counted, applied.set_aside) == (1, 1)
+    assert ledger.ledger("team-a", "minutes").state.charged_units == 1
+    assert ledger.ledger("team-b", "minutes").state.charged_units == 0
+    [(key, (kept, reason))] = services.ingest_store.set_aside_items.items()
+    assert key == ("batch-1", "team-b", "minutes") and [e.id for e in kept] == ["b1"]
+    assert "ValueError" in reason
+
+
+def test_events_whose_strings_are_not_unicode_are_set_aside_unclaimed_and_their_group_is_counted(services, ledger):
+    good = usage(20, event_id="ok")
+    bad = UsageEvent("test", "x\ud800", "team-a", "minutes", Decimal(20), NOW - timedelta(days=1), user_id="u\udfff")
+    applied = services.ingest.apply_message("batch-1", [bad, good], NOW)
+    assert (applied.counted, applied.duplicates, applied.set_aside) == (1, 0, 1)
+    assert ledger.ledger("team-a", "minutes").state.charged_units == 1
+    assert ("test", "x\ud800") not in services.ingest_store.claims  # it could not have been keyed
+    [(key, (kept, reason))] = services.ingest_store.set_aside_items.items()
+    assert key == ("batch-1", None, None) and kept == [bad] and reason == "not valid Unicode: id, user_id"
+
+
+def test_a_passing_failure_fails_the_message_after_the_other_groups_are_applied_and_a_redelivery_counts_once(
+        services, ledger):
+    from usage_ledger.service.ingest import RetryLater
+
+    events = two_teams(ledger)
+    services.ingest_store.fail_commits_for["team-a"] = ConnectionError("the network")
+    with pytest.raises(RetryLater) as retry:
+        services.ingest.apply_message("batch-1", events, NOW)
+    assert (retry.value.applied.counted, retry.value.applied.set_aside) == (1, 0)
+    assert services.ingest_store.set_aside_items == {}
+    del services.ingest_store.fail_commits_for["team-a"]
+    assert services.ingest.apply_message("batch-1", events, NOW).counted == 2  # the redelivery
+    assert ledger.ledger("team-a", "minutes").state.charged_units == 1
+    assert ledger.ledger("team-b", "minutes").state.charged_units == 2
 
 
 # ------------------------------------------------------------------ billing

@@ -55,8 +55,15 @@ def project(resource: Resource, subscriptions: list[Subscription], state: Balanc
         days_remaining = 0
     else:
         days_remaining = int(Decimal(available) * PROJECTION_WINDOW_DAYS // consumed)
-    depletion = today + timedelta(days=days_remaining) if days_remaining is not None else None
-    return Projection(available, total, status, days_remaining, depletion, has_payg)
+    return Projection(available, total, status, days_remaining, depletion_date(today, days_remaining), has_payg)
+
+
+def depletion_date(today: date, days_remaining: int | None) -> date | None:
+    """today + days_remaining, or None past the calendar's last day (9999-12-31): a balance of
+    10,000,000 units used one a week lasts 70 million days (contract section 1)."""
+    if days_remaining is None or days_remaining > (date.max - today).days:
+        return None
+    return today + timedelta(days=days_remaining)
 
 
 def next_refresh(subscription: Subscription, now: datetime) -> datetime | None:

@@ -1,11 +1,14 @@
 """The one way an API function is built: a Powertools resolver whose errors are RFC 9457."""
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import io
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -24,10 +27,12 @@ from usage_ledger.domain.errors import (
     BadRequest,
     FieldError,
     LedgerError,
+    NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
 )
+from usage_ledger.domain.text import NOT_UNICODE, is_storable, shown
 
 logger = Logger()
 PROBLEM_JSON = "application/problem+json"
@@ -132,16 +137,38 @@ def validation_errors(raw: list[dict[str, Any]]) -> list[FieldError]:
     return errors
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different: `{"quantity": 1, "quantity": 1000}` is ambiguous
+    (parsers disagree on which one wins), so it is refused rather than read as its last value."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {shown(key)}")
+            seen.add(key)
+    return document
+
+
 def parse_json(raw: str | bytes, **kwargs: Any) -> Any:
-    """json.loads whose every failure is a JSONDecodeError: 10,000 nested arrays (RecursionError) or
-    an integer past Python's digit limit (ValueError) are bad JSON from the caller, not a 500."""
+    """json.loads whose every failure is a JSONDecodeError: 10,000 nested arrays (RecursionError),
+    an integer past Python's digit limit or a duplicate key (ValueError) are bad JSON from the
+    caller, not a 500."""
+    kwargs.setdefault("object_pairs_hook", _unique_keys)
     try:
         return json.loads(raw, **kwargs)
     except json.JSONDecodeError:
         raise
     except (ValueError, RecursionError) as error:
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
-        raise json.JSONDecodeError(reason, raw if isinstance(raw, str) else "", 0) from None
+        raise _NotJson(reason, raw if isinstance(raw, str) else "", 0) from None
+
+
+class _NotJson(json.JSONDecodeError):
+    """A refusal that has no position in the text: its message alone (not "line 1 column 1")."""
+
+    def __str__(self) -> str:
+        return self.msg
 
 
 def new_resolver() -> APIGatewayHttpResolver:
@@ -184,57 +211,138 @@ def new_resolver() -> APIGatewayHttpResolver:
     return app
 
 
-def json_body(app: APIGatewayHttpResolver, *, max_bytes: int = 256 * 1024) -> Any:
-    """The request body parsed as JSON, or a 400/413 problem (never a 500)."""
-    raw = app.current_event.decoded_body
-    if raw is None or raw == "":
-        raise BadRequest("The request body is empty; a JSON document was expected.")
-    if len(raw.encode("utf-8") if isinstance(raw, str) else raw) > max_bytes:
-        raise PayloadTooLarge(f"The request body is larger than {max_bytes} bytes.")
-    try:
-        return parse_json(raw, parse_float=Decimal)
-    except ValueError as error:
-        raise BadRequest(f"The request body is not valid JSON: {error}") from None
-
-
+BODY = "json_body"  # where resolve() leaves the parsed body in the resolver's context
+_NO_BODY = object()
 SEND_JSON = "send application/json (or application/cloudevents+json, application/cloudevents-batch+json for events)."
 
 
-def require_json_body(event: dict[str, Any]) -> dict[str, Any]:
-    """Bodies are JSON: anything else (curl's default form encoding, say) is a clear 415, not a
-    validation error about a form field named after the whole body. Returns the event with its
-    media type in lower case (RFC 9110: `Application/JSON` is JSON too)."""
-    if not event.get("body"):
-        return event
+@dataclass(frozen=True)
+class BodyRules:
+    """How a function reads a request's body (the default: JSON, as every route takes)."""
+
+    default_type: str | None = None  # the media type of a body sent without a Content-Type
+    at: str = ""  # where the body sits in a field's path ("data." for a binary-mode CloudEvent)
+    max_bytes: int | None = None  # past it, a 413 before parsing
+    send: str = SEND_JSON  # what a 415 tells the caller to send instead
+
+
+def json_rules(headers: dict[str, str]) -> BodyRules:
+    return BodyRules()
+
+
+def json_body(app: APIGatewayHttpResolver) -> Any:
+    """The request body as resolve() parsed it (decimals exact), or a 400 when there is none."""
+    document = app.context.get(BODY, _NO_BODY)
+    if document is _NO_BODY:
+        raise BadRequest("The request body is empty; a JSON document was expected.")
+    return document
+
+
+def unstorable_strings(document: Any, at: str = "") -> list[FieldError]:
+    """Every string of a JSON document, keys included, that is not valid Unicode (a lone
+    surrogate, which JSON's \\u escapes can spell): nothing could store it, so it is named here."""
+    found: list[FieldError] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, str):
+            if not is_storable(value):
+                found.append(FieldError(path or "body", NOT_UNICODE))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not is_storable(key):  # the path cannot show the key itself
+                    found.append(FieldError(path or "body", "must not have a key that is not valid Unicode"))
+                    continue
+                walk(item, f"{path}.{key}" if path else key)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+
+    walk(document, at.rstrip("."))
+    return found
+
+
+def read_body(event: dict[str, Any], rules_of: Callable[[dict[str, str]], BodyRules] = json_rules,
+              ) -> tuple[dict[str, Any], Any]:
+    """The event with its body as checked text, and the body parsed; every route's refusals of
+    what could not be stored: 415 not JSON, 413 too large, 400 not UTF-8 (strictly: never a
+    U+FFFD in place of a byte), not JSON or a duplicate key, 422 a string that is not valid
+    Unicode (naming the field; query parameters too). Media types are matched in lower case
+    (RFC 9110: `Application/JSON` is JSON too)."""
     headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
+    query = event.get("queryStringParameters") or {}
+    bad_query = [FieldError(name if is_storable(name) else "query", NOT_UNICODE)
+                 for name, value in query.items() if not (is_storable(name) and is_storable(value))]
+    if bad_query:
+        raise ValidationFailed(bad_query)
+    body = event.get("body")
+    if body is None or body == "":
+        return {**event, "headers": headers}, _NO_BODY
+    rules = rules_of(headers)
     media, _, parameters = headers.get("content-type", "").partition(";")
-    content_type = media.strip().lower()
+    content_type = media.strip().lower() or (rules.default_type or "")
     if not (content_type == "application/json" or content_type.endswith("+json")):
-        raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'} is not JSON; {SEND_JSON}")
+        raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'} is not JSON; {rules.send}")
     headers["content-type"] = content_type + (f";{parameters}" if parameters else "")
-    return {**event, "headers": headers}
+    raw = _body_bytes(body, event.get("isBase64Encoded", False))
+    if rules.max_bytes is not None and len(raw) > rules.max_bytes:
+        raise PayloadTooLarge(f"The request body is larger than {rules.max_bytes} bytes.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest(f"The request body is not valid UTF-8 (byte {error.start}); JSON is UTF-8 text "
+                         "(RFC 8259).") from None
+    try:
+        document = parse_json(text, parse_float=Decimal)
+    except ValueError as error:
+        raise BadRequest(f"The request body is not valid JSON: {error}") from None
+    unstorable = unstorable_strings(document, rules.at)
+    if unstorable:
+        raise ValidationFailed(unstorable)
+    return {**event, "headers": headers, "body": text, "isBase64Encoded": False}, document
+
+
+def _body_bytes(body: str, base64_encoded: bool) -> bytes:
+    """The bytes the caller sent: API Gateway passes a body it cannot hand over as text base64-encoded."""
+    if base64_encoded:
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("The request body is not valid base64 as isBase64Encoded says.") from None
+    try:
+        return body.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate in the event's own text: not from UTF-8 bytes
+        raise BadRequest(f"The request body is not valid UTF-8 (character {error.start}).") from None
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def resolve(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any, guard: Any) -> dict[str, Any]:
-    """Authenticate before Powertools validates the request, so a stranger learns nothing from
-    validation errors; `guard(event)` raises a LedgerError or returns values for app.context."""
+def _problem_result(error: LedgerError) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + error.slug, "title": error.title, "status": error.status,
+                            "detail": error.detail}
+    if isinstance(error, ValidationFailed):
+        body["errors"] = [{"path": found.path, "message": found.message} for found in error.errors]
+    return {"statusCode": error.status, "headers": {"Content-Type": PROBLEM_JSON}, "body": dumps(body),
+            "isBase64Encoded": False}
+
+
+def resolve(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any, guard: Any,
+            body_rules: Callable[[dict[str, str]], BodyRules] = json_rules) -> dict[str, Any]:
+    """Authenticate before anything reads the request, so a stranger learns nothing from
+    validation errors (`guard(event)` raises a LedgerError or returns values for app.context);
+    then read the body (read_body) and let Powertools route and validate."""
     app.clear_context()
     try:
         extra = guard(event) or {}
-        event = require_json_body(event)
+        if _CONTROL.search(event.get("rawPath") or ""):
+            # Powertools matches routes with `$`, which also matches before a trailing newline: without
+            # this, PUT /v1/admin/teams/team-a\n would write team-a. No route has such a path.
+            raise NotFound("No such route.")
+        event, document = read_body(event, body_rules)
     except LedgerError as error:
-        body: dict[str, Any] = {"type": PROBLEM_BASE + error.slug, "title": error.title, "status": error.status,
-                                "detail": error.detail}
-        return {"statusCode": error.status, "headers": {"Content-Type": PROBLEM_JSON}, "body": dumps(body),
-                "isBase64Encoded": False}
-    if _CONTROL.search(event.get("rawPath") or ""):
-        # Powertools matches routes with `$`, which also matches before a trailing newline: without
-        # this, PUT /v1/admin/teams/team-a\n would write team-a. No route has such a path.
-        return {"statusCode": 404, "headers": {"Content-Type": PROBLEM_JSON}, "isBase64Encoded": False,
-                "body": dumps({"type": PROBLEM_BASE + "not-found", "title": "Not found", "status": 404,
-                               "detail": "No such route."})}
+        return _problem_result(error)
     app.append_context(**extra)
+    if document is not _NO_BODY:
+        app.append_context(**{BODY: document})
     return app.resolve(event, context)
+

@@ -27,6 +27,7 @@ from usage_ledger.domain.calendar import parse_instant
 from usage_ledger.domain.ids import IDENTIFIER, new_subscription_id
 from usage_ledger.domain.model import Member, PaymentMethod, Subscription
 from usage_ledger.domain.money import is_currency
+from usage_ledger.domain.text import NOT_UNICODE, is_storable
 
 EMAIL = re.compile(r"[^@\s<>\"'\x00-\x1f\x7f]+@[^@\s<>\"'\x00-\x1f\x7f]+\.[^@\s<>\"'\x00-\x1f\x7f]+")
 # instants a subscription may carry: wide enough for any real contract, narrow enough that cycle
@@ -61,9 +62,18 @@ def _instant(value: str) -> str:
     return value
 
 
+# what zoneinfo finds that is not a tz database zone or link: the machine's own zone ("localtime",
+# a link to /etc/localtime), the default rules for POSIX TZ strings ("posixrules") and the
+# placeholder zone of tz's "factory" file (Factory); posix/ and right/ are copies in other forms
+NOT_IANA_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 @lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+def time_zones() -> frozenset[str]:
+    """The IANA time zone names a subscription may take: the tz database's zones and links as
+    zoneinfo lists them (`UTC`, `Etc/GMT+5` and `US/Pacific` included), without the names above."""
+    return frozenset(name for name in available_timezones()
+                     if name not in NOT_IANA_ZONES and not name.startswith(("posix/", "right/")))
 
 
 class ResourceBody(Strict):
@@ -156,7 +166,7 @@ class SubscriptionBody(Strict):
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
         # a known key, never a path handed to the filesystem (directories, "..", very long names)
-        if value is not None and value not in _zones():
+        if value is not None and value not in time_zones():
             raise ValueError("must be an IANA time zone such as Europe/Paris")
         return value
 
@@ -207,6 +217,8 @@ def _checked_text(value: object, limit: int) -> str:
         raise ValueError("must be a non-empty string")
     if len(value) > limit:
         raise ValueError(f"must be at most {limit} characters")
+    if not is_storable(value):
+        raise ValueError(NOT_UNICODE)
     return value
 
 

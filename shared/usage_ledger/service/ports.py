@@ -50,6 +50,15 @@ class IngestStore(Protocol):
                events: list[UsageEvent], now: datetime) -> Commit: ...
     def commit_remaining_usage(self, batch_id: str, team_id: str, resource_id: str, events: list[UsageEvent],
                                now: datetime) -> None: ...
+    def set_aside(self, batch_id: str, team_id: str | None, resource_id: str | None, events: list[UsageEvent],
+                  reason: str, now: datetime) -> None:
+        """Keep events that could not be applied where an operator lists them, with the reason and
+        enough to replay them (the same batch id); idempotent per (batch, team, resource)."""
+        ...
+    def must_retry(self, error: BaseException) -> bool:
+        """Whether a later attempt may not meet this error (throttling, a conflict, the service, the
+        network, credentials or configuration), as opposed to one the data would meet again."""
+        ...
 
 
 @dataclass(frozen=True)

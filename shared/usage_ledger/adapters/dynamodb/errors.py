@@ -1,7 +1,9 @@
 """DynamoDB failures as the few outcomes the stores act on: a condition failed, a transaction was
-cancelled (with a reason per item), or anything else (raised as it is)."""
+cancelled (with a reason per item), a failure a later attempt may not meet, or anything else
+(raised as it is)."""
 from __future__ import annotations
 
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 
 CONDITION_FAILED = "ConditionalCheckFailed"
@@ -32,3 +34,39 @@ def cancellation_codes(error: BaseException) -> list[str]:
     message = error.cause_response_message or ""
     inside = message[message.find("[") + 1 : message.rfind("]")]
     return [code.strip() for code in inside.split(",")] if inside else []
+
+
+# what DynamoDB says when the request itself is wrong (an item over 400 KB, a key too long, a
+# string it cannot take): the same data meets it again, so retrying cannot help
+REQUEST_INVALID = frozenset({"ValidationException", "SerializationException"})
+# cancellation reasons that depend on the moment (another writer, throttling), not on the data:
+# only these make a cancelled transaction worth re-reading and trying again
+MOMENTARY = frozenset({CONDITION_FAILED, TRANSACTION_CONFLICT, "ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
+def lost_a_race(codes: list[str]) -> bool:
+    """A cancelled transaction another attempt may get through (ValidationError, or anything a
+    stand-in reports instead, is the data's: the same items fail the same way)."""
+    return bool(set(codes) & MOMENTARY)
+
+
+def must_retry(error: BaseException) -> bool:
+    """Whether a later attempt may not meet this error: throttling, conflicts, 5xx, the network,
+    credentials, permissions, a missing table: anything from AWS but a request it calls invalid.
+    A Python error (a string that cannot be encoded, a number out of range) is the data's."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ParamValidationError):
+            return False
+        code = error_code(current)
+        if code == "TransactionCanceledException":
+            reasons = cancellation_codes(current)
+            return not reasons or lost_a_race(reasons)
+        if code:
+            return code not in REQUEST_INVALID
+        if isinstance(current, (ClientError, BotoCoreError)):
+            return True
+        current = (current.cause if isinstance(current, PynamoDBException) else None) or current.__cause__
+    return False

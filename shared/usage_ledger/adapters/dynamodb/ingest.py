@@ -8,6 +8,9 @@
    the usage aggregates; aggregates that do not fit follow in chunks, each under its own marker.
 A crash between any two writes and a redelivery replay both steps: the claim is re-taken by the
 same batch, and an AppliedMarker that exists means "already done".
+3. set aside: events that could not be applied (a SetAsideItem per batch, team and resource),
+   holding a message of them under their batch id: sent to the events queue again, it re-takes
+   their claims and applies what is missing.
 """
 from __future__ import annotations
 
@@ -19,10 +22,18 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from usage_ledger import retry
-from usage_ledger.adapters.dynamodb import keys
-from usage_ledger.adapters.dynamodb.errors import CONDITION_FAILED, cancellation_codes
-from usage_ledger.adapters.dynamodb.models import AppliedMarker, BalanceItem, CycleItem, EventMarker, connection
+from usage_ledger.adapters.dynamodb import errors, keys
+from usage_ledger.adapters.dynamodb.errors import CONDITION_FAILED, cancellation_codes, lost_a_race
+from usage_ledger.adapters.dynamodb.models import (
+    AppliedMarker,
+    BalanceItem,
+    CycleItem,
+    EventMarker,
+    SetAsideItem,
+    connection,
+)
 from usage_ledger.adapters.dynamodb.usage import UsageStore
+from usage_ledger.adapters.queue import encode_message
 from usage_ledger.domain.billing import OPEN
 from usage_ledger.domain.calendar import cycle_by_index, iso
 from usage_ledger.domain.errors import Contended, LedgerError
@@ -78,7 +89,7 @@ class IngestStore:
                     break
                 except TransactWriteError as error:
                     codes = cancellation_codes(error)
-                    if not codes:
+                    if not lost_a_race(codes):  # not a duplicate, a conflict or throttling: the data's
                         raise
                     duplicates = {pk for pk, code in zip(chunk, codes) if code == CONDITION_FAILED}
                     if duplicates:
@@ -148,6 +159,17 @@ class IngestStore:
             else:
                 raise Contended("transaction kept conflicting; will retry")
 
+    def set_aside(self, batch_id: str, team_id: str | None, resource_id: str | None, events: list[UsageEvent],
+                  reason: str, now: datetime) -> None:
+        """One item per (batch, team, resource); a redelivery that fails the same way writes it again."""
+        SetAsideItem(keys.SET_ASIDE_PK, keys.set_aside_sk(batch_id, team_id, resource_id), batch_id=batch_id,
+                     team_id=team_id, resource_id=resource_id, events=len(events), reason=reason,
+                     message=encode_message(events, batch_id), at=now).save()
+
+    @staticmethod
+    def must_retry(error: BaseException) -> bool:
+        return errors.must_retry(error)
+
     @staticmethod
     def _applied_marker(batch_id: str, team_id: str, resource_id: str, chunk: int, now: datetime) -> AppliedMarker:
         return AppliedMarker(keys.applied_marker_pk(batch_id, team_id, resource_id, chunk),
@@ -160,7 +182,7 @@ class IngestStore:
             transaction.commit()
         except TransactWriteError as error:
             codes = cancellation_codes(error)
-            if not codes:
+            if not lost_a_race(codes):  # invalid items: another attempt would fail the same way
                 raise
             return Commit.ALREADY_APPLIED if codes[0] == CONDITION_FAILED else Commit.RACED
         return Commit.APPLIED

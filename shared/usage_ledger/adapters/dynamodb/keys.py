@@ -108,6 +108,17 @@ def notice_sk(notice: Notice) -> str:
     return f"{NOTICE_PREFIX}API#{notice.resource_id}#{notice.status}"
 
 
+SET_ASIDE_PK = "SETASIDE"  # events ingest could not apply: one partition, listed by one Query
+
+
+def set_aside_sk(batch_id: str, team_id: str | None, resource_id: str | None) -> str:
+    """One item per (batch, team, resource) set aside; `#UNSTORABLE` for events that could not even
+    be keyed (their strings are not valid Unicode)."""
+    if team_id is None or resource_id is None:
+        return f"{batch_id}#UNSTORABLE"
+    return f"{batch_id}#{team_id}#{resource_id}"
+
+
 def payment_pk(idempotency_key: str) -> str:
     return f"PAYMENT#{idempotency_key}"
 

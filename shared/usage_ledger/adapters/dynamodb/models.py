@@ -264,6 +264,19 @@ class PaymentItem(LedgerItem, discriminator="payment"):
     created_at = InstantAttribute()
 
 
+class SetAsideItem(LedgerItem, discriminator="set_aside"):
+    """Events ingest could not apply (docs/operations.md): listed by one Query of `SETASIDE`, with
+    the reason, and `message`: an events-queue message of them under their batch id (a replay)."""
+
+    batch_id = UnicodeAttribute()
+    team_id = UnicodeAttribute(null=True)
+    resource_id = UnicodeAttribute(null=True)
+    events = NumberAttribute()
+    reason = UnicodeAttribute()
+    message = UnicodeAttribute()
+    at = InstantAttribute()
+
+
 class EventMarker(SharedClientModel):
     """DedupeTable: a (source, id) claimed by the batch that owns it, kept for the data's life."""
 
