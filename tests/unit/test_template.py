@@ -597,6 +597,8 @@ ADDED_SINCE = {
     # execute-api:Invoke on the operator routes, and on the producer routes, for the callers' roles
     "OperatorInvokePolicy": "AWS::IAM::ManagedPolicy",
     "ProducerInvokePolicy": "AWS::IAM::ManagedPolicy",
+    # ingest set events aside (data it could not store): someone must look, and can replay them
+    "EventsSetAsideAlarm": "AWS::CloudWatch::Alarm",
 }
 
 
