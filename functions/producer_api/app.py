@@ -10,7 +10,8 @@ from usage_ledger.bootstrap import container
 from usage_ledger.http.api import json_body, json_response, new_resolver, resolve
 from usage_ledger.http.events import record_usage
 from usage_ledger.http.identity import require_operator
-from usage_ledger.http.schemas import IDENTIFIER, entitlement_quantity
+from usage_ledger.http.responses import Entitlement, ok
+from usage_ledger.http.schemas import IDENTIFIER, Accepted, entitlement_quantity
 
 logger = Logger()
 metrics = Metrics()
@@ -18,7 +19,7 @@ app = new_resolver()
 PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 
 
-@app.post("/v1/events")
+@app.post("/v1/events", responses=ok(Accepted, "Accepted: every event is queued", status=202))
 def post_events():
     payload = json_body(app)
     command = record_usage(payload, app.current_event.headers.get("content-type", ""), clock.now())
@@ -27,7 +28,7 @@ def post_events():
     return json_response({"accepted": accepted}, 202)
 
 
-@app.get("/v1/teams/<team_id>/entitlements/<resource_id>")
+@app.get("/v1/teams/<team_id>/entitlements/<resource_id>", responses=ok(Entitlement))
 def get_entitlement(team_id: PathId, resource_id: PathId,
                     quantity: Annotated[str | None, Query(description="base units; default one charged unit")] = None):
     answer = container().balances.entitlement(team_id, resource_id, entitlement_quantity(quantity), clock.now())

@@ -8,6 +8,7 @@ from usage_ledger.bootstrap import container
 from usage_ledger.domain.access import Action
 from usage_ledger.http.api import csv_body, json_response, prefers
 from usage_ledger.http.identity import TeamRouter
+from usage_ledger.http.responses import Balance, Balances, Notices, UsageReport, ok
 from usage_ledger.http.schemas import IDENTIFIER
 from usage_ledger.service.usage import CSV_HEADER, DEFAULT_LIMIT, MAX_LIMIT, csv_rows
 
@@ -17,24 +18,24 @@ PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 NEXT_CURSOR = "X-Next-Cursor"  # the next page's cursor, for CSV (and JSON) answers; absent on the last page
 
 
-@routes.get("/v1/teams/<team_id>/balances", Action.READ_BALANCES)
+@routes.get("/v1/teams/<team_id>/balances", Action.READ_BALANCES, responses=ok(Balances))
 def get_balances(team_id: PathId):
     member = router.context["member"]
     return json_response(container().balances.team_balances(team_id, member, clock.now()))
 
 
-@routes.get("/v1/teams/<team_id>/balances/<resource_id>", Action.READ_BALANCES)
+@routes.get("/v1/teams/<team_id>/balances/<resource_id>", Action.READ_BALANCES, responses=ok(Balance))
 def get_balance(team_id: PathId, resource_id: PathId):
     member = router.context["member"]
     return json_response(container().balances.one_balance(team_id, resource_id, member, clock.now()))
 
 
-@routes.get("/v1/teams/<team_id>/notices", Action.READ_NOTICES)
+@routes.get("/v1/teams/<team_id>/notices", Action.READ_NOTICES, responses=ok(Notices))
 def get_notices(team_id: PathId):
     return json_response(container().balances.notices(team_id, clock.now()))
 
 
-@routes.get("/v1/teams/<team_id>/usage", Action.READ_BALANCES)
+@routes.get("/v1/teams/<team_id>/usage", Action.READ_BALANCES, responses=ok(UsageReport))
 def get_usage(
     team_id: PathId,
     from_: Annotated[str | None, Query(alias="from", description="UTC date YYYY-MM-DD, inclusive")] = None,

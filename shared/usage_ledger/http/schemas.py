@@ -281,6 +281,10 @@ class CloudEvent(BaseModel):
 
 
 class Accepted(BaseModel):
+    """202 of POST /v1/events."""
+
+    model_config = ConfigDict(extra="forbid")
+
     accepted: Annotated[int, Field(ge=1, le=100)]
 
 
