@@ -132,6 +132,17 @@ def model_schemas() -> dict[str, Any]:
     return top["$defs"]
 
 
+def _query_parameters(operation: dict[str, Any]) -> None:
+    """A query parameter is absent or text, never null: `str | None` (absent) is documented as the
+    string it is, with the format, enum or pattern the route gives it."""
+    for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema", {})
+        branches = [branch for branch in schema.get("anyOf", []) if branch != {"type": "null"}]
+        if parameter.get("in") == "query" and "anyOf" in schema and len(branches) == 1:
+            del schema["anyOf"]
+            schema.update(branches[0])
+
+
 def _successes(method: str, path: str, operation: dict[str, Any]) -> dict[str, Any]:
     """The route's success answers as its resolver declares them (`responses=` with a model), or
     its 204; a success with a body but no schema is refused."""
@@ -196,6 +207,7 @@ def build() -> dict[str, Any]:
                 if (method, path) == ("post", "/v1/events"):
                     operation["requestBody"] = events_request_body()
                 operation["responses"] = _responses(method, path, operation)
+                _query_parameters(operation)
                 paths.setdefault(path, {})[method] = operation
     for name in POWERTOOLS_ERRORS:  # errors are problem+json, not Powertools' default shapes
         schemas.pop(name, None)

@@ -30,7 +30,9 @@ def post_events():
 
 @app.get("/v1/teams/<team_id>/entitlements/<resource_id>", responses=ok(Entitlement))
 def get_entitlement(team_id: PathId, resource_id: PathId,
-                    quantity: Annotated[str | None, Query(description="base units; default one charged unit")] = None):
+                    quantity: Annotated[str | None, Query(
+                        description="base units, a whole number; default one charged unit",
+                        json_schema_extra={"pattern": "^[0-9]{1,20}$"})] = None):
     answer = container().balances.entitlement(team_id, resource_id, entitlement_quantity(quantity), clock.now())
     # the staleness a producer accepts, set by the EntitlementMaxAgeSeconds template parameter
     cache = f"private, max-age={container().settings.entitlement_max_age_seconds}"

@@ -114,3 +114,24 @@ def test_documented_statuses_include_what_the_routes_can_give():
     # the guard answers 404 for a team_id that is no member's, and nothing else is validated
     assert "422" not in paths["/v1/teams/{team_id}/balances"]["get"]["responses"]
     assert "422" in paths["/v1/teams/{team_id}/usage"]["get"]["responses"]
+
+
+def test_requests_are_typed_as_the_server_accepts_them():
+    """A number the server takes only as a JSON number is documented as one (not number-or-string),
+    instants with their format, the report's query with its formats and enums."""
+    document = committed()
+    schemas = document["components"]["schemas"]
+    resource = schemas["ResourceBody"]["properties"]
+    assert resource["charge_unit_size"]["type"] == "number" and resource["charge_unit_size"]["default"] == 1
+    assert resource["low_balance_percent"]["type"] == "number" and resource["low_balance_percent"]["default"] == 10
+    assert schemas["UsageData"]["properties"]["quantity"]["type"] == "number"
+    assert schemas["SubscriptionBody"]["properties"]["starts_at"]["format"] == "date-time"
+    query = {parameter["name"]: parameter["schema"]
+             for parameter in document["paths"]["/v1/teams/{team_id}/usage"]["get"]["parameters"]}
+    assert query["from"]["format"] == query["to"]["format"] == "date"
+    assert query["granularity"]["enum"] == ["day", "month"]
+    assert query["group_by"]["enum"] == ["resource", "user", "app"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                assert "anyOf" not in parameter["schema"], (method, path, parameter["name"])  # never null
