@@ -52,6 +52,12 @@ positive_data_acceptance.expected-statuses = ["2xx", "404", "409", "422"]
 
 [parameters]
 "path.team_id" = "team-demo"
+
+# reads of one resource: the demo team's processing minutes (an api resource alice may see)
+[[operations]]
+include-method = "GET"
+include-path-regex = "[{{]resource_id[}}]$"
+parameters = {{ "path.team_id" = "team-demo", "path.resource_id" = "processing-minutes" }}
 """
 
 schema = schemathesis.openapi.from_path(OUTPUT, config=SchemathesisConfig.from_str(CONFIG))
