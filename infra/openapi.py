@@ -3,8 +3,9 @@
 `python -m infra.openapi` writes docs/openapi.json; tests/security/test_openapi.py fails when the
 committed file differs from what the handlers describe. Routes, functions and authorizers come
 from template.yaml; parameters and request bodies from the resolvers (the pydantic models in
-usage_ledger.http.schemas); what a resolver cannot see (statuses other than 200, problem+json
-errors, the events body the ingest service validates by hand, the invoice's HTML) is added here.
+usage_ledger.http.schemas) and success answers (each route's `responses=`, with the models of
+usage_ledger.http.responses); what a resolver cannot see (204s, problem+json errors, the events
+body the ingest service validates by hand, the invoice's HTML, the report's CSV) is added here.
 """
 from __future__ import annotations
 
@@ -45,25 +46,26 @@ PROBLEM_TITLES = {
     "415": "Unsupported media type (bodies are JSON)",
     "422": "Validation failed: `errors` names each field",
 }
-# (method, path) -> {status: description} for successes other than a plain 200
-SUCCESSES: dict[tuple[str, str], dict[str, str]] = {
-    ("put", "/v1/admin/resources/{resource_id}"): {"200": "Replaced", "201": "Created"},
-    ("put", "/v1/admin/teams/{team_id}"): {"200": "Replaced", "201": "Created"},
-    ("put", "/v1/admin/teams/{team_id}/members/{user_id}"): {"200": "Replaced", "201": "Created"},
-    ("put", "/v1/admin/teams/{team_id}/apps/{app_id}"): {"200": "Replaced", "201": "Created"},
-    ("post", "/v1/admin/teams/{team_id}/subscriptions"): {"200": "The same subscription again (idempotent)",
-                                                         "201": "Created"},
-    ("post", "/v1/events"): {"202": "Accepted: every event is queued"},
-    ("post", "/v1/teams/{team_id}/alerts"): {"201": "Created"},
-    ("delete", "/v1/teams/{team_id}/alerts/{alert_id}"): {"204": "Deleted"},
-    ("delete", "/v1/admin/teams/{team_id}/members/{user_id}"): {"204": "Removed: no longer a member of the team"},
-    ("delete", "/v1/admin/teams/{team_id}/apps/{app_id}"): {"204": "Removed: no longer an app of the team"},
+# routes that answer 204 with no body (every other success is declared on its route, with its model:
+# usage_ledger.http.responses)
+NO_CONTENT: dict[tuple[str, str], str] = {
+    ("delete", "/v1/teams/{team_id}/alerts/{alert_id}"): "Deleted",
+    ("delete", "/v1/admin/teams/{team_id}/members/{user_id}"): "Removed: no longer a member of the team",
+    ("delete", "/v1/admin/teams/{team_id}/apps/{app_id}"): "Removed: no longer an app of the team",
 }
 EXTRA_ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("post", "/v1/admin/teams/{team_id}/subscriptions"): ("404", "409"),
+    ("put", "/v1/admin/resources/{resource_id}"): ("409",),  # a change of kind or charge_unit_size
+    ("post", "/v1/admin/teams/{team_id}/subscriptions"): ("409",),
     ("post", "/v1/events"): ("413",),
     ("post", "/v1/teams/{team_id}/alerts"): ("409",),
 }
+# routes that cannot give a 422: the guard answers 404 for a team_id that is no member's (so a
+# malformed one never reaches validation), and they take nothing else that is validated
+NO_VALIDATION: frozenset[tuple[str, str]] = frozenset({
+    ("get", "/v1/teams/{team_id}/balances"),
+    ("get", "/v1/teams/{team_id}/notices"),
+    ("get", "/v1/teams/{team_id}/invoices/{invoice_id}"),  # any unknown invoice id is a 404
+})
 
 # the usage report's pages and its CSV form (contract section 3)
 USAGE_PAGE: dict[str, Any] = {
@@ -140,30 +142,55 @@ def events_parameters() -> list[dict[str, Any]]:
 
 def model_schemas() -> dict[str, Any]:
     from pydantic.json_schema import models_json_schema
-    from usage_ledger.http.schemas import Accepted, CloudEvent, Problem
+    from usage_ledger.http.schemas import CloudEvent, Problem
 
-    _, top = models_json_schema([(model, "validation") for model in (CloudEvent, Accepted, Problem)],
+    _, top = models_json_schema([(model, "validation") for model in (CloudEvent, Problem)],
                                 ref_template="#/components/schemas/{model}")
     return top["$defs"]
 
 
+def _query_parameters(operation: dict[str, Any]) -> None:
+    """A query parameter is absent or text, never null: `str | None` (absent) is documented as the
+    string it is, with the format, enum or pattern the route gives it."""
+    for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema", {})
+        branches = [branch for branch in schema.get("anyOf", []) if branch != {"type": "null"}]
+        if parameter.get("in") == "query" and "anyOf" in schema and len(branches) == 1:
+            del schema["anyOf"]
+            schema.update(branches[0])
+
+
+def _successes(method: str, path: str, operation: dict[str, Any]) -> dict[str, Any]:
+    """The route's success answers as its resolver declares them (`responses=` with a model), or
+    its 204; a success with a body but no schema is refused."""
+    key = (method, path)
+    if key in NO_CONTENT:
+        return {"204": {"description": NO_CONTENT[key]}}
+    declared = {status: copy.deepcopy(response) for status, response in operation.get("responses", {}).items()
+                if status.startswith("2")}
+    for status, response in declared.items():
+        schema = (response.get("content") or {}).get("application/json", {}).get("schema")
+        if not schema or "$ref" not in schema:
+            raise ValueError(f"{method.upper()} {path} declares no response model for {status}: "
+                             "add responses=ok(Model) (usage_ledger.http.responses) to its route")
+    if not declared:
+        raise ValueError(f"{method.upper()} {path} declares no success response")
+    return declared
+
+
 def _responses(method: str, path: str, operation: dict[str, Any]) -> dict[str, Any]:
     key = (method, path)
-    responses: dict[str, Any] = {}
-    for status, description in SUCCESSES.get(key, {"200": "OK"}).items():
-        if status == "204":
-            responses[status] = {"description": description}
-        elif key == ("post", "/v1/events"):
-            responses[status] = {"description": description,
-                                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}}
-        else:
-            responses[status] = {"description": description, "content": {"application/json": {}}}
+    responses = _successes(method, path, operation)
     if path == "/v1/teams/{team_id}/invoices/{invoice_id}":
         responses["200"]["content"]["text/html"] = {"schema": {"type": "string"},
                                                     "x-note": "with Accept: text/html, the rendered invoice"}
     if key == ("get", "/v1/teams/{team_id}/usage"):
-        responses["200"].update(copy.deepcopy(USAGE_PAGE))
-    errors = ["401", "403", "404", "422", *EXTRA_ERRORS.get(key, ())]
+        page = copy.deepcopy(USAGE_PAGE)
+        page["content"]["application/json"] = responses["200"]["content"]["application/json"]
+        responses["200"].update(page)
+    errors = ["401", "403", "404", *EXTRA_ERRORS.get(key, ())]
+    if key not in NO_VALIDATION:
+        errors.append("422")
     if "requestBody" in operation or key == ("post", "/v1/events"):
         errors += ["400", "415"]
     for status in sorted(set(errors)):
@@ -198,6 +225,7 @@ def build() -> dict[str, Any]:
                     operation["requestBody"] = events_request_body()
                     operation["parameters"] = [*operation.get("parameters", []), *events_parameters()]
                 operation["responses"] = _responses(method, path, operation)
+                _query_parameters(operation)
                 paths.setdefault(path, {})[method] = operation
     for name in POWERTOOLS_ERRORS:  # errors are problem+json, not Powertools' default shapes
         schemas.pop(name, None)

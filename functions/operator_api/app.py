@@ -8,34 +8,36 @@ from aws_lambda_powertools.logging import correlation_paths
 from usage_ledger.bootstrap import container
 from usage_ledger.http.api import json_response, new_resolver, resolve
 from usage_ledger.http.identity import require_operator
+from usage_ledger.http.responses import AppAnswer, CatalogueResource, MemberAnswer, SubscriptionAnswer, TeamAnswer, ok
 from usage_ledger.http.schemas import IDENTIFIER, AppBody, MemberBody, ResourceBody, SubscriptionBody, TeamBody
 from usage_ledger.service.operator import Written
 
 logger = Logger()
 app = new_resolver()
 PathId = Annotated[str, Path(pattern=IDENTIFIER)]
+REPLACED = {201: "Created"}
 
 
 def _written(result: Written):
     return json_response(result.body, 201 if result.created else 200)
 
 
-@app.put("/v1/admin/resources/<resource_id>")
+@app.put("/v1/admin/resources/<resource_id>", responses=ok(CatalogueResource, "Replaced", also=REPLACED))
 def put_resource(resource_id: PathId, body: Annotated[ResourceBody, Body()]):
     return _written(container().operator.put_resource(body.command(resource_id)))
 
 
-@app.put("/v1/admin/teams/<team_id>")
+@app.put("/v1/admin/teams/<team_id>", responses=ok(TeamAnswer, "Replaced", also=REPLACED))
 def put_team(team_id: PathId, body: Annotated[TeamBody, Body()]):
     return _written(container().operator.put_team(body.command(team_id)))
 
 
-@app.put("/v1/admin/teams/<team_id>/members/<user_id>")
+@app.put("/v1/admin/teams/<team_id>/members/<user_id>", responses=ok(MemberAnswer, "Replaced", also=REPLACED))
 def put_member(team_id: PathId, user_id: PathId, body: Annotated[MemberBody, Body()]):
     return _written(container().operator.put_member(body.command(team_id, user_id)))
 
 
-@app.put("/v1/admin/teams/<team_id>/apps/<app_id>")
+@app.put("/v1/admin/teams/<team_id>/apps/<app_id>", responses=ok(AppAnswer, "Replaced", also=REPLACED))
 def put_app(team_id: PathId, app_id: PathId, body: Annotated[AppBody, Body()]):
     return _written(container().operator.put_app(body.command(team_id, app_id)))
 
@@ -52,7 +54,8 @@ def remove_app(team_id: PathId, app_id: PathId):
     return Response(status_code=204)
 
 
-@app.post("/v1/admin/teams/<team_id>/subscriptions")
+@app.post("/v1/admin/teams/<team_id>/subscriptions",
+          responses=ok(SubscriptionAnswer, "The same subscription again (idempotent)", also=REPLACED))
 def create_subscription(team_id: PathId, body: Annotated[SubscriptionBody, Body()]):
     return _written(container().operator.create_subscription(body.command(team_id)))
 

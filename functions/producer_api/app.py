@@ -10,7 +10,8 @@ from usage_ledger.bootstrap import container
 from usage_ledger.http.api import json_body, json_response, new_resolver, resolve
 from usage_ledger.http.events import body_rules, record_usage
 from usage_ledger.http.identity import require_operator
-from usage_ledger.http.schemas import IDENTIFIER, entitlement_quantity
+from usage_ledger.http.responses import Entitlement, ok
+from usage_ledger.http.schemas import IDENTIFIER, Accepted, entitlement_quantity
 
 logger = Logger()
 metrics = Metrics()
@@ -18,7 +19,7 @@ app = new_resolver()
 PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 
 
-@app.post("/v1/events")
+@app.post("/v1/events", responses=ok(Accepted, "Accepted: every event is queued", status=202))
 def post_events():
     command = record_usage(json_body(app), app.current_event.headers, clock.now())
     accepted = container().ingest.accept(command)
@@ -26,9 +27,11 @@ def post_events():
     return json_response({"accepted": accepted}, 202)
 
 
-@app.get("/v1/teams/<team_id>/entitlements/<resource_id>")
+@app.get("/v1/teams/<team_id>/entitlements/<resource_id>", responses=ok(Entitlement))
 def get_entitlement(team_id: PathId, resource_id: PathId,
-                    quantity: Annotated[str | None, Query(description="base units; default one charged unit")] = None):
+                    quantity: Annotated[str | None, Query(
+                        description="base units, a whole number; default one charged unit",
+                        json_schema_extra={"pattern": "^[0-9]{1,20}$"})] = None):
     answer = container().balances.entitlement(team_id, resource_id, entitlement_quantity(quantity), clock.now())
     # the staleness a producer accepts, set by the EntitlementMaxAgeSeconds template parameter
     cache = f"private, max-age={container().settings.entitlement_max_age_seconds}"

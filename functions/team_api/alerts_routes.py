@@ -8,6 +8,7 @@ from usage_ledger.bootstrap import container
 from usage_ledger.domain.access import Action
 from usage_ledger.http.api import json_response
 from usage_ledger.http.identity import TeamRouter
+from usage_ledger.http.responses import Alert, Alerts, ok
 from usage_ledger.http.schemas import IDENTIFIER, AlertBody
 from usage_ledger.service.alerting import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -18,18 +19,18 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[Optional[str], Query(max_length=512)]
 
 
-@routes.post("/v1/teams/<team_id>/alerts", Action.MANAGE_ALERTS)
+@routes.post("/v1/teams/<team_id>/alerts", Action.MANAGE_ALERTS, responses=ok(Alert, "Created", status=201))
 def create_alert(team_id: PathId, body: Annotated[AlertBody, Body()]):
     member = router.context["member"]
     return json_response(container().alerting.create_alert(body.command(team_id, member), clock.now()), status=201)
 
 
-@routes.get("/v1/teams/<team_id>/alerts", Action.READ_ALERTS)
+@routes.get("/v1/teams/<team_id>/alerts", Action.READ_ALERTS, responses=ok(Alerts))
 def list_alerts(team_id: PathId, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None):
     return json_response(container().alerting.list_alerts(team_id, limit, cursor))
 
 
-@routes.get("/v1/teams/<team_id>/alerts/<alert_id>", Action.READ_ALERTS)
+@routes.get("/v1/teams/<team_id>/alerts/<alert_id>", Action.READ_ALERTS, responses=ok(Alert))
 def get_alert(team_id: PathId, alert_id: PathId):
     return json_response(container().alerting.get_alert(team_id, alert_id))
 

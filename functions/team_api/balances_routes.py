@@ -8,8 +8,9 @@ from usage_ledger.bootstrap import container
 from usage_ledger.domain.access import Action
 from usage_ledger.http.api import csv_body, json_response, prefers
 from usage_ledger.http.identity import TeamRouter
+from usage_ledger.http.responses import Balance, Balances, Notices, UsageReport, ok
 from usage_ledger.http.schemas import IDENTIFIER
-from usage_ledger.service.usage import CSV_HEADER, DEFAULT_LIMIT, MAX_LIMIT, csv_rows
+from usage_ledger.service.usage import CSV_HEADER, DEFAULT_LIMIT, GRANULARITIES, GROUPS, MAX_LIMIT, csv_rows
 
 routes = TeamRouter()  # each route names its action; the guard checks it before validation
 router = routes.router
@@ -17,30 +18,35 @@ PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 NEXT_CURSOR = "X-Next-Cursor"  # the next page's cursor, for CSV (and JSON) answers; absent on the last page
 
 
-@routes.get("/v1/teams/<team_id>/balances", Action.READ_BALANCES)
+@routes.get("/v1/teams/<team_id>/balances", Action.READ_BALANCES, responses=ok(Balances))
 def get_balances(team_id: PathId):
     member = router.context["member"]
     return json_response(container().balances.team_balances(team_id, member, clock.now()))
 
 
-@routes.get("/v1/teams/<team_id>/balances/<resource_id>", Action.READ_BALANCES)
+@routes.get("/v1/teams/<team_id>/balances/<resource_id>", Action.READ_BALANCES, responses=ok(Balance))
 def get_balance(team_id: PathId, resource_id: PathId):
     member = router.context["member"]
     return json_response(container().balances.one_balance(team_id, resource_id, member, clock.now()))
 
 
-@routes.get("/v1/teams/<team_id>/notices", Action.READ_NOTICES)
+@routes.get("/v1/teams/<team_id>/notices", Action.READ_NOTICES, responses=ok(Notices))
 def get_notices(team_id: PathId):
     return json_response(container().balances.notices(team_id, clock.now()))
 
 
-@routes.get("/v1/teams/<team_id>/usage", Action.READ_BALANCES)
+@routes.get("/v1/teams/<team_id>/usage", Action.READ_BALANCES, responses=ok(UsageReport))
 def get_usage(
     team_id: PathId,
-    from_: Annotated[str | None, Query(alias="from", description="UTC date YYYY-MM-DD, inclusive")] = None,
-    to: Annotated[str | None, Query(description="UTC date YYYY-MM-DD, inclusive")] = None,
-    granularity: Annotated[str | None, Query(description="day or month")] = None,
-    group_by: Annotated[str | None, Query(description="resource, user or app")] = None,
+    # checked by the report (422 in its words); json_schema_extra tells the document what it takes
+    from_: Annotated[str | None, Query(alias="from", description="UTC date YYYY-MM-DD, inclusive",
+                                       json_schema_extra={"format": "date"})] = None,
+    to: Annotated[str | None, Query(description="UTC date YYYY-MM-DD, inclusive",
+                                    json_schema_extra={"format": "date"})] = None,
+    granularity: Annotated[str | None, Query(description="day (default) or month",
+                                             json_schema_extra={"enum": list(GRANULARITIES)})] = None,
+    group_by: Annotated[str | None, Query(description="resource (default), user or app",
+                                          json_schema_extra={"enum": list(GROUPS)})] = None,
     resource_id: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=(
         f"series per page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}); a page of long series holds fewer "

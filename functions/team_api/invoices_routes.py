@@ -7,6 +7,7 @@ from usage_ledger.bootstrap import container
 from usage_ledger.domain.access import Action
 from usage_ledger.http.api import json_response, prefers
 from usage_ledger.http.identity import TeamRouter
+from usage_ledger.http.responses import Invoice, Invoices, ok
 from usage_ledger.http.schemas import IDENTIFIER
 from usage_ledger.service.billing import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -17,12 +18,12 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=1024)]
 
 
-@routes.get("/v1/teams/<team_id>/invoices", Action.READ_INVOICES)
+@routes.get("/v1/teams/<team_id>/invoices", Action.READ_INVOICES, responses=ok(Invoices))
 def list_invoices(team_id: PathId, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None):
     return json_response(container().billing.list_invoices(team_id, limit, cursor))
 
 
-@routes.get("/v1/teams/<team_id>/invoices/<invoice_id>", Action.READ_INVOICES)
+@routes.get("/v1/teams/<team_id>/invoices/<invoice_id>", Action.READ_INVOICES, responses=ok(Invoice))
 def get_invoice(team_id: PathId, invoice_id: str):  # any unknown id, however odd, is a 404
     billing = container().billing
     invoice = billing.invoice(team_id, invoice_id)

@@ -50,20 +50,20 @@ class TeamRouter:
         self.router = Router()
         self._needs: list[tuple[str, re.Pattern[str], Action]] = []
 
-    def route(self, method: str, rule: str, action: Action) -> Callable:
+    def route(self, method: str, rule: str, action: Action, **options: Any) -> Callable:
         # the rule's <param> segments match one path segment each, as Powertools matches them
         pattern = re.compile(re.sub(r"<(\w+)>", r"(?P<\1>[^/]+)", re.escape(rule)))
         self._needs.append((method.upper(), pattern, action))
-        return self.router.route(rule, method.upper())
+        return self.router.route(rule, method.upper(), **options)  # responses=, for the OpenAPI document
 
-    def get(self, rule: str, action: Action) -> Callable:
-        return self.route("GET", rule, action)
+    def get(self, rule: str, action: Action, **options: Any) -> Callable:
+        return self.route("GET", rule, action, **options)
 
-    def post(self, rule: str, action: Action) -> Callable:
-        return self.route("POST", rule, action)
+    def post(self, rule: str, action: Action, **options: Any) -> Callable:
+        return self.route("POST", rule, action, **options)
 
-    def delete(self, rule: str, action: Action) -> Callable:
-        return self.route("DELETE", rule, action)
+    def delete(self, rule: str, action: Action, **options: Any) -> Callable:
+        return self.route("DELETE", rule, action, **options)
 
     def match(self, method: str, path: str) -> tuple[Action, dict[str, str]] | None:
         """The action a request needs and its path parameters, read from the path exactly as

@@ -19,6 +19,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -81,8 +82,13 @@ class ResourceBody(Strict):
     kind: Literal["resource", "api"]
     display_name: Name
     unit: Name
-    charge_unit_size: Annotated[Decimal, Field(gt=0, le=10**9, decimal_places=6, strict=False)] = Decimal(1)
-    low_balance_percent: Annotated[Decimal, Field(ge=0, le=100, decimal_places=6, strict=False)] = Decimal(10)
+    # JSON numbers only (a string is refused): documented as numbers, their defaults as numbers
+    charge_unit_size: Annotated[Decimal, Field(gt=0, le=10**9, decimal_places=6, strict=False,
+                                               json_schema_extra={"default": 1}),
+                                WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 10**9})] = Decimal(1)
+    low_balance_percent: Annotated[Decimal, Field(ge=0, le=100, decimal_places=6, strict=False,
+                                                  json_schema_extra={"default": 10}),
+                                   WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100})] = Decimal(10)
 
     @field_validator("charge_unit_size", "low_balance_percent", mode="before")
     @classmethod
@@ -144,15 +150,18 @@ class PaymentMethodBody(Strict):
     exp_year: Annotated[StrictInt, Field(ge=2000, le=2200)]
 
 
+INSTANT = {"format": "date-time", "description": f"RFC 3339 with an offset, years {EARLIEST.year}-{LATEST.year - 1}"}
+
+
 class SubscriptionBody(Strict):
     subscription_id: Identifier | None = None
     resource_id: Identifier
     type: Literal["free", "token_flex", "flex", "payg"]
     quantity: Annotated[StrictInt, Field(gt=0, le=10**12)] | None = None
-    starts_at: StrictStr
-    ends_at: StrictStr | None = None
+    starts_at: Annotated[StrictStr, Field(json_schema_extra=INSTANT)]
+    ends_at: Annotated[StrictStr, Field(json_schema_extra=INSTANT)] | None = None
     refresh_period: Literal["month", "year"] | None = None
-    purchased_at: StrictStr | None = None
+    purchased_at: Annotated[StrictStr, Field(json_schema_extra=INSTANT)] | None = None
     timezone: StrictStr | None = None
     unit_amount: Annotated[StrictInt, Field(ge=0, le=10**12)] | None = None
     currency: StrictStr | None = None
@@ -274,7 +283,8 @@ class UsageData(BaseModel):
     resource_id: Annotated[EventText, _event_text(128), Field(max_length=128, description="a catalogue resource")]
     quantity: Annotated[Decimal, BeforeValidator(_event_quantity),
                         Field(gt=0, le=EVENT_MAX_QUANTITY, decimal_places=EVENT_MAX_DECIMALS,
-                              description="base units, a JSON number")]
+                              description=f"base units, a JSON number (at most {EVENT_MAX_DECIMALS} decimal places)"),
+                        WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": int(EVENT_MAX_QUANTITY)})]
     user_id: Annotated[EventText, _event_text(128), Field(max_length=128)] | None = None
     app_id: Annotated[EventText, _event_text(128), Field(max_length=128)] | None = None
 
@@ -293,6 +303,10 @@ class CloudEvent(BaseModel):
 
 
 class Accepted(BaseModel):
+    """202 of POST /v1/events."""
+
+    model_config = ConfigDict(extra="forbid")
+
     accepted: Annotated[int, Field(ge=1, le=100)]
 
 
