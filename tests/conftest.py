@@ -296,3 +296,27 @@ def serialized_moto(monkeypatch):
             return original(self, *args, **kwargs)
 
     monkeypatch.setattr(BotocoreStubber, "__call__", locked)
+
+
+# ------------------------------------------------------------------ answers
+
+
+def problem(reply: Reply, status: int) -> dict[str, Any]:
+    """The RFC 9457 body of a refusal with this status."""
+    assert reply.status == status, reply.text
+    assert reply.content_type.startswith("application/problem+json"), reply.headers
+    body = reply.json
+    assert {"type", "title", "status", "detail"} <= set(body) and body["status"] == status and body["detail"]
+    return body
+
+
+def paths(reply: Reply, status: int = 422) -> list[str]:
+    """The fields a validation failure names."""
+    return [error["path"] for error in problem(reply, status)["errors"]]
+
+
+def queued(stack: Stack) -> int:
+    """Messages waiting on the events queue (what POST /v1/events enqueued and ingest has not taken)."""
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=stack.physical["EventsQueue"], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])

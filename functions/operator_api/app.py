@@ -3,18 +3,18 @@ from typing import Annotated
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from usage_ledger.bootstrap import container
 from usage_ledger.http.api import json_response, new_resolver, resolve
 from usage_ledger.http.identity import require_operator
+from usage_ledger.http.params import PathId
 from usage_ledger.http.responses import AppAnswer, CatalogueResource, MemberAnswer, SubscriptionAnswer, TeamAnswer, ok
-from usage_ledger.http.schemas import IDENTIFIER, AppBody, MemberBody, ResourceBody, SubscriptionBody, TeamBody
+from usage_ledger.http.schemas import AppBody, MemberBody, ResourceBody, SubscriptionBody, TeamBody
 from usage_ledger.service.operator import Written
 
 logger = Logger()
 app = new_resolver()
-PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 REPLACED = {201: "Created"}
 
 

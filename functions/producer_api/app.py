@@ -2,7 +2,7 @@
 from typing import Annotated
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from usage_ledger import clock
@@ -10,13 +10,13 @@ from usage_ledger.bootstrap import container
 from usage_ledger.http.api import json_body, json_response, new_resolver, resolve
 from usage_ledger.http.events import body_rules, record_usage
 from usage_ledger.http.identity import require_operator
+from usage_ledger.http.params import PathId
 from usage_ledger.http.responses import Entitlement, ok
-from usage_ledger.http.schemas import IDENTIFIER, Accepted, entitlement_quantity
+from usage_ledger.http.schemas import Accepted, entitlement_quantity
 
 logger = Logger()
 metrics = Metrics()
 app = new_resolver()
-PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 
 
 @app.post("/v1/events", responses=ok(Accepted, "Accepted: every event is queued", status=202))

@@ -1,22 +1,20 @@
 """Run-out alerts: create, list, read and delete."""
-from typing import Annotated, Optional
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from usage_ledger import clock
 from usage_ledger.bootstrap import container
 from usage_ledger.domain.access import Action
+from usage_ledger.domain.pages import DEFAULT_PAGE
 from usage_ledger.http.api import json_response
 from usage_ledger.http.identity import TeamRouter
+from usage_ledger.http.params import PageCursor, PageLimit, PathId
 from usage_ledger.http.responses import Alert, Alerts, ok
-from usage_ledger.http.schemas import IDENTIFIER, AlertBody
-from usage_ledger.service.alerting import DEFAULT_LIMIT, MAX_LIMIT
+from usage_ledger.http.schemas import AlertBody
 
 routes = TeamRouter()  # each route names its action; the guard checks it before validation
 router = routes.router
-PathId = Annotated[str, Path(pattern=IDENTIFIER)]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Cursor = Annotated[Optional[str], Query(max_length=512)]
 
 
 @routes.post("/v1/teams/<team_id>/alerts", Action.MANAGE_ALERTS, responses=ok(Alert, "Created", status=201))
@@ -26,7 +24,7 @@ def create_alert(team_id: PathId, body: Annotated[AlertBody, Body()]):
 
 
 @routes.get("/v1/teams/<team_id>/alerts", Action.READ_ALERTS, responses=ok(Alerts))
-def list_alerts(team_id: PathId, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None):
+def list_alerts(team_id: PathId, limit: PageLimit = DEFAULT_PAGE, cursor: PageCursor = None):
     return json_response(container().alerting.list_alerts(team_id, limit, cursor))
 
 

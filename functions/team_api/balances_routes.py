@@ -2,19 +2,19 @@
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from usage_ledger import clock
 from usage_ledger.bootstrap import container
 from usage_ledger.domain.access import Action
+from usage_ledger.domain.pages import DEFAULT_PAGE, MAX_PAGE
 from usage_ledger.http.api import csv_body, json_response, prefers
 from usage_ledger.http.identity import TeamRouter
+from usage_ledger.http.params import PathId
 from usage_ledger.http.responses import Balance, Balances, Notices, UsageReport, ok
-from usage_ledger.http.schemas import IDENTIFIER
-from usage_ledger.service.usage import CSV_HEADER, DEFAULT_LIMIT, GRANULARITIES, GROUPS, MAX_LIMIT, csv_rows
+from usage_ledger.service.usage import CSV_HEADER, GRANULARITIES, GROUPS, csv_rows
 
 routes = TeamRouter()  # each route names its action; the guard checks it before validation
 router = routes.router
-PathId = Annotated[str, Path(pattern=IDENTIFIER)]
 NEXT_CURSOR = "X-Next-Cursor"  # the next page's cursor, for CSV (and JSON) answers; absent on the last page
 
 
@@ -48,9 +48,9 @@ def get_usage(
     group_by: Annotated[str | None, Query(description="resource (default), user or app",
                                           json_schema_extra={"enum": list(GROUPS)})] = None,
     resource_id: Annotated[str | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=(
-        f"series per page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}); a page of long series holds fewer "
-        "(it stops at about 768 KB): follow next_cursor until it is null"))] = DEFAULT_LIMIT,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description=(
+        f"series per page (default {DEFAULT_PAGE}, at most {MAX_PAGE}); a page of long series holds fewer "
+        "(it stops at about 768 KB): follow next_cursor until it is null"))] = DEFAULT_PAGE,
     cursor: Annotated[str | None, Query(max_length=4096, description=(
         "next_cursor of the previous page (also in its X-Next-Cursor header)"))] = None,
 ):

@@ -11,7 +11,19 @@ from urllib.parse import quote
 
 import boto3
 import pytest
-from conftest import FROZEN_AT, OPERATOR, Identity, Reply, cloud_event, drain_events, rfc3339, send_events
+from conftest import (
+    FROZEN_AT,
+    OPERATOR,
+    Identity,
+    Reply,
+    cloud_event,
+    drain_events,
+    paths,
+    problem,
+    queued,
+    rfc3339,
+    send_events,
+)
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from usage_ledger.http.schemas import time_zones
@@ -24,24 +36,6 @@ BATCH = {"content-type": "application/cloudevents-batch+json"}
 SINGLE = {"content-type": "application/cloudevents+json"}
 JSON = {"content-type": "application/json"}
 TODAY = "from=2026-11-25&to=2026-11-25"
-
-
-def problem(reply, status):
-    assert reply.status == status, reply.text
-    assert reply.content_type.startswith("application/problem+json"), reply.headers
-    body = reply.json
-    assert body["status"] == status and body["detail"]
-    return body
-
-
-def paths(reply, status=422):
-    return [error["path"] for error in problem(reply, status)["errors"]]
-
-
-def queued(stack):
-    attributes = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=stack.physical["EventsQueue"], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"])
 
 
 def raw_event(api, method, path, *, as_, raw, headers, query=None, base64_body=False):

@@ -6,7 +6,19 @@ from datetime import timedelta
 
 import boto3
 import pytest
-from conftest import FROZEN_AT, OPERATOR, Identity, cloud_event, drain_events, rfc3339, send_events, utc
+from conftest import (
+    FROZEN_AT,
+    OPERATOR,
+    Identity,
+    cloud_event,
+    drain_events,
+    paths,
+    problem,
+    queued,
+    rfc3339,
+    send_events,
+    utc,
+)
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
@@ -21,24 +33,6 @@ JSON = {"content-type": "application/json"}
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def problem(reply, status):
-    assert reply.status == status, reply.text
-    assert reply.content_type.startswith("application/problem+json"), reply.headers
-    body = reply.json
-    assert {"type", "title", "status", "detail"} <= set(body) and body["status"] == status
-    return body
-
-
-def paths(reply, status=422):
-    return [error["path"] for error in problem(reply, status)["errors"]]
-
-
-def queued(stack):
-    attributes = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=stack.physical["EventsQueue"], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"])
 
 
 def emails():

@@ -31,8 +31,6 @@ from usage_ledger.service.ports import AlertStore, LedgerStore, Mailer, Renderer
 
 logger = Logger(child=True)
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 100
 
 
 @dataclass

@@ -23,12 +23,11 @@ from usage_ledger import clock
 from usage_ledger.domain.billing import PAYMENT_FAILED, PENDING, CycleRef, Invoice, charge_key, issue_invoice
 from usage_ledger.domain.errors import LedgerError, NotFound
 from usage_ledger.domain.money import format_minor_units
+from usage_ledger.domain.pages import DEFAULT_PAGE
 from usage_ledger.service.ports import BillingStore, LedgerStore, Mailer, PaymentGateway, Renderer
 
 logger = Logger(child=True)
 
-MAX_LIMIT = 100
-DEFAULT_LIMIT = 50
 
 
 @dataclass
@@ -167,6 +166,6 @@ class Billing:
             raise NotFound(f"Invoice {invoice_id!r} not found.")
         return invoice
 
-    def list_invoices(self, team_id: str, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> dict[str, Any]:
+    def list_invoices(self, team_id: str, limit: int = DEFAULT_PAGE, cursor: str | None = None) -> dict[str, Any]:
         invoices, next_cursor = self.store.list_invoices(team_id, limit, cursor)
         return {"items": [invoice.view() for invoice in invoices], "next_cursor": next_cursor}

@@ -8,9 +8,6 @@ from usage_ledger.domain.errors import NotFound
 from usage_ledger.domain.model import Member
 from usage_ledger.service.ports import LedgerStore
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 100
-
 
 def member_view(member: Member) -> dict[str, Any]:
     return {"user_id": member.user_id, "email": member.email, "roles": sorted(member.roles)}

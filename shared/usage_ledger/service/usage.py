@@ -26,6 +26,7 @@ from usage_ledger.domain.access import require_visible, visible_resource
 from usage_ledger.domain.calendar import add_months, iso, utc_day
 from usage_ledger.domain.errors import FieldError, ValidationFailed
 from usage_ledger.domain.model import Member, UsageBucket
+from usage_ledger.domain.pages import DEFAULT_PAGE, MAX_PAGE
 from usage_ledger.service.ports import LedgerStore, UsageSelect, UsageStore
 
 GRANULARITIES = ("day", "month")
@@ -34,8 +35,6 @@ HISTORY_MONTHS = 24
 DEFAULT_DAYS = 30
 # a report may end in the future (this month's view), but not so far as to be a huge answer
 MAX_FUTURE_DAYS = 366
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 100
 # a page stops before its series would pass this many bytes (an upper bound of both the JSON and
 # the CSV answer): far below the 6 MB response limit of Lambda and API Gateway
 PAGE_BYTES = 768 * 1024
@@ -217,7 +216,7 @@ class UsageReports:
 
     def report(self, team_id: str, member: Member, now: datetime, *, from_: str | None, to: str | None,
                granularity: str | None, group_by: str | None, resource_id: str | None,
-               limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> dict[str, Any]:
+               limit: int = DEFAULT_PAGE, cursor: str | None = None) -> dict[str, Any]:
         errors: list[FieldError] = []
         granularity = granularity or "day"
         group_by = group_by or "resource"
@@ -239,8 +238,8 @@ class UsageReports:
             errors.append(FieldError("to", "must not be before from"))
         if last and last > today + timedelta(days=MAX_FUTURE_DAYS):
             errors.append(FieldError("to", f"must be at most {MAX_FUTURE_DAYS} days after today"))
-        if not 1 <= limit <= MAX_LIMIT:
-            errors.append(FieldError("limit", f"must be between 1 and {MAX_LIMIT}"))
+        if not 1 <= limit <= MAX_PAGE:
+            errors.append(FieldError("limit", f"must be between 1 and {MAX_PAGE}"))
         after = None
         if cursor is not None and group_by in GROUPS:
             try:
