@@ -72,11 +72,17 @@ def dumps(body: Any) -> str:
                             ensure_ascii=False, allow_nan=False, namedtuple_as_object=False, encoding=None)
 
 
-def problem(status: int, slug: str, title: str, detail: str, errors: list[FieldError] | None = None) -> Response:
+def problem_body(status: int, slug: str, title: str, detail: str, errors: list[FieldError] | None = None) -> str:
+    """An RFC 9457 problem document; `errors` names each field of a validation failure."""
     body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
     if errors is not None:
         body["errors"] = [{"path": error.path, "message": error.message} for error in errors]
-    return Response(status_code=status, content_type=PROBLEM_JSON, body=dumps(body))
+    return dumps(body)
+
+
+def problem(status: int, slug: str, title: str, detail: str, errors: list[FieldError] | None = None) -> Response:
+    return Response(status_code=status, content_type=PROBLEM_JSON,
+                    body=problem_body(status, slug, title, detail, errors))
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -318,12 +324,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _problem_result(error: LedgerError) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": PROBLEM_BASE + error.slug, "title": error.title, "status": error.status,
-                            "detail": error.detail}
-    if isinstance(error, ValidationFailed):
-        body["errors"] = [{"path": found.path, "message": found.message} for found in error.errors]
-    return {"statusCode": error.status, "headers": {"Content-Type": PROBLEM_JSON}, "body": dumps(body),
-            "isBase64Encoded": False}
+    """The refusal as the handler's result, for what is refused before Powertools runs."""
+    errors = error.errors if isinstance(error, ValidationFailed) else None
+    return {"statusCode": error.status, "headers": {"Content-Type": PROBLEM_JSON}, "isBase64Encoded": False,
+            "body": problem_body(error.status, error.slug, error.title, error.detail, errors)}
 
 
 def resolve(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any, guard: Any,

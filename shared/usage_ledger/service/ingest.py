@@ -85,11 +85,12 @@ class Ingest:
     def apply_message(self, batch_id: str, events: list[UsageEvent], now: datetime | None = None) -> Applied:
         """Count and debit one batch's events; raises RetryLater when some group should be retried."""
         now = now or clock.now()
-        unstorable = [event for event in events if unstorable_fields(event)]
+        found = [(event, unstorable_fields(event)) for event in events]
+        unstorable = [event for event, fields in found if fields]
         if unstorable:  # the edge refuses these; a message written before it did cannot be keyed
-            fields = sorted({name for event in unstorable for name in unstorable_fields(event)})
-            self._set_aside(batch_id, None, None, unstorable, f"not valid Unicode: {', '.join(fields)}", now)
-            events = [event for event in events if not unstorable_fields(event)]
+            names = sorted({name for _, fields in found for name in fields})
+            self._set_aside(batch_id, None, None, unstorable, f"not valid Unicode: {', '.join(names)}", now)
+            events = [event for event, fields in found if not fields]
         owned = self.store.claim(batch_id, events, now)
         groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
         for event in owned:
