@@ -11,7 +11,7 @@ from usage_ledger.domain.alert import Alert, Notice, NoticeState
 from usage_ledger.domain.billing import (
     CLOSED,
     CLOSING,
-    PENDING,
+    UNPAID,
     SENDING,
     SENT,
     Charge,
@@ -220,7 +220,7 @@ class FakeBillingStore:
 
     def settle(self, invoice: Invoice, charge: Charge, at: datetime, token: str,
                lease_until: datetime) -> Invoice | None:
-        if self.invoices[invoice.invoice_id].status != PENDING:
+        if self.invoices[invoice.invoice_id].status != UNPAID:
             return None
         settled = replace(invoice.settled(charge, at), email_status=SENDING)
         self.invoices[invoice.invoice_id] = settled

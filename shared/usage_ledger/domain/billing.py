@@ -4,6 +4,7 @@ from __future__ import annotations
 import calendar as _calendar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from usage_ledger.domain.calendar import iso
@@ -12,8 +13,12 @@ from usage_ledger.domain.model import Member, PaymentMethod, Resource, Subscript
 
 # cycle statuses: ingest adds units only to an open cycle; closing holds a run's lease
 OPEN, CLOSING, CLOSED = "open", "closing", "closed"
-# invoice statuses
-PENDING, PAID, PAYMENT_FAILED = "pending", "paid", "payment_failed"
+# invoice statuses (contract section 6): issued and not yet charged, paid, an attempt failed and a
+# retry is scheduled, the last scheduled retry failed
+UNPAID, PAID, PAYMENT_FAILED, UNCOLLECTIBLE = "open", "paid", "payment_failed", "uncollectible"
+PAST_DUE_STATUSES = frozenset({PAYMENT_FAILED, UNCOLLECTIBLE})
+# after a failed first attempt, retries fall due this many days after it; the last failing ends dunning
+RETRY_AFTER_DAYS = (1, 3, 5, 7)
 # where an invoice's email stands: being sent under a run's lease, sent, or no one to send it to
 SENDING, SENT, NO_RECIPIENT = "sending", "sent", "no_recipient"
 MAX_INVOICE_ID = 128  # far above the ids we issue, far below DynamoDB's key limit
@@ -53,6 +58,17 @@ class InvoiceLine:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One charge attempt of an invoice, as the processor answered it."""
+
+    number: int  # 1 for the charge at issue, 2.. for retries and "pay now"
+    at: datetime
+    succeeded: bool
+    charge_id: str | None = None  # the PaymentIntent
+    decline_code: str | None = None
+
+
+@dataclass(frozen=True)
 class Invoice:
     invoice_id: str
     team_id: str
@@ -74,6 +90,13 @@ class Invoice:
     purchaser_user_id: str | None
     purchaser_email: str | None
     payment_method: PaymentMethod
+    number: int | None = None  # the team's gapless sequence, taken with the invoice
+    charge_unit_size: Decimal = Decimal(1)  # base units in one charged unit, as when issued
+    rolled_over_usage: Decimal = Decimal(0)  # base units of a partial unit carried into the next cycle
+    attempt_count: int = 0
+    attempts: tuple[Attempt, ...] = ()
+    next_payment_attempt: datetime | None = None
+    paid_at: datetime | None = None
     charge_id: str | None = None
     settled_at: datetime | None = None
     decline_code: str | None = None
@@ -87,6 +110,7 @@ class Invoice:
         """The invoice as the API shows it (contract section 3)."""
         return {
             "invoice_id": self.invoice_id,
+            "number": self.number,
             "subscription_id": self.subscription_id,
             "period_start": self.period_start,
             "period_end": self.period_end,
@@ -95,6 +119,9 @@ class Invoice:
             "total": self.total,
             "currency": self.currency,
             "status": self.status,
+            "attempt_count": self.attempt_count,
+            "next_payment_attempt": iso(self.next_payment_attempt),
+            "paid_at": iso(self.paid_at),
             "issued_at": iso(self.issued_at),
         }
 
@@ -109,9 +136,9 @@ def invoice_id_for(team_id: str, subscription_id: str, cycle_index: int, period_
     return f"in_{period_end.replace('-', '')}_{digest}"
 
 
-def charge_key(invoice_id: str) -> str:
-    """The idempotency key of an invoice's charge: every retry of it charges at most once."""
-    return f"{invoice_id}#charge"
+def charge_key(invoice_id: str, attempt: int = 1) -> str:
+    """The idempotency key of one charge attempt of an invoice: a retried request charges at most once."""
+    return f"{invoice_id}#attempt-{attempt}"
 
 
 def issue_invoice(cycle: PaygCycle, subscription: Subscription, team: Team | None, purchaser: Member | None,
@@ -126,7 +153,7 @@ def issue_invoice(cycle: PaygCycle, subscription: Subscription, team: Team | Non
         cycle_index=cycle.index, period_start=cycle.start_date, period_end=cycle.end_date,
         timezone=subscription.timezone,
         lines=(InvoiceLine(cycle.resource_id, cycle.charged_units, subscription.unit_amount, amount),),
-        total=amount, currency=subscription.currency, status=PENDING, issued_at=now,
+        total=amount, currency=subscription.currency, status=UNPAID, issued_at=now,
         team_name=team.name if team else cycle.team_id,
         resource_name=resource.display_name if resource else cycle.resource_id,
         unit=resource.unit if resource else "unit",

@@ -245,13 +245,17 @@ class InvoiceLine(Answer):
 
 class Invoice(Answer):
     invoice_id: str
+    number: Annotated[int | None, Field(description="the team's invoices numbered 1, 2, 3, ... in the order issued")]
     subscription_id: str
     period_start: Annotated[date, Field(description="local date, inclusive")]
     period_end: Annotated[date, Field(description="local date, inclusive")]
     lines: list[InvoiceLine]
     total: Annotated[int, Field(description="minor units")]
     currency: str
-    status: Literal["pending", "paid", "payment_failed"]
+    status: Literal["open", "paid", "payment_failed", "uncollectible"]
+    attempt_count: int
+    next_payment_attempt: Annotated[Instant | None, Field(description="when the next automatic retry is due")]
+    paid_at: Instant | None
     issued_at: Instant
 
 

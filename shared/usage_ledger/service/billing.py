@@ -20,7 +20,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from usage_ledger import clock
-from usage_ledger.domain.billing import PAYMENT_FAILED, PENDING, CycleRef, Invoice, charge_key, issue_invoice
+from usage_ledger.domain.billing import PAYMENT_FAILED, UNPAID, CycleRef, Invoice, charge_key, issue_invoice
 from usage_ledger.domain.errors import LedgerError, NotFound
 from usage_ledger.domain.money import format_minor_units
 from usage_ledger.domain.pages import DEFAULT_PAGE
@@ -96,7 +96,7 @@ class Billing:
     def _collect(self, invoice: Invoice, now: datetime, token: str) -> tuple[Invoice, bool]:
         """Charge a pending invoice once; the invoice as settled, and whether this run settled it
         (and so holds its email claim)."""
-        if invoice.status != PENDING:
+        if invoice.status != UNPAID:
             return invoice, False
         charge = self.payments.charge(
             idempotency_key=charge_key(invoice.invoice_id), amount=invoice.total, currency=invoice.currency,

@@ -20,7 +20,7 @@ from usage_ledger.domain.billing import (
     MAX_INVOICE_ID,
     NO_RECIPIENT,
     OPEN,
-    PENDING,
+    UNPAID,
     SENDING,
     SENT,
     Charge,
@@ -140,7 +140,7 @@ class BillingStore:
                    InvoiceItem.email_lease_until.set(lease_until), InvoiceItem.email_token.set(token)]
         if charge.decline_code:
             actions.append(InvoiceItem.decline_code.set(charge.decline_code))
-        if not _update(item, actions, InvoiceItem.status == PENDING):
+        if not _update(item, actions, InvoiceItem.status == UNPAID):
             return None
         return invoice_of(item)
 
