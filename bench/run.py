@@ -121,7 +121,7 @@ def fresh_stack() -> Iterator[conftest.Api]:
 
     with mock_aws():
         meter.install()  # hooks boto3's default session, which moto has just reset
-        stack = deploy(boto3.session.Session(region_name="us-east-1"))
+        stack = deploy(boto3.session.Session(region_name="us-east-1"), parameters=conftest.stripe_parameters())
         conftest.apply_environment(stack)
         original = clock.now
         clock.now = lambda: NOW  # type: ignore[assignment]

@@ -49,7 +49,7 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def subscriptions(today: datetime) -> list[dict[str, Any]]:
+def subscriptions(today: datetime, card_id: str = "pm_card_visa") -> list[dict[str, Any]]:
     """The demo grants, dated from `today` (UTC midnight) so reruns on one day are identical."""
     started = today - timedelta(days=15)
     purchased = today - timedelta(days=20)
@@ -90,7 +90,7 @@ def subscriptions(today: datetime) -> list[dict[str, Any]]:
             "unit_amount": 250,
             "currency": "usd",
             "purchaser_user_id": "alice",
-            "payment_method": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030},
+            "payment_method": {"id": card_id},
         },
     ]
 
@@ -144,8 +144,11 @@ def post_events(base_url: str, events: list[dict[str, Any]]) -> int:
     return accepted
 
 
-def load_demo(base_url: str, now: datetime | None = None) -> dict[str, Any]:
-    """Create the demo team through the operator API; safe to run again against the same stack."""
+def load_demo(base_url: str, stripe_api_base: str, now: datetime | None = None) -> dict[str, Any]:
+    """Create the demo team through the operator API; safe to run again against the same stack.
+    The payg card is made at the processor (localstripe) as Stripe.js would make it on the page."""
+    from infra.localstripe import create_card
+
     now = now or datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     created = {200, 201}
@@ -158,7 +161,7 @@ def load_demo(base_url: str, now: datetime | None = None) -> dict[str, Any]:
         _expect(_call(base_url, "PUT", path, member), f"member {user_id}", created)
     app = {"name": "Demo App", "owner_user_id": "hana"}
     _expect(_call(base_url, "PUT", f"/v1/admin/teams/{TEAM_ID}/apps/app-1", app), "app", created)
-    for subscription in subscriptions(today):
+    for subscription in subscriptions(today, create_card(stripe_api_base)):
         # 409: the same id with other dates, from a run on an earlier day - keep that one
         _expect(
             _call(base_url, "POST", f"/v1/admin/teams/{TEAM_ID}/subscriptions", subscription),
@@ -173,4 +176,6 @@ def load_demo(base_url: str, now: datetime | None = None) -> dict[str, Any]:
 if __name__ == "__main__":
     import sys
 
-    print(json.dumps(load_demo(sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:3000"), indent=2))
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m infra.demo <stack base url> <localstripe url>")
+    print(json.dumps(load_demo(sys.argv[1], sys.argv[2]), indent=2))

@@ -29,6 +29,7 @@ from werkzeug.wrappers import Request, Response
 from infra.apigw import Identity, Route, find_route, http_event, routes_of
 from infra.demo import load_demo
 from infra.lambdas import load_handler
+from infra.localstripe import start_localstripe
 from infra.moto_server import MOTO_LOCK, start_moto_server
 from infra.pollers import BackgroundPollers, invoke, schedule_sources, scheduled_event
 from infra.stack import ROOT, Stack, deploy
@@ -401,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.local", description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", "3000")))
     parser.add_argument("--moto-port", type=int, default=5000, help="0 picks a free port")
+    parser.add_argument("--stripe-port", type=int, default=0, help="localstripe's port (0 picks a free port)")
     parser.add_argument("--no-demo", action="store_true", help="do not load the demo team")
     parser.add_argument("--schedule-seconds", type=float, default=60.0, help="seconds between scheduled runs")
     args = parser.parse_args(argv)
@@ -410,11 +412,12 @@ def main(argv: list[str] | None = None) -> int:
 
     moto_url, stop_moto = start_moto_server(args.moto_port)
     configure_aws_environment(moto_url)
+    stripe_url, stop_stripe = start_localstripe(args.stripe_port)
 
     base_url = f"http://127.0.0.1:{args.port}"
     stack = deploy(
         boto3.session.Session(region_name=REGION),
-        parameters={"PortalBaseUrl": base_url},
+        parameters={"PortalBaseUrl": base_url, "StripeApiBase": stripe_url},
         endpoint_url=moto_url,
     )
     apply_function_environment(stack)
@@ -434,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             state.demo = "skipped"
         else:
             try:
-                summary = load_demo(base_url)
+                summary = load_demo(base_url, stripe_url)
                 state.pollers.drain_now()  # so the cards show numbers at once
                 state.demo = "loaded"
                 log.info("demo loaded: %s", summary)
@@ -451,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     server.shutdown()
     state.pollers.stop()
     stop_moto()
+    stop_stripe()
     return 0
 
 

@@ -146,4 +146,16 @@ def deploy(
             stack.physical[logical] = f"{prefix}-{logical}"
 
     ses.verify_email_identity(EmailAddress=params["SenderEmail"])
+    _put_stripe_secret(session, params["StripeSecretName"])
     return stack
+
+
+def _put_stripe_secret(session: boto3.session.Session, name: str) -> None:
+    """What an operator does once per account (the template reads the secret, never creates it)."""
+    from infra.localstripe import LOCAL_SECRET_KEY
+
+    secrets = session.client("secretsmanager")
+    try:
+        secrets.create_secret(Name=name, SecretString=LOCAL_SECRET_KEY)
+    except secrets.exceptions.ResourceExistsException:
+        pass

@@ -29,6 +29,7 @@ from moto import mock_aws  # noqa: E402
 
 from infra.apigw import ANONYMOUS, Identity, find_route, http_event, routes_of  # noqa: E402
 from infra.lambdas import FakeLambdaContext, load_handler  # noqa: E402
+from infra.localstripe import CARD_OK, create_card  # noqa: E402
 from infra.stack import Stack, deploy  # noqa: E402
 
 OPERATOR = Identity.operator()
@@ -104,10 +105,31 @@ def apply_environment(stack: Stack) -> None:
     reset_domain_caches()
 
 
+_LOCALSTRIPE: list[str] = []
+
+
+def localstripe_url() -> str:
+    """One localstripe per test process (xdist worker), started on first use, stopped at exit."""
+    if not _LOCALSTRIPE:
+        import atexit
+
+        from infra.localstripe import start_localstripe
+
+        url, stop = start_localstripe()
+        atexit.register(stop)
+        _LOCALSTRIPE.append(url)
+    return _LOCALSTRIPE[0]
+
+
+def stripe_parameters() -> dict[str, str]:
+    """Template parameters pointing the stack at this process's localstripe."""
+    return {"StripeApiBase": localstripe_url()}
+
+
 @pytest.fixture
 def stack():
     with mock_aws():
-        deployed = deploy(boto3.session.Session(region_name="us-east-1"))
+        deployed = deploy(boto3.session.Session(region_name="us-east-1"), parameters=stripe_parameters())
         apply_environment(deployed)
         yield deployed
     reset_domain_caches()
@@ -168,6 +190,10 @@ class World:
     def __init__(self, api: Api) -> None:
         self.api = api
 
+    def card(self, number: str = CARD_OK, exp_month: int = 12, exp_year: int = 2030) -> str:
+        """A card PaymentMethod at localstripe, as Stripe.js makes one on the page: its id."""
+        return create_card(self.api.stack.parameters["StripeApiBase"], number, exp_month, exp_year)
+
     def resource(self, resource_id: str = "minutes", kind: str = "api", size: Any = 20, low: Any = 10) -> str:
         reply = self.api.put(f"/v1/admin/resources/{resource_id}", {
             "kind": kind, "display_name": resource_id.title(), "unit": "processing minute",
@@ -197,8 +223,7 @@ class World:
                 "unit_amount": fields.pop("unit_amount", 250),
                 "currency": fields.pop("currency", "usd"),
                 "purchaser_user_id": fields.pop("purchaser_user_id", "alice"),
-                "payment_method": fields.pop("payment_method", {"brand": "visa", "last4": "4242", "exp_month": 12,
-                                                                "exp_year": 2030}),
+                "payment_method": fields.pop("payment_method", None) or {"id": self.card()},
             })
         else:
             body["quantity"] = fields.pop("quantity", 100)

@@ -98,10 +98,11 @@ class Container:
 
     @_part
     def payments(self) -> Any:
-        from usage_ledger.adapters.payments import LocalPaymentGateway
+        from usage_ledger.adapters.payments import StripeGateway, secret_from_secrets_manager
 
-        self._tables()
-        return LocalPaymentGateway()
+        settings = self.settings
+        return StripeGateway(settings.stripe_api_base, secret_from_secrets_manager(settings.stripe_secret_name),
+                             settings.stripe_publishable_key)
 
     # -------------------------------------------------------------- use cases
 
@@ -119,7 +120,7 @@ class Container:
     def operator(self) -> Any:
         from usage_ledger.service.operator import Operator
 
-        return Operator(self.ledger_store)
+        return Operator(self.ledger_store, self.payments)
 
     @_part
     def ingest(self) -> Any:

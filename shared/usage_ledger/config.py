@@ -16,6 +16,9 @@ class Settings:
     billing_grace_minutes: int
     entitlement_max_age_seconds: int
     portal_base_url: str
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_secret_name: str = "usage-ledger/stripe"
+    stripe_publishable_key: str = "pk_test_local"
 
 
 @lru_cache(maxsize=1)
@@ -30,4 +33,7 @@ def settings() -> Settings:
         billing_grace_minutes=int(env.get("BILLING_GRACE_MINUTES", "60")),
         entitlement_max_age_seconds=int(env.get("ENTITLEMENT_MAX_AGE_SECONDS", "5")),
         portal_base_url=env.get("PORTAL_BASE_URL", "http://127.0.0.1:3000").rstrip("/"),
+        stripe_api_base=env.get("STRIPE_API_BASE", "https://api.stripe.com"),
+        stripe_secret_name=env.get("STRIPE_SECRET_NAME", "usage-ledger/stripe"),
+        stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", "pk_test_local"),
     )

@@ -89,7 +89,7 @@ def test_a_lone_surrogate_anywhere_in_any_route_is_a_422_naming_it(api, teams):
     payg = {"resource_id": "minutes", "type": "payg", "starts_at": "2026-01-01T00:00:00Z",
             "purchased_at": "2026-01-01T00:00:00Z", "timezone": "UTC", "unit_amount": 250, "currency": "usd",
             "purchaser_user_id": "alice",
-            "payment_method": {"brand": "vi\udfffsa", "last4": "4242", "exp_month": 12, "exp_year": 2030}}
+            "payment_method": {"id": "pm_\udfff"}}
     cases = [
         ("PUT", "/v1/admin/teams/team-c", OPERATOR, {"name": "C\ud800"}, "name"),
         ("PUT", "/v1/admin/teams/team-a/members/bob", OPERATOR,
@@ -97,7 +97,7 @@ def test_a_lone_surrogate_anywhere_in_any_route_is_a_422_naming_it(api, teams):
         ("PUT", "/v1/admin/teams/team-a/apps/app-1", OPERATOR, {"name": "App", "owner_user_id": "\ud800"},
          "owner_user_id"),
         ("PUT", "/v1/admin/resources/other", OPERATOR, {"kind": "api", "display_name": "O", "unit": "u\udc00"}, "unit"),
-        ("POST", "/v1/admin/teams/team-a/subscriptions", OPERATOR, payg, "payment_method.brand"),
+        ("POST", "/v1/admin/teams/team-a/subscriptions", OPERATOR, payg, "payment_method.id"),
         ("POST", "/v1/teams/team-a/alerts", ALICE, {"name": "x", "windows_days": [10], "resource_ids": ["minutes"],
                                                     "recipient_user_ids": ["alice", "\ud800"]},
          "recipient_user_ids[1]"),
@@ -179,7 +179,7 @@ def test_only_iana_zone_and_link_names_are_time_zones(api, teams):
     body = {"resource_id": "minutes", "type": "payg", "starts_at": "2026-01-01T00:00:00Z",
             "purchased_at": "2026-01-01T00:00:00Z", "unit_amount": 250, "currency": "usd",
             "purchaser_user_id": "alice",
-            "payment_method": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030}}
+            "payment_method": {"id": "pm_never_reached"}}
     for zone in ("localtime", "posixrules", "Factory", "../etc/passwd", "/etc/localtime", "posix/Europe/Paris",
                  "right/UTC", "zone.tab", "tzdata.zi"):
         reply = api.post("/v1/admin/teams/team-a/subscriptions", {**body, "timezone": zone}, as_=OPERATOR)

@@ -29,6 +29,7 @@ from conftest import (
     reset_domain_caches,
     rfc3339,
     send_events,
+    stripe_parameters,
     utc,
 )
 from moto import mock_aws
@@ -216,7 +217,7 @@ def build_world(api: Api, moment: Clock) -> SimpleNamespace:
     world.subscription(BRAVO, "minutes", "flex", subscription_id="bravo-flex-minutes", quantity=2)
     world.subscription(BRAVO, "minutes", "payg", subscription_id="bravo-payg", purchased_at="2026-09-01T00:00:00Z",
                        starts_at="2026-09-01T00:00:00Z", purchaser_user_id="bravo-bea",
-                       payment_method={"brand": "mastercard", "last4": "5454", "exp_month": 12, "exp_year": 2031})
+                       payment_method={"id": world.card(exp_month=12, exp_year=2031)})
     world.subscription(BRAVO, "assets", "flex", subscription_id="bravo-flex-assets", quantity=50)
     world.subscription(BRAVO, "renders", "flex", subscription_id="bravo-flex-renders", quantity=10)
     world.subscription(BRAVO, "calls", "token_flex", subscription_id="bravo-token-calls", quantity=30)
@@ -279,7 +280,7 @@ def bed():
     from usage_ledger import clock as domain_clock
 
     with mock_aws():
-        stack = deploy(boto3.session.Session(region_name="us-east-1"))
+        stack = deploy(boto3.session.Session(region_name="us-east-1"), parameters=stripe_parameters())
         apply_environment(stack)
         moment = Clock(FROZEN_AT)
         with pytest.MonkeyPatch.context() as patch:

@@ -5,7 +5,16 @@ import uuid
 import boto3
 import pytest
 
-from conftest import Api, Identity, World, apply_environment, cloud_event, reset_domain_caches, utc
+from conftest import (
+    Api,
+    Identity,
+    World,
+    apply_environment,
+    cloud_event,
+    reset_domain_caches,
+    stripe_parameters,
+    utc,
+)
 from infra.lambdas import FakeLambdaContext, load_handler
 from infra.moto_server import start_moto_server
 from infra.stack import deploy
@@ -19,7 +28,8 @@ def server_api(monkeypatch):
     url, stop = start_moto_server(port=0)
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     reset_domain_caches()
-    stack = deploy(boto3.session.Session(region_name="us-east-1"), prefix=f"t{uuid.uuid4().hex[:8]}", endpoint_url=url)
+    stack = deploy(boto3.session.Session(region_name="us-east-1"), prefix=f"t{uuid.uuid4().hex[:8]}", endpoint_url=url,
+                   parameters=stripe_parameters())
     apply_environment(stack)
     yield Api(stack)
     stop()

@@ -23,6 +23,7 @@ from moto.ses.models import ses_backends
 
 from conftest import OPERATOR, Api, Clock, Identity, World, cloud_event
 from infra.lambdas import FakeLambdaContext, load_handler
+from infra.localstripe import create_card
 from infra.pollers import StreamPoller, queue_depth, scheduled_event, sqs_run_once, sqs_sources
 
 UTC = timezone.utc
@@ -268,9 +269,9 @@ class Simulation:
             fields.update(purchased_at=_stamp(min(purchased, starts_at)), timezone=rng.choice(ZONES),
                           unit_amount=rng.choice([0, 7, 250, 1999]), currency=rng.choice(["usd", "eur", "jpy"]),
                           purchaser_user_id=admin,
-                          payment_method={"brand": "visa", "last4": "4242", "exp_year": 2026,
-                                          "exp_month": rng.choice([10, 12])} if rng.random() < 0.4 else
-                          {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030})
+                          payment_method={"id": create_card(self.stack.parameters["StripeApiBase"], exp_year=2026,
+                                                            exp_month=rng.choice([10, 12]))} if rng.random() < 0.4
+                          else {"id": create_card(self.stack.parameters["StripeApiBase"])})
         else:
             fields["quantity"] = rng.choice([5, 20, 60, 150, 400])
             if rng.random() < 0.5:

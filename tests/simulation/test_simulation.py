@@ -12,7 +12,7 @@ import uuid
 import boto3
 import pytest
 
-from conftest import Api, apply_environment, reset_domain_caches
+from conftest import Api, apply_environment, reset_domain_caches, stripe_parameters
 from harness import SimConfig, Simulation
 from infra.moto_server import start_moto_server
 from infra.stack import deploy
@@ -38,7 +38,7 @@ def server_api(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     reset_domain_caches()
     stack = deploy(boto3.session.Session(region_name="us-east-1"), prefix=f"s{uuid.uuid4().hex[:8]}",
-                   endpoint_url=url)
+                   endpoint_url=url, parameters=stripe_parameters())
     apply_environment(stack)
     ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages.clear()
     yield Api(stack)

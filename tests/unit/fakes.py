@@ -20,7 +20,8 @@ from usage_ledger.domain.billing import (
     PaygCycle,
 )
 from usage_ledger.domain.ledger import Debit, ResourceLedger, TeamSnapshot
-from usage_ledger.domain.model import App, Member, Resource, Subscription, Team, UsageEvent
+from usage_ledger.domain.errors import PaymentMethodRejected, ProcessorUnavailable
+from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team, UsageEvent
 from usage_ledger.service.ports import Commit
 
 
@@ -337,12 +338,22 @@ class FakeQueue:
 class FakeGateway:
     charges: dict[str, Charge] = field(default_factory=dict)
     outages_left: int = 0
+    publishable_key: str = "pk_test_fake"
+    cards: dict[str, PaymentMethod] = field(default_factory=dict)
 
-    def charge(self, *, idempotency_key: str, amount: int, currency: str, payment_method: Any, description: str,
-               now: datetime) -> Charge:
+    def save_card(self, payment_method_id: str, *, customer_id: str | None, reference: str) -> tuple[str, PaymentMethod]:
+        if payment_method_id not in self.cards:
+            raise PaymentMethodRejected(f"unknown payment method {payment_method_id!r}")
+        return customer_id or f"cus_{reference}", self.cards[payment_method_id]
+
+    def setup_intent(self, customer_id: str) -> str:
+        return f"seti_{customer_id}_secret"
+
+    def charge(self, *, idempotency_key: str, amount: int, currency: str, customer_id: str, payment_method: Any,
+               description: str) -> Charge:
         if self.outages_left:
             self.outages_left -= 1
-            raise TimeoutError("processor timed out")
+            raise ProcessorUnavailable("processor timed out")
         return self.charges.setdefault(idempotency_key, Charge(f"ch_{len(self.charges)}", "succeeded", amount,
                                                                currency))
 

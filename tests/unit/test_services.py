@@ -135,11 +135,12 @@ def test_a_passing_failure_fails_the_message_after_the_other_groups_are_applied_
 
 @pytest.fixture
 def due_cycle(services, ledger):
-    card = PaymentMethod("visa", "4242", 12, 2030)
+    card = PaymentMethod("pm_1", "visa", "4242", 12, 2030)
     ledger.put_member(Member("team-a", "bob", "bob@example.com", frozenset(), False))
     ledger.create_subscription(Subscription("team-a", "payg-1", "minutes", "payg", NOW - timedelta(days=60),
                                             purchased_at=NOW - timedelta(days=60), timezone="UTC", unit_amount=250,
-                                            currency="usd", purchaser_user_id="bob", payment_method=card),
+                                            currency="usd", purchaser_user_id="bob", payment_method=card,
+                                            customer_id="cus_1"),
                                listed_for_alerts=True)
     return services.billing_store.add_cycle(PaygCycle("team-a", "minutes", "payg-1", 1, "2026-10-27", "2026-11-26",
                                                       NOW - timedelta(days=2), charged_units=4))

@@ -1,41 +1,123 @@
-"""Charging a saved card: a local gateway that records one charge per idempotency key in the ledger table."""
+"""The card processor: Stripe through its official SDK (localstripe stands in locally and in tests).
+
+The secret key comes from Secrets Manager through Powertools' parameters utility, fetched on first
+use and cached for the container's life; the SDK and the key are only loaded by functions that
+actually reach the processor.
+"""
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from typing import Any
 
-from pynamodb.exceptions import PutError
-
-from usage_ledger.adapters.dynamodb import keys
-from usage_ledger.adapters.dynamodb.errors import is_condition_failure
-from usage_ledger.adapters.dynamodb.models import PaymentItem
-from usage_ledger.domain.billing import DECLINED, SUCCEEDED, Charge, card_expires_at
-from usage_ledger.domain.ids import stable_hash
+from usage_ledger.domain.billing import DECLINED, SUCCEEDED, Charge
+from usage_ledger.domain.errors import PaymentMethodRejected, ProcessorUnavailable
 from usage_ledger.domain.model import PaymentMethod
 
+TIMEOUT_SECONDS = 20  # well inside the functions' timeouts; a slower answer is an outage, not a decline
+NETWORK_RETRIES = 2  # the SDK retries connection failures and 5xx with the same idempotency key
+NEEDS_CUSTOMER = "authentication_required"  # a charge the customer must be present for fails the attempt
 
-class LocalPaymentGateway:
-    """Stands in for a card processor: declines expired cards, keeps each charge under its key."""
 
-    def charge(self, *, idempotency_key: str, amount: int, currency: str, payment_method: PaymentMethod,
-               description: str, now: datetime) -> Charge:
-        expired = now >= card_expires_at(payment_method)
-        outcome = Charge(
-            charge_id="ch_" + stable_hash(idempotency_key, length=24),
-            status=DECLINED if expired else SUCCEEDED,
-            amount=amount,
-            currency=currency,
-            decline_code="expired_card" if expired else None,
-        )
-        record = PaymentItem(keys.payment_pk(idempotency_key), keys.PAYMENT_SK, idempotency_key=idempotency_key,
-                             charge_id=outcome.charge_id, status=outcome.status, amount=amount, currency=currency,
-                             decline_code=outcome.decline_code, brand=payment_method.brand,
-                             last4=payment_method.last4, description=description, created_at=now)
-        try:
-            record.save(condition=PaymentItem.SK.does_not_exist())
-            return outcome
-        except PutError as error:
-            if not is_condition_failure(error):
-                raise
-        # a retry: the first attempt's outcome stands (never a second charge)
-        stored = PaymentItem.get(keys.payment_pk(idempotency_key), keys.PAYMENT_SK, consistent_read=True)
-        return Charge(stored.charge_id, stored.status, int(stored.amount), stored.currency, stored.decline_code)
+def secret_from_secrets_manager(name: str) -> Callable[[], str]:
+    def read() -> str:
+        from aws_lambda_powertools.utilities import parameters
+
+        return str(parameters.get_secret(name, max_age=3600)).strip()
+
+    return read
+
+
+class StripeGateway:
+    def __init__(self, api_base: str, secret_key: Callable[[], str], publishable_key: str) -> None:
+        self.api_base, self._secret_key, self.publishable_key = api_base.rstrip("/"), secret_key, publishable_key
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import stripe
+
+            self._client = stripe.StripeClient(
+                self._secret_key(), base_addresses={"api": self.api_base}, max_network_retries=NETWORK_RETRIES,
+                http_client=stripe.RequestsClient(timeout=TIMEOUT_SECONDS),
+            ).v1
+        return self._client
+
+    # -------------------------------------------------------------- cards
+
+    def save_card(self, payment_method_id: str, *, customer_id: str | None, reference: str) -> tuple[str, PaymentMethod]:
+        import stripe
+
+        with _processor_errors():
+            try:
+                found = self.client.payment_methods.retrieve(payment_method_id)
+            except stripe.InvalidRequestError as error:
+                raise PaymentMethodRejected(f"The processor does not know payment method {payment_method_id!r}.") \
+                    from error
+            if found.type != "card" or not getattr(found, "card", None):
+                raise PaymentMethodRejected(f"Payment method {payment_method_id!r} is not a card.")
+            if customer_id is None:
+                customer = self.client.customers.create(
+                    params={"description": reference, "metadata": {"reference": reference}},
+                    options={"idempotency_key": f"customer-{reference}"})
+                customer_id = customer.id
+            try:
+                attached = self.client.payment_methods.attach(payment_method_id, params={"customer": customer_id})
+            except stripe.InvalidRequestError as error:
+                raise PaymentMethodRejected(f"Payment method {payment_method_id!r} cannot be attached: "
+                                            f"{error.user_message or error.code or 'refused'}.") from error
+        return customer_id, _card(attached)
+
+    def setup_intent(self, customer_id: str) -> str:
+        with _processor_errors():
+            intent = self.client.setup_intents.create(
+                params={"customer": customer_id, "payment_method_types": ["card"], "usage": "off_session"})
+        return str(intent.client_secret)
+
+    # -------------------------------------------------------------- charges
+
+    def charge(self, *, idempotency_key: str, amount: int, currency: str, customer_id: str,
+               payment_method: PaymentMethod, description: str) -> Charge:
+        import stripe
+
+        params = {"amount": amount, "currency": currency, "customer": customer_id,
+                  "payment_method": payment_method.id, "off_session": True, "confirm": True,
+                  # metadata rather than `description`, which localstripe refuses on PaymentIntents
+                  "metadata": {"idempotency_key": idempotency_key, "description": description}}
+        with _processor_errors():
+            try:
+                intent = self.client.payment_intents.create(params=params,
+                                                            options={"idempotency_key": idempotency_key})
+            except stripe.CardError as error:
+                details = error.error
+                intent_id = getattr(getattr(details, "payment_intent", None), "id", None) if details else None
+                code = (details.decline_code or details.code) if details else None
+                return Charge(intent_id or "", DECLINED, amount, currency, code or "card_declined")
+            except stripe.InvalidRequestError as error:  # e.g. the card was detached: this attempt fails
+                return Charge("", DECLINED, amount, currency, error.code or "invalid_request")
+        if intent.status == "succeeded":
+            return Charge(intent.id, SUCCEEDED, amount, currency)
+        return Charge(intent.id, DECLINED, amount, currency, NEEDS_CUSTOMER)
+
+
+def _card(payment_method: Any) -> PaymentMethod:
+    card = payment_method.card
+    return PaymentMethod(id=payment_method.id, brand=str(card.brand), last4=str(card.last4),
+                         exp_month=int(card.exp_month), exp_year=int(card.exp_year))
+
+
+class _processor_errors:
+    """Timeouts, 5xx, rate limits and authentication trouble are outages, never declines."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any) -> bool:
+        if error is None or isinstance(error, PaymentMethodRejected):
+            return False
+        import stripe
+
+        if isinstance(error, (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError,
+                              stripe.AuthenticationError, stripe.PermissionError, stripe.IdempotencyError)):
+            raise ProcessorUnavailable(f"The payment processor failed: {type(error).__name__}.") from error
+        return False

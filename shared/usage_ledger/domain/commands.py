@@ -46,7 +46,8 @@ class PutApp:
 class CreateSubscription:
     """A grant as the operator gave it (its id generated at the edge when none was given)."""
 
-    subscription: Subscription
+    subscription: Subscription  # without its card: the processor describes it when it is saved
+    payment_method_id: str | None = None
 
 
 @dataclass(frozen=True)

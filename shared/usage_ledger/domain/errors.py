@@ -77,6 +77,23 @@ class ValidationFailed(LedgerError):
         return cls([FieldError(path, message)])
 
 
+class PaymentMethodRejected(LedgerError):
+    """The processor does not know the PaymentMethod, or it is not a card (the caller names the field)."""
+
+    status = 422
+    slug = "validation-error"
+    title = "Validation failed"
+
+
+class ProcessorUnavailable(LedgerError):
+    """The payment processor timed out or failed (5xx, network): not a decline; retry later with the
+    same idempotency key."""
+
+    status = 503
+    slug = "payment-processor-unavailable"
+    title = "Payment processor unavailable"
+
+
 class Contended(LedgerError):
     """A write kept losing races (versions, conflicting transactions); the caller retries later
     (SQS redelivers the message, the scheduler reruns the job)."""

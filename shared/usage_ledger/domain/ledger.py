@@ -72,7 +72,6 @@ def apply_usage(
     *,
     now: datetime,
     closed_cycles: frozenset[CycleKey] = frozenset(),
-    stored_cycles: frozenset[CycleKey] = frozenset(),
     grace: timedelta = timedelta(0),
 ) -> Debit:
     """Add events (in the order given) and debit every charged unit they complete."""
@@ -108,7 +107,7 @@ def apply_usage(
                     consumed[key] = consumed.get(key, 0) + take
                     remaining -= take
             else:  # payg has no limit
-                cycle = _open_cycle(subscription, event.time, now, closed_cycles, stored_cycles, grace)
+                cycle = billing_cycle_of_unit(subscription, event.time, now, closed_cycles, grace)
                 payg_by_cycle[cycle] = payg_by_cycle.get(cycle, 0) + remaining
                 payg_total += remaining
                 remaining = 0
@@ -133,25 +132,19 @@ def apply_usage(
     return Debit(new_state, payg_by_cycle)
 
 
-def _open_cycle(subscription: Subscription, at: datetime, now: datetime, closed: frozenset[CycleKey],
-                stored: frozenset[CycleKey], grace: timedelta) -> CycleKey:
-    """The cycle containing `at`; if that one is closed, the open cycle instead. A past-due cycle
-    with nothing stored has closed without an invoice: late units go to the open cycle too,
-    never into a second, late invoice for an old period."""
+def billing_cycle_of_unit(subscription: Subscription, at: datetime, now: datetime, closed: frozenset[CycleKey],
+                          grace: timedelta) -> CycleKey:
+    """Where a payg unit completed at `at` and applied at `now` is billed (contract section 1): the
+    cycle containing `at` takes it while `now` is before that cycle's end plus the grace period;
+    later, the cycle open at `now`. Only the two instants decide, never the cycle's history (whether
+    it already holds units) or when the close job last ran; a closed cycle is never reopened."""
     assert subscription.purchased_at and subscription.timezone
     purchased_at, zone = subscription.purchased_at, subscription.timezone
-
-    def is_closed(index: int) -> bool:
-        key = CycleKey(subscription.subscription_id, index)
-        if key in closed:
-            return True
-        return key not in stored and cycle_by_index(purchased_at, zone, index).ends_at + grace <= now
-
     index = cycle_at(purchased_at, zone, at).index
-    if is_closed(index):
-        index = max(cycle_at(purchased_at, zone, max(at, now)).index, index + 1)
-        while is_closed(index):
-            index += 1
+    if cycle_by_index(purchased_at, zone, index).ends_at + grace <= now:
+        index = max(cycle_at(purchased_at, zone, now).index, index + 1)
+    while CycleKey(subscription.subscription_id, index) in closed:  # closed early by a run ahead of our clock
+        index += 1
     return CycleKey(subscription.subscription_id, index)
 
 

@@ -66,6 +66,9 @@ class App:
 
 @dataclass(frozen=True)
 class PaymentMethod:
+    """A card PaymentMethod at the processor, as the processor describes it."""
+
+    id: str
     brand: str
     last4: str
     exp_month: int
@@ -88,6 +91,13 @@ class Subscription:
     currency: str | None = None
     purchaser_user_id: str | None = None
     payment_method: PaymentMethod | None = None
+    customer_id: str | None = None  # the processor's Customer that holds the card (payg)
+    # invoices of this subscription that are payment_failed or uncollectible: while any, payg is past_due
+    past_due_invoices: frozenset[str] = frozenset()
+
+    @property
+    def is_past_due(self) -> bool:
+        return bool(self.past_due_invoices)
 
     @property
     def is_payg(self) -> bool:

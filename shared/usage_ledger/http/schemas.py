@@ -26,7 +26,7 @@ from pydantic import (
 from usage_ledger.domain import commands
 from usage_ledger.domain.calendar import parse_instant
 from usage_ledger.domain.ids import IDENTIFIER, new_subscription_id
-from usage_ledger.domain.model import Member, PaymentMethod, Subscription
+from usage_ledger.domain.model import Member, Subscription
 from usage_ledger.domain.money import is_currency
 from usage_ledger.domain.text import NOT_UNICODE, is_storable
 
@@ -143,11 +143,12 @@ class AppBody(Strict):
         return commands.PutApp(team_id=team_id, app_id=app_id, name=self.name, owner_user_id=self.owner_user_id)
 
 
+PaymentMethodId = Annotated[StrictStr, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_]+$",
+                                              description="a Stripe PaymentMethod id (`pm_...`) of a card")]
+
+
 class PaymentMethodBody(Strict):
-    brand: Annotated[StrictStr, Field(min_length=1, max_length=40)]
-    last4: Annotated[StrictStr, Field(pattern=r"^[0-9]{4}$")]
-    exp_month: Annotated[StrictInt, Field(ge=1, le=12)]
-    exp_year: Annotated[StrictInt, Field(ge=2000, le=2200)]
+    id: PaymentMethodId
 
 
 INSTANT = {"format": "date-time", "description": f"RFC 3339 with an offset, years {EARLIEST.year}-{LATEST.year - 1}"}
@@ -187,7 +188,6 @@ class SubscriptionBody(Strict):
         return value
 
     def command(self, team_id: str) -> commands.CreateSubscription:
-        card = self.payment_method
         return commands.CreateSubscription(Subscription(
             team_id=team_id, subscription_id=self.subscription_id or new_subscription_id(),
             resource_id=self.resource_id, type=self.type,
@@ -195,8 +195,7 @@ class SubscriptionBody(Strict):
             ends_at=parse_instant(self.ends_at) if self.ends_at else None, refresh_period=self.refresh_period,
             purchased_at=parse_instant(self.purchased_at) if self.purchased_at else None, timezone=self.timezone,
             unit_amount=self.unit_amount, currency=self.currency, purchaser_user_id=self.purchaser_user_id,
-            payment_method=PaymentMethod(card.brand, card.last4, card.exp_month, card.exp_year) if card else None,
-        ))
+        ), payment_method_id=self.payment_method.id if self.payment_method else None)
 
 
 class AlertBody(Strict):

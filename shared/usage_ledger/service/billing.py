@@ -20,7 +20,18 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from usage_ledger import clock
-from usage_ledger.domain.billing import PAYMENT_FAILED, UNPAID, CycleRef, Invoice, charge_key, issue_invoice
+from usage_ledger.domain.billing import (
+    DECLINED,
+    PAYMENT_FAILED,
+    UNPAID,
+    Charge,
+    CycleRef,
+    Invoice,
+    card_expires_at,
+    charge_key,
+    issue_invoice,
+)
+from usage_ledger.domain.model import Subscription
 from usage_ledger.domain.errors import LedgerError, NotFound
 from usage_ledger.domain.money import format_minor_units
 from usage_ledger.domain.pages import DEFAULT_PAGE
@@ -83,7 +94,7 @@ class Billing:
             resource = self.ledger.resource(cycle.resource_id)
             invoice, created = self.store.issue(issue_invoice(cycle, subscription, team, purchaser, resource, now))
             summary.invoiced += created
-            invoice, email_taken = self._collect(invoice, now, token)
+            invoice, email_taken = self._collect(invoice, subscription, now, token)
             summary.payments_failed += invoice.status == PAYMENT_FAILED and email_taken
             self._email(invoice, now, token, email_taken)
             invoice_id = invoice.invoice_id
@@ -93,21 +104,33 @@ class Billing:
             return
         summary.closed += 1
 
-    def _collect(self, invoice: Invoice, now: datetime, token: str) -> tuple[Invoice, bool]:
+    def _collect(self, invoice: Invoice, subscription: Subscription, now: datetime, token: str) -> tuple[Invoice, bool]:
         """Charge a pending invoice once; the invoice as settled, and whether this run settled it
         (and so holds its email claim)."""
         if invoice.status != UNPAID:
             return invoice, False
-        charge = self.payments.charge(
-            idempotency_key=charge_key(invoice.invoice_id), amount=invoice.total, currency=invoice.currency,
-            payment_method=invoice.payment_method, description=f"Invoice {invoice.invoice_id}", now=now,
-        )
+        charge = self._charge(invoice, subscription, now, attempt=1)
         settled = self.store.settle(invoice, charge, now, token, clock.lease_until())
         if settled is None:  # settled by another run, with the same (idempotent) charge
             stored = self.store.get_invoice(invoice.team_id, invoice.invoice_id)
             assert stored is not None
             return stored, False
         return settled, True
+
+    def _charge(self, invoice: Invoice, subscription: Subscription, now: datetime, *, attempt: int) -> Charge:
+        """One attempt on the subscription's card: a card past its expiry month at `now` is not
+        charged at all (the processor may accept it; the contract declines it)."""
+        card = subscription.payment_method
+        if card is None or not card.id or subscription.customer_id is None:
+            # a card saved before the processor was wired in: the purchaser must save it again
+            return Charge("", DECLINED, invoice.total, invoice.currency, "payment_method_missing")
+        if now >= card_expires_at(card):
+            return Charge("", DECLINED, invoice.total, invoice.currency, "expired_card")
+        return self.payments.charge(
+            idempotency_key=charge_key(invoice.invoice_id, attempt), amount=invoice.total, currency=invoice.currency,
+            customer_id=subscription.customer_id, payment_method=card,
+            description=f"Invoice {invoice.number or invoice.invoice_id} ({invoice.team_name})",
+        )
 
     def _email(self, invoice: Invoice, now: datetime, token: str, taken: bool) -> None:
         """Send the invoice (or the payment-failed notice) once; released on failure so a retry sends it."""

@@ -131,8 +131,7 @@ class Ingest:
         for _ in retry.attempts(APPLY_ATTEMPTS):
             ledger = self.ledger.load_team(team_id, resource_id=resource_id).ledger(resource_id)
             debit = apply_usage(ledger.state, resource, ledger.subscriptions, events, now=now,
-                                closed_cycles=frozenset(ledger.closed_cycles),
-                                stored_cycles=frozenset(ledger.cycle_units), grace=self.grace)
+                                closed_cycles=frozenset(ledger.closed_cycles), grace=self.grace)
             if self.store.commit(batch_id, team_id, resource, ledger, debit, events, now) is not Commit.RACED:
                 break
         else:

@@ -1,16 +1,16 @@
 """Operator use cases: the catalogue, teams, members, apps and subscriptions (idempotent writes)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from usage_ledger.domain.calendar import iso
 from usage_ledger.domain.commands import CreateSubscription, PutApp, PutMember, PutResource, PutTeam
-from usage_ledger.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
-from usage_ledger.domain.model import App, Member, Resource, Subscription, Team
-from usage_ledger.service.ports import LedgerStore
+from usage_ledger.domain.errors import Conflict, FieldError, NotFound, PaymentMethodRejected, ValidationFailed
+from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team
+from usage_ledger.service.ports import LedgerStore, PaymentGateway
 
-PAYG_ONLY_FIELDS = ("purchased_at", "timezone", "unit_amount", "currency", "purchaser_user_id", "payment_method")
+PAYG_ONLY_FIELDS = ("purchased_at", "timezone", "unit_amount", "currency", "purchaser_user_id")
 
 
 @dataclass
@@ -21,9 +21,15 @@ class Written:
     created: bool
 
 
+def card_view(card: PaymentMethod | None) -> dict[str, Any] | None:
+    if card is None:
+        return None
+    return {"id": card.id, "brand": card.brand, "last4": card.last4, "exp_month": card.exp_month,
+            "exp_year": card.exp_year}
+
+
 def subscription_view(subscription: Subscription) -> dict[str, Any]:
     """The subscription as the API shows it (contract section 1 field names)."""
-    card = subscription.payment_method
     return {
         "team_id": subscription.team_id, "subscription_id": subscription.subscription_id,
         "resource_id": subscription.resource_id, "type": subscription.type, "quantity": subscription.quantity,
@@ -31,14 +37,20 @@ def subscription_view(subscription: Subscription) -> dict[str, Any]:
         "refresh_period": subscription.refresh_period, "purchased_at": iso(subscription.purchased_at),
         "timezone": subscription.timezone, "unit_amount": subscription.unit_amount,
         "currency": subscription.currency, "purchaser_user_id": subscription.purchaser_user_id,
-        "payment_method": None if card is None else {"brand": card.brand, "last4": card.last4,
-                                                     "exp_month": card.exp_month, "exp_year": card.exp_year},
+        "payment_method": card_view(subscription.payment_method),
     }
 
 
+def _same_grant(existing: Subscription, requested: Subscription, payment_method_id: str | None) -> bool:
+    """A repeated create: the same fields and the same card (the processor described the stored one)."""
+    stored_card = existing.payment_method.id if existing.payment_method else None
+    return (stored_card == payment_method_id
+            and subscription_view(replace(existing, payment_method=None)) == subscription_view(requested))
+
+
 class Operator:
-    def __init__(self, ledger: LedgerStore) -> None:
-        self.ledger = ledger
+    def __init__(self, ledger: LedgerStore, payments: PaymentGateway) -> None:
+        self.ledger, self.payments = ledger, payments
 
     def put_resource(self, command: PutResource) -> Written:
         if command.declared_resource_id is not None and command.declared_resource_id != command.resource_id:
@@ -96,7 +108,7 @@ class Operator:
         if not self.ledger.delete_app(team_id, app_id):
             raise NotFound(f"App {app_id!r} of team {team_id!r} not found.")
 
-    def _subscription_errors(self, subscription: Subscription) -> list[FieldError]:
+    def _subscription_errors(self, subscription: Subscription, payment_method_id: str | None) -> list[FieldError]:
         errors: list[FieldError] = []
         if self.ledger.resource(subscription.resource_id) is None:
             errors.append(FieldError("resource_id", "is not a catalogue resource"))
@@ -110,6 +122,8 @@ class Operator:
             for name in PAYG_ONLY_FIELDS:
                 if getattr(subscription, name) is None:
                     errors.append(FieldError(name, "is required for payg"))
+            if payment_method_id is None:
+                errors.append(FieldError("payment_method", "is required for payg"))
             purchaser = subscription.purchaser_user_id
             if purchaser and self.ledger.get_member(subscription.team_id, purchaser) is None:
                 errors.append(FieldError("purchaser_user_id", "must be a member of the team"))
@@ -119,19 +133,35 @@ class Operator:
             for name in PAYG_ONLY_FIELDS:
                 if getattr(subscription, name) is not None:
                     errors.append(FieldError(name, "is only allowed for payg"))
+            if payment_method_id is not None:
+                errors.append(FieldError("payment_method", "is only allowed for payg"))
         return errors
 
     def create_subscription(self, command: CreateSubscription) -> Written:
-        subscription = command.subscription
-        self._require_team(subscription.team_id)
-        errors = self._subscription_errors(subscription)
+        requested, card_id = command.subscription, command.payment_method_id
+        self._require_team(requested.team_id)
+        errors = self._subscription_errors(requested, card_id)
         if errors:
             raise ValidationFailed(errors)
-        resource = self.ledger.resource(subscription.resource_id)
-        if self.ledger.create_subscription(subscription, listed_for_alerts=resource is not None
-                                           and resource.kind == "api"):
-            return Written(subscription_view(subscription), created=True)
-        existing = self.ledger.subscription_by_id(subscription.team_id, subscription.subscription_id)
-        if existing is not None and subscription_view(existing) == subscription_view(subscription):
+        existing = self.ledger.subscription_by_id(requested.team_id, requested.subscription_id)
+        if existing is None:
+            subscription = self._with_saved_card(requested, card_id)
+            resource = self.ledger.resource(subscription.resource_id)
+            if self.ledger.create_subscription(subscription, listed_for_alerts=resource is not None
+                                               and resource.kind == "api"):
+                return Written(subscription_view(subscription), created=True)
+            existing = self.ledger.subscription_by_id(requested.team_id, requested.subscription_id)
+        if existing is not None and _same_grant(existing, requested, card_id):
             return Written(subscription_view(existing), created=False)
-        raise Conflict(f"Subscription {subscription.subscription_id!r} already exists with different fields.")
+        raise Conflict(f"Subscription {requested.subscription_id!r} already exists with different fields.")
+
+    def _with_saved_card(self, subscription: Subscription, card_id: str | None) -> Subscription:
+        """payg: the card attached to a Customer of the subscription's own at the processor."""
+        if card_id is None:
+            return subscription
+        try:
+            customer_id, card = self.payments.save_card(
+                card_id, customer_id=None, reference=f"{subscription.team_id}/{subscription.subscription_id}")
+        except PaymentMethodRejected as error:
+            raise ValidationFailed.single("payment_method.id", error.detail) from error
+        return replace(subscription, payment_method=card, customer_id=customer_id)

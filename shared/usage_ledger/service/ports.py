@@ -126,9 +126,25 @@ class Renderer(Protocol):
 
 
 class PaymentGateway(Protocol):
-    def charge(self, *, idempotency_key: str, amount: int, currency: str, payment_method: PaymentMethod,
-               description: str, now: datetime) -> Charge:
-        """Charge once per idempotency key: a retry returns the first attempt's outcome."""
+    """The card processor (Stripe). Every call raises ProcessorUnavailable for timeouts, 5xx and
+    network failures, which are never a decline."""
+
+    publishable_key: str
+
+    def save_card(self, payment_method_id: str, *, customer_id: str | None, reference: str) -> tuple[str, PaymentMethod]:
+        """Attach a card PaymentMethod to the customer (created first when None, idempotently per
+        `reference`): (customer id, the card as the processor describes it). PaymentMethodRejected
+        when the processor does not know it or it is not a card."""
+        ...
+
+    def setup_intent(self, customer_id: str) -> str:
+        """A SetupIntent's client secret, for Stripe.js to collect a new card for the customer."""
+        ...
+
+    def charge(self, *, idempotency_key: str, amount: int, currency: str, customer_id: str,
+               payment_method: PaymentMethod, description: str) -> Charge:
+        """One off-session charge attempt, confirmed now; a retried request with the same key charges
+        at most once (at Stripe; our own attempt record guards processors that ignore keys)."""
         ...
 
 

@@ -11,7 +11,6 @@ from usage_ledger.domain.ids import stable_hash
 CATALOGUE_PK = "CATALOGUE"
 TEAM_META_SK = "META"
 RESOURCE_PREFIX = "RES#"  # everything a balance card needs; the stream filter wakes alerts on it
-PAYMENT_SK = "PAYMENT"
 
 # GSI1 partitions
 TEAMS_INDEX = "TEAM"  # every team
@@ -117,10 +116,6 @@ def set_aside_sk(batch_id: str, team_id: str | None, resource_id: str | None) ->
     if team_id is None or resource_id is None:
         return f"{batch_id}#UNSTORABLE"
     return f"{batch_id}#{team_id}#{resource_id}"
-
-
-def payment_pk(idempotency_key: str) -> str:
-    return f"PAYMENT#{idempotency_key}"
 
 
 def team_of_stream_keys(keys: dict) -> str | None:

@@ -59,11 +59,12 @@ def app_of(item: AppItem) -> App:
 def card_of(value: CardAttribute | None) -> PaymentMethod | None:
     if value is None:
         return None
-    return PaymentMethod(value.brand, value.last4, int(value.exp_month), int(value.exp_year))
+    return PaymentMethod(value.id or "", value.brand, value.last4, int(value.exp_month), int(value.exp_year))
 
 
 def card_attribute(card: PaymentMethod) -> CardAttribute:
-    return CardAttribute(brand=card.brand, last4=card.last4, exp_month=card.exp_month, exp_year=card.exp_year)
+    return CardAttribute(id=card.id, brand=card.brand, last4=card.last4, exp_month=card.exp_month,
+                         exp_year=card.exp_year)
 
 
 def subscription_of(item: SubscriptionItem) -> Subscription:
@@ -73,6 +74,7 @@ def subscription_of(item: SubscriptionItem) -> Subscription:
         ends_at=item.ends_at, refresh_period=item.refresh_period, purchased_at=item.purchased_at,
         timezone=item.timezone, unit_amount=int(item.unit_amount) if item.unit_amount is not None else None,
         currency=item.currency, purchaser_user_id=item.purchaser_user_id, payment_method=card_of(item.payment_method),
+        customer_id=item.customer_id, past_due_invoices=frozenset(item.past_due or ()),
     )
 
 
@@ -87,6 +89,7 @@ def subscription_item(subscription: Subscription, *, listed_for_alerts: bool) ->
         unit_amount=subscription.unit_amount, currency=subscription.currency,
         purchaser_user_id=subscription.purchaser_user_id,
         payment_method=card_attribute(subscription.payment_method) if subscription.payment_method else None,
+        customer_id=subscription.customer_id,
     )
     if listed_for_alerts:  # an api resource is listed for the scheduled alert run from its first subscription
         item.GSI1PK = keys.API_RESOURCES_INDEX

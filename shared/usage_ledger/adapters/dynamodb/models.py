@@ -14,6 +14,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
     VersionAttribute,
 )
 from pynamodb.connection import Connection
@@ -121,6 +122,7 @@ class SubscriptionIdItem(LedgerItem, discriminator="subscription_id"):
 
 
 class CardAttribute(MapAttribute):
+    id = UnicodeAttribute(null=True)  # the processor's PaymentMethod (absent on data from before Stripe)
     brand = UnicodeAttribute()
     last4 = UnicodeAttribute()
     exp_month = NumberAttribute()
@@ -142,6 +144,8 @@ class SubscriptionItem(LedgerItem, discriminator="subscription"):
     currency = UnicodeAttribute(null=True)
     purchaser_user_id = UnicodeAttribute(null=True)
     payment_method = CardAttribute(null=True)
+    customer_id = UnicodeAttribute(null=True)
+    past_due = UnicodeSetAttribute(null=True)  # invoice ids; written with the invoice's status change
     GSI1PK = UnicodeAttribute(null=True)
     GSI1SK = UnicodeAttribute(null=True)
 
@@ -247,21 +251,6 @@ class NoticeStateItem(LedgerItem, discriminator="alert_state"):
     lease_until = InstantAttribute(null=True)
     sent_at = InstantAttribute(null=True)
     message_id = UnicodeAttribute(null=True)
-
-
-class PaymentItem(LedgerItem, discriminator="payment"):
-    """The local gateway's record of one charge per idempotency key."""
-
-    idempotency_key = UnicodeAttribute()
-    charge_id = UnicodeAttribute()
-    status = UnicodeAttribute()
-    amount = NumberAttribute()
-    currency = UnicodeAttribute()
-    decline_code = UnicodeAttribute(null=True)
-    brand = UnicodeAttribute()
-    last4 = UnicodeAttribute()
-    description = UnicodeAttribute()
-    created_at = InstantAttribute()
 
 
 class SetAsideItem(LedgerItem, discriminator="set_aside"):

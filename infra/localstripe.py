@@ -1,0 +1,82 @@
+"""Runs localstripe (a stateful Stripe stand-in from PyPI) as a child process, for `make run` and tests.
+
+The official SDK talks to it through the template's `StripeApiBase`. What localstripe does not do,
+our own code must: it ignores idempotency keys (our attempt record is the guard against a second
+charge) and accepts past expiry dates (our expiry check declines them).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+# the secret key the local stack keeps in Secrets Manager; localstripe accepts any sk_ value
+LOCAL_SECRET_KEY = "sk_test_localstripe"
+CARD_OK = "4242424242424242"
+CARD_DECLINED_ON_CHARGE = "4000000000000341"  # attaches, then every charge is declined
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def start_localstripe(port: int = 0, host: str = "127.0.0.1", timeout: float = 60.0) -> tuple[str, Callable[[], None]]:
+    """Start localstripe; return its URL once it answers, and a stop function. A free port can be
+    taken by another process before localstripe binds it: then it tries another."""
+    for attempt in range(5):
+        try:
+            return _start(port or _free_port(host), host, timeout)
+        except PortTaken:
+            if port or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    pass
+
+
+def _start(port: int, host: str, timeout: float) -> tuple[str, Callable[[], None]]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "localstripe", "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://{host}:{port}"
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise PortTaken(f"localstripe on port {port} exited with {process.returncode}")
+        request = urllib.request.Request(f"{url}/v1/customers?limit=1",
+                                         headers={"Authorization": f"Bearer {LOCAL_SECRET_KEY}"})
+        try:
+            with urllib.request.urlopen(request, timeout=2):
+                return url, stop
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    stop()
+    raise RuntimeError(f"localstripe did not answer on {url} within {timeout}s")
+
+
+def create_card(api_base: str, number: str = CARD_OK, exp_month: int = 12, exp_year: int = 2030) -> str:
+    """A card PaymentMethod at the processor, as Stripe.js would make one on the page: its id."""
+    import stripe
+
+    client = stripe.StripeClient(LOCAL_SECRET_KEY, base_addresses={"api": api_base}).v1
+    card = client.payment_methods.create(params={"type": "card", "card": {
+        "number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": "123"}})
+    return str(card.id)
