@@ -244,11 +244,12 @@ def test_each_callers_policy_is_an_exported_output(policy):
 # What each function does with each table, queue and the SES identity (see shared/usage_ledger/adapters).
 # "read" means read-only: a write policy (Crud/Write) on such a table fails the test.
 EXPECTED_ACCESS: dict[str, set[tuple[str, str]]] = {
-    "OperatorApiFunction": {("write", "LedgerTable")},
+    "OperatorApiFunction": {("write", "LedgerTable"), ("secret", "StripeSecretName")},
     "ProducerApiFunction": {("read", "LedgerTable"), ("send", "EventsQueue")},
-    "TeamApiFunction": {("write", "LedgerTable"), ("read", "UsageTable")},
+    "TeamApiFunction": {("write", "LedgerTable"), ("read", "UsageTable"), ("secret", "StripeSecretName")},
     "IngestFunction": {("write", "LedgerTable"), ("write", "UsageTable"), ("write", "DedupeTable")},
-    "CloseBillingCyclesFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
+    "CloseBillingCyclesFunction": {("write", "LedgerTable"), ("email", "SenderEmail"),
+                                   ("secret", "StripeSecretName")},
     "EvaluateAlertsFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
     "BalanceChangedAlertsFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
 }
@@ -306,6 +307,13 @@ def access_of(function: str) -> tuple[set[tuple[str, str]], list[str]]:
             granted.add(("write" if name in WRITE_TEMPLATES else "read", table))
         elif name == "SQSSendMessagePolicy":
             granted.add(("send", ref(args["QueueName"])))
+        elif name == "AWSSecretsManagerGetSecretValuePolicy":
+            # scoped to the one secret the StripeSecretName parameter names (its ARN ends in a random suffix)
+            arn = json.dumps(args["SecretArn"])
+            if ":secret:${StripeSecretName}-*" in arn:
+                granted.add(("secret", "StripeSecretName"))
+            else:
+                problems.append(f"secret policy not scoped to the Stripe secret: {arn}")
         else:
             problems.append(f"policy template {name} not expected for any function")
     return granted, problems
