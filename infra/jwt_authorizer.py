@@ -12,6 +12,7 @@ Anything else is 401 Unauthorized before the function runs.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.request
@@ -84,9 +85,7 @@ class JwtAuthorizer:
 
     def claims(self, authorization: str | None) -> dict[str, Any]:
         """The verified claims of the token in an Authorization header value; raises Unauthorized."""
-        token = (authorization or "").strip()
-        if token[:7].lower() == "bearer ":
-            token = token[7:].strip()
+        token = re.sub(r"^bearer(\s+|$)", "", (authorization or "").strip(), flags=re.IGNORECASE)
         if not token:
             raise Unauthorized("no token")
         try:
