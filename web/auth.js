@@ -142,8 +142,21 @@
     return { sub: claims.sub, email: claims.email || null, name: claims.name || null, local: false };
   }
 
-  /** To the issuer's authorization endpoint; `returnHash` is the view to come back to. Never resolves. */
+  /** To the issuer's authorization endpoint; `returnHash` is the view to come back to. Never resolves.
+   * Once per page: the page's parallel requests that find the token expired (or refused) all wait
+   * on the one sign-in, whose state and verifier are the ones stored. */
+  var signingIn = null;
+
   function signIn(returnHash) {
+    if (!signingIn) signingIn = startSignIn(returnHash);
+    return signingIn;
+  }
+
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) signingIn = null; // back from the provider through the history: may start again
+  });
+
+  function startSignIn(returnHash) {
     return config()
       .then(function (cfg) {
         return discovery(cfg).then(function (metadata) {
@@ -174,6 +187,7 @@
         });
       })
       .catch(function (error) {
+        signingIn = null;
         showPanel("Sign-in is not available", error.message || String(error), false);
         return never();
       });
