@@ -32,7 +32,7 @@ class Unauthorized(Exception):
 
 
 def fetch_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - the configured issuer
+    with urllib.request.urlopen(url, timeout=10) as response:
         return json.load(response)
 
 

@@ -1,4 +1,5 @@
-"""Local runner: moto + template deploy + an HTTP API gateway + event-source pollers, one process."""
+"""Local runner: moto + template deploy + an HTTP API gateway (with its JWT authorizer) + an OIDC
+provider standing in for JwtIssuer + event-source pollers, one process."""
 
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from infra.moto_server import MOTO_LOCK, start_moto_server
 from infra.oidc import start_oidc_provider
 from infra.pollers import BackgroundPollers, invoke, schedule_sources, scheduled_event
 from infra.stack import Stack, deploy
-from usage_ledger.http.page import LOCAL_USER_HEADER_ENV
 
 log = logging.getLogger("infra.local")
 
@@ -397,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     # the page's sign-in: a real OIDC provider stands in for JwtIssuer; the demo members can sign in
     users = {user_id: {"email": member["email"]} for user_id, member in MEMBERS.items()}
     issuer, stop_oidc = start_oidc_provider(users, args.oidc_port, token_seconds=args.token_seconds)
+    from usage_ledger.http.page import LOCAL_USER_HEADER_ENV  # shared/ is on sys.path once infra.lambdas is
+
     os.environ[LOCAL_USER_HEADER_ENV] = "1"  # local only: the page may use the X-Local-User shortcut
 
     base_url = f"http://127.0.0.1:{args.port}"

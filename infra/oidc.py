@@ -22,6 +22,7 @@ import io
 import json
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
@@ -101,8 +102,10 @@ class PkceAndCors:
 def provider_app(users: dict[str, dict[str, Any]], token_seconds: int = 3600) -> Any:
     """The mock's Flask app with the demo users as one-click choices, wrapped as described above."""
     os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")  # plain http on 127.0.0.1
-    import oidc_provider_mock
-    from oidc_provider_mock import _app as mock_app
+    with warnings.catch_warnings():  # authlib's deprecation notices about the mock's imports
+        warnings.simplefilter("ignore")
+        import oidc_provider_mock
+        from oidc_provider_mock import _app as mock_app
 
     # public clients (no secret), as a browser app is: authlib's code grant allows only secrets by default
     methods = mock_app.AuthorizationCodeGrant.TOKEN_ENDPOINT_AUTH_METHODS

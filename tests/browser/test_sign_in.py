@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from local_stack import call, start_local_stack
 
 pytestmark = pytest.mark.browser

@@ -13,9 +13,9 @@ import urllib.request
 from typing import Any
 
 import pytest
+from local_stack import call, start_local_stack
 
 from infra.oidc import s256
-from local_stack import call, start_local_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -151,7 +151,7 @@ def test_the_gateway_refuses_what_api_gateway_refuses(base_url: str) -> None:
     forged_payload = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
     for authorization in (None, "Bearer ", "Bearer not-a-jwt", f"Bearer {head}.{forged_payload}.{signature}"):
         headers = {"Authorization": authorization} if authorization is not None else {}
-        status, reply_headers, body = http(base_url + "/v1/teams/team-demo/balances", headers=headers)
+        status, _, body = http(base_url + "/v1/teams/team-demo/balances", headers=headers)
         assert status == 401, (authorization, body)
         assert json.loads(body) == {"message": "Unauthorized"}
     # the header shortcut stays for curl (local only)

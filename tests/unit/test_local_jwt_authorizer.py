@@ -102,17 +102,17 @@ def test_a_good_token_reaches_the_function_with_its_claims(gateway):
 
 
 def test_the_token_may_come_without_the_bearer_prefix(gateway):
-    client, seen = gateway
+    client, _ = gateway
     assert get(client, token()).status_code == 200
 
 
 def test_a_cognito_access_token_passes_on_its_client_id(gateway):
-    client, seen = gateway
+    client, _ = gateway
     assert get(client, f"Bearer {token(aud=None, client_id=AUDIENCE, token_use='access')}").status_code == 200
 
 
 def test_an_audience_list_passes_when_it_holds_the_audience(gateway):
-    client, seen = gateway
+    client, _ = gateway
     assert get(client, f"Bearer {token(aud=['other', AUDIENCE])}").status_code == 200
 
 
@@ -188,7 +188,7 @@ def test_the_header_shortcut_stays_for_curl(gateway):
 
 
 def test_the_page_routes_need_no_token(gateway):
-    client, seen = gateway  # served by the template's WebPageFunction (not loaded here: 500, not 401)
+    client, _ = gateway  # served by the template's WebPageFunction (not loaded here: 500, not 401)
     assert client.get("/").status_code != 401
     assert client.get("/web/auth.js").status_code != 401
 
