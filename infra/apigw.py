@@ -6,7 +6,7 @@ import base64
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,10 +19,12 @@ class Identity:
 
     sub: str | None = None
     iam: bool = False
+    # a verified JWT's claims as API Gateway passes them (strings); None: the default local claims
+    claims: dict[str, str] | None = field(default=None, compare=False, hash=False)
 
     @classmethod
-    def user(cls, sub: str) -> "Identity":
-        return cls(sub=sub)
+    def user(cls, sub: str, claims: dict[str, str] | None = None) -> "Identity":
+        return cls(sub=sub, claims=claims)
 
     @classmethod
     def operator(cls) -> "Identity":
@@ -37,7 +39,7 @@ class Route:
     method: str
     path: str  # template form, e.g. /v1/teams/{team_id}/balances
     function: str
-    authorizer: str  # "AWS_IAM" or "JWT"
+    authorizer: str  # "AWS_IAM", "JWT" or "NONE" (a public route: the page)
 
     @property
     def route_key(self) -> str:
@@ -46,7 +48,9 @@ class Route:
     def match(self, method: str, path: str) -> dict[str, str] | None:
         if method.upper() != self.method:
             return None
-        pattern = "^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(self.path)) + "$"
+        pattern = re.escape(self.path)
+        pattern = re.sub(r"\\{(\w+)\\\+\\}", r"(?P<\1>.+)", pattern)  # {proxy+}: the rest of the path
+        pattern = "^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", pattern) + "$"
         found = re.match(pattern, path)
         return found.groupdict() if found else None
 
@@ -56,7 +60,8 @@ def routes_of(stack: Stack) -> list[Route]:
 
 
 def find_route(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-    for route in routes:
+    # as API Gateway: a greedy path ({proxy+}) only when no other route matches
+    for route in sorted(routes, key=lambda route: "+}" in route.path):
         params = route.match(method, path)
         if params is not None:
             return route, params
@@ -100,7 +105,7 @@ def http_event(
     elif identity.sub is not None:
         authorizer = {
             "jwt": {
-                "claims": {"sub": identity.sub, "iss": "local", "aud": "usage-ledger"},
+                "claims": identity.claims or {"sub": identity.sub, "iss": "local", "aud": "usage-ledger"},
                 "scopes": None,
             }
         }

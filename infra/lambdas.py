@@ -1,6 +1,7 @@
 """Loads a template function's handler from its CodeUri, the way Lambda would (layer on sys.path)."""
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 import threading
@@ -25,6 +26,11 @@ def load_handler(stack: Stack, logical_id: str, container: str = "") -> Handler:
     props = stack.functions()[logical_id]
     module_file, attribute = props["Handler"].rsplit(".", 1)
     path = ROOT / props["CodeUri"] / f"{module_file}.py"
+    if not path.is_file() and (SHARED / f"{module_file.replace('.', '/')}.py").is_file():
+        # Lambda finds a handler module in a layer too (/opt/python, here shared/): imported once,
+        # under its own name (such a handler keeps no per-invocation module state)
+        with _IMPORT_LOCK:
+            return getattr(importlib.import_module(module_file), attribute)
     name = f"lambda_{logical_id}" + (f"__{container}" if container else "")
     # one import at a time: threads (the local gateway, concurrency tests) must never see a
     # module that another thread has registered but not finished running

@@ -1,15 +1,14 @@
-"""Local runner: moto + template deploy + an HTTP API gateway + event-source pollers, one process."""
+"""Local runner: moto + template deploy + an HTTP API gateway (with its JWT authorizer) + an OIDC
+provider standing in for JwtIssuer + event-source pollers, one process."""
 
 from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 import email
 import email.policy
 import json
 import logging
-import mimetypes
 import os
 import signal
 import sys
@@ -17,26 +16,24 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
-from werkzeug.security import safe_join
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
-from infra.apigw import Identity, Route, find_route, http_event, routes_of
-from infra.demo import load_demo
+from infra.apigw import ANONYMOUS, Identity, Route, find_route, http_event, routes_of
+from infra.demo import MEMBERS, load_demo
+from infra.jwt_authorizer import JwtAuthorizer, Unauthorized, claim_strings
 from infra.lambdas import load_handler
 from infra.localstripe import start_localstripe
 from infra.moto_server import MOTO_LOCK, start_moto_server
+from infra.oidc import start_oidc_provider
 from infra.pollers import BackgroundPollers, invoke, schedule_sources, scheduled_event
-from infra.stack import ROOT, Stack, deploy
+from infra.stack import Stack, deploy
 
 log = logging.getLogger("infra.local")
 
-WEB_DIR = ROOT / "web"
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 
@@ -95,30 +92,23 @@ def load_handlers(stack: Stack) -> tuple[dict[str, Callable[..., Any]], dict[str
 # ------------------------------------------------------------------------------ identity
 
 
-def identity_from_headers(headers: Any) -> Identity:
-    """X-Local-Operator / SigV4 Authorization means IAM; X-Local-User or a Bearer JWT's sub a user."""
-    authorization = headers.get("Authorization", "")
-    iam = headers.get("X-Local-Operator", "").strip().lower() in {"1", "true", "yes"} or authorization.startswith(
-        "AWS4-HMAC-SHA256"
-    )
-    sub = headers.get("X-Local-User") or None
-    if sub is None and authorization.lower().startswith("bearer "):
-        sub = jwt_subject(authorization[7:].strip())
-    return Identity(sub=sub, iam=iam)
+def is_operator(headers: Any) -> bool:
+    """X-Local-Operator (local shortcut) or a SigV4 Authorization header: an IAM caller."""
+    flag = headers.get("X-Local-Operator", "").strip().lower() in {"1", "true", "yes"}
+    return flag or headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256")
 
 
-def jwt_subject(token: str) -> str | None:
-    """The unverified `sub` of a JWT (locally, the token is trusted as presented)."""
-    parts = token.split(".")
-    if len(parts) < 2:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, binascii.Error):
-        return None
-    sub = claims.get("sub") if isinstance(claims, dict) else None
-    return str(sub) if sub else None
+def team_user(headers: Any, authorizer: JwtAuthorizer | None) -> Identity:
+    """The caller of a JWT route: the X-Local-User shortcut (local only, for curl and tests), or the
+    `sub` of the Authorization header's JWT, verified as API Gateway's JWT authorizer does.
+    Raises Unauthorized (401) otherwise."""
+    local_user = headers.get("X-Local-User")
+    if local_user:
+        return Identity.user(local_user)
+    if authorizer is None:
+        raise Unauthorized("no JWT issuer configured")
+    claims = authorizer.claims(headers.get("Authorization"))
+    return Identity.user(str(claims["sub"]), claim_strings(claims))
 
 
 # ------------------------------------------------------------------------------- emails
@@ -232,17 +222,19 @@ class GatewayState:
     handlers: dict[str, Callable[..., Any]]
     load_errors: dict[str, str] = field(default_factory=dict)
     pollers: Any = None  # infra.pollers.BackgroundPollers
+    authorizer: JwtAuthorizer | None = None  # the template's TeamJwtAuthorizer, against the local issuer
+    oidc_issuer: str | None = None
     ready: bool = False
     demo: str = "pending"
 
 
 class LocalGateway:
-    """A WSGI app standing in for the template's HttpApi, plus /_local control routes and web/."""
+    """A WSGI app standing in for the template's HttpApi (its routes, the page's too), plus /_local
+    control routes."""
 
-    def __init__(self, state: GatewayState, web_dir: Path = WEB_DIR) -> None:
+    def __init__(self, state: GatewayState) -> None:
         self.state = state
         self.routes: list[Route] = routes_of(state.stack)
-        self.web_dir = web_dir
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         request = Request(environ)
@@ -258,24 +250,25 @@ class LocalGateway:
             return self.control(request)
         found = find_route(self.routes, request.method, request.path)
         if found is None:
-            if request.method in {"GET", "HEAD"}:
-                static = self.static(request)
-                if static is not None:
-                    return static
             return _json(404, {"message": "Not Found"})
         route, path_parameters = found
         return self.invoke_route(request, route, path_parameters)
 
     def invoke_route(self, request: Request, route: Route, path_parameters: dict[str, str]) -> Response:
-        caller = identity_from_headers(request.headers)
         if route.authorizer == "AWS_IAM":
-            if not caller.iam:
+            if not is_operator(request.headers):
                 return _json(403, {"message": "Forbidden"})
             identity = Identity.operator()
+        elif route.authorizer == "NONE":
+            identity = ANONYMOUS
         else:
-            if caller.sub is None:
-                return _json(401, {"message": "Unauthorized"})
-            identity = Identity.user(caller.sub)
+            try:
+                identity = team_user(request.headers, self.state.authorizer)
+            except Unauthorized as error:
+                # API Gateway's answer: 401, the reason in WWW-Authenticate only
+                description = str(error).replace('"', "'")
+                challenge = f'Bearer scope="" error="invalid_token" error_description="{description}"'
+                return _json(401, {"message": "Unauthorized"}, {"WWW-Authenticate": challenge})
         handler = self.state.handlers.get(route.function)
         if handler is None:
             log.error("%s is not loaded: %s", route.function, self.state.load_errors.get(route.function))
@@ -301,23 +294,6 @@ class LocalGateway:
         result = invoke(self.state.stack, self.state.handlers, route.function, event)
         return lambda_response(result)
 
-    def static(self, request: Request) -> Response | None:
-        if not self.web_dir.is_dir():
-            return None
-        relative = request.path.lstrip("/") or "index.html"
-        target = safe_join(str(self.web_dir), relative)
-        if target is None:
-            return None
-        path = Path(target)
-        if path.is_dir():
-            path = path / "index.html"
-        if not path.is_file():
-            return None
-        mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        if path.suffix == ".js":
-            mimetype = "text/javascript"  # some systems' mime tables still lack it
-        return send_file(path, request.environ, mimetype=mimetype, max_age=0)
-
     # ---------------------------------------------------------------- control routes
 
     def control(self, request: Request) -> Response:
@@ -327,6 +303,7 @@ class LocalGateway:
                 "ready": self.state.ready,
                 "demo": self.state.demo,
                 "moto_url": os.environ.get("AWS_ENDPOINT_URL"),
+                "oidc_issuer": self.state.oidc_issuer,
                 "functions": {name: "loaded" for name in self.state.handlers} | self.state.load_errors,
             }
             return _json(200 if self.state.ready else 503, body)
@@ -382,11 +359,14 @@ def serve_gateway(app: LocalGateway, port: int, host: str = "127.0.0.1") -> Base
 # -------------------------------------------------------------------------------- main
 
 
-def banner(base_url: str, moto_url: str) -> str:
+def banner(base_url: str, moto_url: str, issuer: str) -> str:
     return f"""
 usage-ledger local stack
-  API + web   {base_url}
+  API + web   {base_url}   (the page signs in at the OIDC provider: pick alice, bob, hana or carl)
+  OIDC        {issuer}   (the stand-in for JwtIssuer; client id usage-ledger)
   moto        {moto_url}
+
+  # curl: the X-Local-User header stands in for a signed-in user (local only; a deployment needs a JWT)
 
   curl -s -H 'X-Local-User: alice' {base_url}/v1/teams/team-demo/balances
   curl -s -H 'X-Local-User: alice' '{base_url}/v1/teams/team-demo/usage?granularity=day&group_by=resource'
@@ -405,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stripe-port", type=int, default=0, help="localstripe's port (0 picks a free port)")
     parser.add_argument("--no-demo", action="store_true", help="do not load the demo team")
     parser.add_argument("--schedule-seconds", type=float, default=60.0, help="seconds between scheduled runs")
+    parser.add_argument("--oidc-port", type=int, default=int(os.environ.get("LOCAL_OIDC_PORT", "3001")),
+                        help="port of the local OIDC provider (JwtIssuer); 0 picks a free port")
+    parser.add_argument("--token-seconds", type=int, default=3600, help="lifetime of the ID tokens it issues")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -414,19 +397,27 @@ def main(argv: list[str] | None = None) -> int:
     configure_aws_environment(moto_url)
     stripe_url, stop_stripe = start_localstripe(args.stripe_port)
 
+    # the page's sign-in: a real OIDC provider stands in for JwtIssuer; the demo members can sign in
+    users = {user_id: {"email": member["email"]} for user_id, member in MEMBERS.items()}
+    issuer, stop_oidc = start_oidc_provider(users, args.oidc_port, token_seconds=args.token_seconds)
+    from usage_ledger.http.page import LOCAL_USER_HEADER_ENV  # shared/ is on sys.path once infra.lambdas is
+
+    os.environ[LOCAL_USER_HEADER_ENV] = "1"  # local only: the page may use the X-Local-User shortcut
+
     base_url = f"http://127.0.0.1:{args.port}"
     stack = deploy(
         boto3.session.Session(region_name=REGION),
-        parameters={"PortalBaseUrl": base_url, "StripeApiBase": stripe_url},
+        parameters={"PortalBaseUrl": base_url, "JwtIssuer": issuer, "StripeApiBase": stripe_url},
         endpoint_url=moto_url,
     )
     apply_function_environment(stack)
     handlers, errors = load_handlers(stack)
-    state = GatewayState(stack=stack, handlers=handlers, load_errors=errors)
+    state = GatewayState(stack=stack, handlers=handlers, load_errors=errors, oidc_issuer=issuer,
+                         authorizer=JwtAuthorizer(issuer, [stack.parameters["JwtAudience"]]))
     # pollers first: the stream poller starts at LATEST, so it must exist before any write
     state.pollers = BackgroundPollers(stack, handlers, schedule_seconds=args.schedule_seconds).start()
     server = serve_gateway(LocalGateway(state), args.port)
-    print(banner(base_url, moto_url), flush=True)
+    print(banner(base_url, moto_url, issuer), flush=True)
 
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -453,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     print("stopping...", flush=True)
     server.shutdown()
     state.pollers.stop()
+    stop_oidc()
     stop_moto()
     stop_stripe()
     return 0

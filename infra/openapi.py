@@ -98,9 +98,12 @@ def template_stack() -> Stack:
 
 
 def api_functions(stack: Stack) -> dict[str, dict[tuple[str, str], str]]:
-    """Function logical id -> {(method, path): authorizer} for every HttpApi route of the template."""
+    """Function logical id -> {(method, path): authorizer} for every HttpApi route of the template
+    that is the API (the page's public routes, authorizer NONE, serve files: not documented here)."""
     functions: dict[str, dict[tuple[str, str], str]] = {}
     for method, path, function, authorizer in stack.http_routes():
+        if authorizer == "NONE":
+            continue
         functions.setdefault(function, {})[(method.lower(), path)] = authorizer
     return functions
 

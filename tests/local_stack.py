@@ -29,11 +29,12 @@ def log_tail(path: Path, lines: int = 60) -> str:
 
 def start_local_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Start the runner on free ports, stop it when the requesting scope ends; returns its URL."""
-    port, moto_port = free_port(), free_port()
+    port, moto_port, oidc_port = free_port(), free_port(), free_port()
     log_path = tmp_path_factory.mktemp("local-stack") / "runner.log"
     log_file = open(log_path, "w")  # noqa: SIM115 - closed by the finalizer; a file, as a full pipe would block
     process = subprocess.Popen(
         [sys.executable, "-m", "infra.local", "--port", str(port), "--moto-port", str(moto_port),
+         "--oidc-port", str(oidc_port),
          "--schedule-seconds", "3600"],
         cwd=ROOT,
         stdout=log_file,

@@ -175,16 +175,16 @@
     return "/v1/teams/" + encodeURIComponent(state.team) + suffix;
   }
 
-  /** fetch with the identity header; resolves with parsed JSON (or text), rejects with ApiError. */
+  /** fetch with the signed-in identity (web/auth.js); resolves with parsed JSON (or text), rejects with ApiError. */
   function api(path, options) {
     options = options || {};
-    var headers = { Accept: options.accept || "application/json", "X-Local-User": state.user };
+    var headers = { Accept: options.accept || "application/json" };
     var init = { method: options.method || "GET", headers: headers, cache: "no-store" };
     if (options.body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(options.body);
     }
-    return fetch(path, init).then(
+    return Auth.fetch(path, init).then(
       function (response) {
         if (response.status === 204) return null;
         var type = response.headers.get("Content-Type") || "";
@@ -916,21 +916,12 @@
   function readHash() {
     var params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
     var team = params.get("team");
-    var user = params.get("user");
     if (team) state.team = team;
-    if (user && /^[A-Za-z0-9_.@-]{1,128}$/.test(user)) state.user = user;
   }
 
   function writeHash() {
-    var hash = "#team=" + encodeURIComponent(state.team) + "&user=" + encodeURIComponent(state.user);
+    var hash = "#team=" + encodeURIComponent(state.team);
     if (window.location.hash !== hash) history.replaceState(null, "", hash);
-  }
-
-  function syncUserSelect() {
-    var select = $("user-select");
-    var found = Array.prototype.some.call(select.options, function (o) { return o.value === state.user; });
-    if (!found) select.appendChild(el("option", { value: state.user }, state.user));
-    select.value = state.user;
   }
 
   function reloadAll() {
@@ -953,7 +944,6 @@
   function start() {
     readHash();
     $("team-input").value = state.team;
-    syncUserSelect();
     initUsageControls();
     $("context-form").addEventListener("submit", function (event) {
       event.preventDefault();
@@ -972,25 +962,27 @@
         reloadAll();
       }
     });
-    $("user-select").addEventListener("change", function (event) {
-      state.user = event.target.value;
-      reloadAll();
-    });
     $("alert-form").addEventListener("submit", submitAlert);
     $("invoice-close").addEventListener("click", closeInvoice);
     $("invoice-dialog").addEventListener("close", function () { replace($("invoice-view")); });
     window.addEventListener("hashchange", function () {
-      var before = state.team + "|" + state.user;
+      var before = state.team;
       readHash();
-      if (state.team + "|" + state.user !== before) {
+      if (state.team !== before) {
         $("team-input").value = state.team;
-        syncUserSelect();
         reloadAll();
       }
     });
     reloadAll();
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  function signedIn() {
+    Auth.ready().then(function (user) {
+      state.user = user.sub;
+      start();
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", signedIn);
+  else signedIn();
 })();

@@ -59,6 +59,8 @@ def events(function: str, type_: str) -> dict[str, dict[str, Any]]:
 HTTP_API = RESOURCES["HttpApi"]["Properties"]
 JWT_AUTHORIZER = HTTP_API["Auth"]["DefaultAuthorizer"]
 PRODUCER_ROUTES = {("POST", "/v1/events"), ("GET", "/v1/teams/{team_id}/entitlements/{resource_id}")}
+# the page: public (it signs in by itself), files only, served by a function that reads no data
+PAGE_ROUTES = {("GET", "/"), ("GET", "/web/{proxy+}")}
 
 
 def http_routes() -> list[tuple[str, str, str, str | None]]:
@@ -73,6 +75,8 @@ def http_routes() -> list[tuple[str, str, str, str | None]]:
 
 
 def route_kind(method: str, path: str) -> str:
+    if (method, path) in PAGE_ROUTES:
+        return "page"
     if path.startswith("/v1/admin/"):
         return "operator"
     if (method, path) in PRODUCER_ROUTES:
@@ -93,7 +97,7 @@ def test_jwt_authorizer_is_the_default_and_takes_issuer_and_audience_from_parame
 def test_every_route_is_on_the_http_api_and_has_the_authorizer_of_its_kind():
     routes = http_routes()
     kinds = {route_kind(method, path) for method, path, _, _ in routes}
-    assert kinds == {"operator", "producer", "team"}, routes
+    assert kinds == {"operator", "producer", "team", "page"}, routes
     assert PRODUCER_ROUTES <= {(method, path) for method, path, _, _ in routes}
     for function in FUNCTIONS:
         for name, props in events(function, "HttpApi").items():
@@ -101,7 +105,10 @@ def test_every_route_is_on_the_http_api_and_has_the_authorizer_of_its_kind():
     problems = []
     for method, path, function, authorizer in routes:
         kind = route_kind(method, path)
-        if authorizer in (None, "", "NONE"):
+        if kind == "page":
+            if authorizer != "NONE":
+                problems.append(f"page route {method} {path} must say Authorizer NONE, is {authorizer}")
+        elif authorizer in (None, "", "NONE"):
             problems.append(f"{method} {path} ({function}) has no authorizer")
         elif kind in ("operator", "producer") and authorizer != "AWS_IAM":
             problems.append(f"{kind} route {method} {path} must be AWS_IAM, is {authorizer}")
@@ -111,7 +118,8 @@ def test_every_route_is_on_the_http_api_and_has_the_authorizer_of_its_kind():
 
 
 def test_routes_are_served_by_the_function_of_their_kind():
-    owner = {"operator": "OperatorApiFunction", "producer": "ProducerApiFunction", "team": "TeamApiFunction"}
+    owner = {"operator": "OperatorApiFunction", "producer": "ProducerApiFunction", "team": "TeamApiFunction",
+             "page": "WebPageFunction"}
     wrong = [
         (method, path, function)
         for method, path, function, _ in http_routes()
@@ -210,7 +218,9 @@ def invoke_patterns(policy: str) -> list[str]:
 
 @pytest.mark.parametrize("policy", sorted(CALLER_POLICIES))
 def test_each_callers_policy_grants_exactly_its_functions_routes(policy):
-    routes = [(method, path, function) for method, path, function, _ in http_routes()]
+    # a public route (the page's, authorizer NONE) checks no policy: `*/PUT/...` "matching" a
+    # GET /web/{proxy+} that ends in /PUT/... grants nothing
+    routes = [(method, path, function) for method, path, function, auth in http_routes() if auth != "NONE"]
     own = {(method, path) for method, path, function in routes if function == CALLER_POLICIES[policy]}
     patterns = invoke_patterns(policy)
     granted = {(method, path) for method, path, _ in routes if any(grants(p, method, path) for p in patterns)}
@@ -223,7 +233,8 @@ def test_each_callers_policy_grants_exactly_its_functions_routes(policy):
 
 def test_neither_callers_policy_grants_the_others_routes():
     granted = {
-        policy: {(m, p) for m, p, _, _ in http_routes() if any(grants(x, m, p) for x in invoke_patterns(policy))}
+        policy: {(m, p) for m, p, _, auth in http_routes()
+                 if auth != "NONE" and any(grants(x, m, p) for x in invoke_patterns(policy))}
         for policy in CALLER_POLICIES
     }
     operator, producer = granted["OperatorInvokePolicy"], granted["ProducerInvokePolicy"]
@@ -252,6 +263,7 @@ EXPECTED_ACCESS: dict[str, set[tuple[str, str]]] = {
                                    ("secret", "StripeSecretName")},
     "EvaluateAlertsFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
     "BalanceChangedAlertsFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
+    "WebPageFunction": set(),
 }
 WRITE_TEMPLATES = {"DynamoDBCrudPolicy", "DynamoDBWritePolicy"}
 READ_TEMPLATES = {"DynamoDBReadPolicy"}
@@ -518,7 +530,18 @@ def test_every_function_runs_python312_with_the_domain_layer(function):
     assert props.get("Runtime", GLOBAL_FUNCTION.get("Runtime")) == "python3.12"
     layers = GLOBAL_FUNCTION.get("Layers", []) + props.get("Layers", [])  # SAM concatenates Globals lists
     assert {"Ref": "DomainLayer"} in layers
-    assert props["CodeUri"].startswith("functions/") and props["Handler"]
+    if function == "WebPageFunction":  # its code is the page; its handler is in the layer
+        assert props["CodeUri"] == "web/" and props["Handler"].startswith("usage_ledger.")
+        assert (ROOT / "shared" / (props["Handler"].rsplit(".", 1)[0].replace(".", "/") + ".py")).is_file()
+    else:
+        assert props["CodeUri"].startswith("functions/") and props["Handler"]
+
+
+def test_the_page_signs_in_against_the_authorizers_issuer_and_audience():
+    env = FUNCTIONS["WebPageFunction"]["Environment"]["Variables"]
+    assert env["JWT_ISSUER"] == {"Ref": "JwtIssuer"} and env["JWT_AUDIENCE"] == {"Ref": "JwtAudience"}
+    assert "X-Local-User" not in json.dumps(TEMPLATE) and "LOCAL_USER" not in json.dumps(TEMPLATE)
+    assert "PageUrl" in TEMPLATE["Outputs"]
 
 
 def test_the_layer_is_built_from_shared_with_pinned_requirements():
@@ -607,6 +630,11 @@ ADDED_SINCE = {
     "ProducerInvokePolicy": "AWS::IAM::ManagedPolicy",
     # ingest set events aside (data it could not store): someone must look, and can replay them
     "EventsSetAsideAlarm": "AWS::CloudWatch::Alarm",
+    # the page on the HTTP API (GET / and /web/{proxy+}), with the sign-in configuration
+    "WebPageFunction": "AWS::Serverless::Function",
+    "WebPageFunctionLogGroup": "AWS::Logs::LogGroup",
+    "WebPageFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
+    "WebPageFunctionThrottlesAlarm": "AWS::CloudWatch::Alarm",
 }
 
 
