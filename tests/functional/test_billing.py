@@ -447,10 +447,11 @@ def test_the_same_late_unit_lands_in_the_same_cycle_whatever_the_old_cycle_holds
     ingest(api, clock, utc(2026, 10, 12), [cloud_event(team_id, "minutes", 5, late, id=f"late-{team_id}")
                                          for team_id in ("team-busy", "team-idle")])
 
-    for team_id, old_cycle_units in (("team-busy", 3), ("team-idle", 0)):
+    for team_id in ("team-busy", "team-idle"):
         card = api.get(f"/v1/teams/{team_id}/balances/minutes", as_=ALICE).json
         assert card["payg"]["cycle_start"] == "2026-10-10" and card["payg"]["charged_units"] == 5, team_id
-        close(api.stack, utc(2026, 11, 10, 1))
+    close(api.stack, utc(2026, 11, 10, 1))
+    for team_id, old_cycle_units in (("team-busy", 3), ("team-idle", 0)):
         lines = {item["period_start"]: item["lines"][0]["charged_units"]
                  for item in invoices(api, team_id=team_id)["items"]}
         expected = {"2026-10-10": 5} | ({"2026-09-10": old_cycle_units} if old_cycle_units else {})
