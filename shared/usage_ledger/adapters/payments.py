@@ -116,8 +116,7 @@ class StripeGateway:
                 intents = (intent for intent in
                            self.client.payment_intents.list(params={"limit": 100}).auto_paging_iter()
                            if intent.customer == customer_id)
-            found = [intent for intent in intents
-                     if (getattr(intent, "metadata", None) or {}).get("idempotency_key") == idempotency_key]
+            found = [intent for intent in intents if _metadata(intent).get("idempotency_key") == idempotency_key]
         if not found:
             return None
         intent = max(found, key=lambda intent: intent.created)
@@ -131,6 +130,11 @@ class StripeGateway:
         if intent.status == "requires_action":
             return Charge(intent.id, DECLINED, amount, currency, NEEDS_CUSTOMER)
         return None  # never confirmed, or canceled: nothing was charged
+
+
+def _metadata(intent: Any) -> dict[str, Any]:
+    metadata = getattr(intent, "metadata", None)
+    return metadata.to_dict() if metadata is not None else {}
 
 
 def _card(payment_method: Any) -> PaymentMethod:

@@ -209,7 +209,7 @@ class BillingStore:
                    InvoiceItem.claim_until.set(lease_until)]
         try:
             data = InvoiceItem._get_connection().update_item(
-                item.PK, range_key=item.SK, actions=actions, condition=condition, return_values="UPDATED_OLD")
+                item.PK, range_key=item.SK, actions=actions, condition=condition, return_values="ALL_OLD")  # moto lacks UPDATED_OLD
         except UpdateError as error:
             if is_condition_failure(error):
                 return False, False
