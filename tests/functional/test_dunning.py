@@ -7,13 +7,13 @@ from datetime import timedelta
 
 import boto3
 import pytest
+from conftest import Identity, cloud_event, drain_events, rfc3339, send_events, utc
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
+from usage_ledger.domain.errors import Conflict, NotFound, ProcessorUnavailable
 
-from conftest import Identity, cloud_event, drain_events, rfc3339, send_events, utc
 from infra.lambdas import FakeLambdaContext, load_handler
 from infra.localstripe import CARD_DECLINED_ON_CHARGE, CARD_OK, LOCAL_SECRET_KEY, create_card
-from usage_ledger.domain.errors import Conflict, NotFound, ProcessorUnavailable
 
 ALICE = Identity.user("alice")
 CLOSE_AT = utc(2026, 2, 15, 1)  # the run that closes Jan 15 - Feb 14 (UTC) and makes the first attempt

@@ -19,8 +19,8 @@ from usage_ledger.domain.billing import (
     InvoiceRef,
     PaygCycle,
 )
-from usage_ledger.domain.ledger import Debit, ResourceLedger, TeamSnapshot
 from usage_ledger.domain.errors import PaymentMethodRejected, ProcessorUnavailable
+from usage_ledger.domain.ledger import Debit, ResourceLedger, TeamSnapshot
 from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team, UsageEvent
 from usage_ledger.service.ports import Commit
 

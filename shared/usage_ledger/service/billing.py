@@ -39,8 +39,8 @@ from usage_ledger.domain.billing import (
     charge_key,
     issue_invoice,
 )
-from usage_ledger.domain.model import Subscription
 from usage_ledger.domain.errors import Conflict, LedgerError, NotFound
+from usage_ledger.domain.model import Subscription
 from usage_ledger.domain.money import format_minor_units
 from usage_ledger.domain.pages import DEFAULT_PAGE
 from usage_ledger.service.ports import BillingStore, LedgerStore, Mailer, PaymentGateway, Renderer

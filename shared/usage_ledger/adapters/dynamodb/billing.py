@@ -3,15 +3,20 @@ and claims (every step a conditional write, so runs that crash or overlap never 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from usage_ledger.adapters.dynamodb import keys
-from usage_ledger.adapters.dynamodb.errors import CONDITION_FAILED, cancellation_codes, is_condition_failure, lost_a_race
+from usage_ledger.adapters.dynamodb.errors import (
+    CONDITION_FAILED,
+    cancellation_codes,
+    is_condition_failure,
+    lost_a_race,
+)
 from usage_ledger.adapters.dynamodb.leases import lease_free
 from usage_ledger.adapters.dynamodb.ledger import card_attribute, card_of
 from usage_ledger.adapters.dynamodb.models import (
@@ -203,13 +208,14 @@ class BillingStore:
         met an outage) and may have charged, so the caller asks the processor before charging."""
         number = invoice.attempt_count + 1
         item = invoice_item(invoice)
-        condition = (InvoiceItem.SK.exists() & (InvoiceItem.attempt_count == invoice.attempt_count)
+        condition = (InvoiceItem.SK.exists() & _attempts_made(invoice.attempt_count)
                      & (InvoiceItem.claim_token.does_not_exist() | lease_free(InvoiceItem.claim_until, now)))
         actions = [InvoiceItem.claim_attempt.set(number), InvoiceItem.claim_token.set(token),
                    InvoiceItem.claim_until.set(lease_until)]
         try:
             data = InvoiceItem._get_connection().update_item(
-                item.PK, range_key=item.SK, actions=actions, condition=condition, return_values="ALL_OLD")  # moto lacks UPDATED_OLD
+                # the item as it was (UPDATED_OLD would do; moto does not answer it)
+                item.PK, range_key=item.SK, actions=actions, condition=condition, return_values="ALL_OLD")
         except UpdateError as error:
             if is_condition_failure(error):
                 return False, False
@@ -247,7 +253,7 @@ class BillingStore:
         past_due = {recorded.invoice_id}
         subscription_action = (SubscriptionItem.past_due.add(past_due) if recorded.status in PAST_DUE_STATUSES
                                else SubscriptionItem.past_due.delete(past_due))
-        condition = (InvoiceItem.claim_token == token) & (InvoiceItem.attempt_count == number - 1)
+        condition = (InvoiceItem.claim_token == token) & _attempts_made(number - 1)
         for _ in range(MAX_RACES):
             try:
                 with TransactWrite(connection=connection()) as transaction:
@@ -300,6 +306,14 @@ class BillingStore:
                                    limit=limit, after=after, condition=LedgerItem.SK.startswith(keys.INVOICE_PREFIX))
         invoices = [invoice_of(item) for item in items if isinstance(item, InvoiceItem)]
         return invoices, encode_cursor(team_id, invoices[-1].invoice_id) if more and invoices else None
+
+
+def _attempts_made(count: int) -> Any:
+    """A condition: the invoice has recorded `count` attempts (an invoice from before attempts were
+    counted has none)."""
+    if count == 0:
+        return InvoiceItem.attempt_count.does_not_exist() | (InvoiceItem.attempt_count == 0)
+    return InvoiceItem.attempt_count == count
 
 
 def _instant(value: datetime) -> str:
