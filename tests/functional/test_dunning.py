@@ -378,3 +378,20 @@ def test_racing_close_runs_number_each_teams_invoices_without_gap_or_repeat(api,
                 if item.get("entity") == "invoice_counter"]
     assert sorted(int(item["last_number"]) for item in counters) == [3, 3, 3, 3]
     assert len(emails()) == 12
+
+
+def test_a_subscription_without_a_card_at_the_processor_fails_with_payment_method_missing(api, world, team, clock):
+    """A card saved before the processor was wired in (no Customer, no PaymentMethod id)."""
+    from usage_ledger.adapters.dynamodb import keys
+    from usage_ledger.adapters.dynamodb.models import SubscriptionItem
+
+    payg(world)
+    SubscriptionItem(keys.team_pk(team), keys.subscription_sk("minutes", "payg-1")).update(
+        actions=[SubscriptionItem.customer_id.remove()])
+    ingest(api, clock, utc(2026, 2, 1), [cloud_event(team, "minutes", 20, utc(2026, 2, 1))])
+    assert close(api.stack, CLOSE_AT)["payments_failed"] == 1
+    invoice = the_invoice(api)
+    assert (invoice["status"], invoice["attempt_count"]) == ("payment_failed", 1)
+    stored = container().billing.invoice(team, invoice["invoice_id"])
+    assert stored.attempts[0].decline_code == "payment_method_missing" and stored.attempts[0].charge_id is None
+    assert len(emails()) == 1
