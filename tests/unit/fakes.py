@@ -11,16 +11,16 @@ from usage_ledger.domain.alert import Alert, Notice, NoticeState
 from usage_ledger.domain.billing import (
     CLOSED,
     CLOSING,
-    UNPAID,
     SENDING,
     SENT,
     Charge,
     CycleRef,
     Invoice,
+    InvoiceRef,
     PaygCycle,
 )
-from usage_ledger.domain.ledger import Debit, ResourceLedger, TeamSnapshot
 from usage_ledger.domain.errors import PaymentMethodRejected, ProcessorUnavailable
+from usage_ledger.domain.ledger import Debit, ResourceLedger, TeamSnapshot
 from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team, UsageEvent
 from usage_ledger.service.ports import Commit
 
@@ -179,6 +179,8 @@ class FakeBillingStore:
     leases: dict[CycleRef, tuple[str, datetime]] = field(default_factory=dict)
     invoices: dict[str, Invoice] = field(default_factory=dict)
     email_claims: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    attempt_claims: dict[str, tuple[str, datetime | None, int]] = field(default_factory=dict)
+    numbers: dict[str, int] = field(default_factory=dict)
 
     def add_cycle(self, cycle: PaygCycle) -> CycleRef:
         ref = CycleRef(cycle.team_id, cycle.resource_id, cycle.subscription_id, cycle.index)
@@ -212,41 +214,61 @@ class FakeBillingStore:
     def issue(self, invoice: Invoice) -> tuple[Invoice, bool]:
         if invoice.invoice_id in self.invoices:
             return self.invoices[invoice.invoice_id], False
-        self.invoices[invoice.invoice_id] = invoice
+        number = self.numbers.get(invoice.team_id, 0) + 1
+        self.numbers[invoice.team_id] = number
+        self.invoices[invoice.invoice_id] = invoice = replace(invoice, number=number)
         return invoice, True
 
     def get_invoice(self, team_id: str, invoice_id: str) -> Invoice | None:
         found = self.invoices.get(invoice_id)
         return found if found and found.team_id == team_id else None
 
-    def settle(self, invoice: Invoice, charge: Charge, at: datetime, token: str,
-               lease_until: datetime) -> Invoice | None:
-        if self.invoices[invoice.invoice_id].status != UNPAID:
+    def due_payments(self, now: datetime) -> Iterator[InvoiceRef]:
+        return iter([InvoiceRef(i.team_id, i.invoice_id) for i in self.invoices.values()
+                     if (due := i.work_due_at()) is not None and due <= now])
+
+    def claim_attempt(self, invoice: Invoice, token: str, lease_until: datetime, now: datetime) -> tuple[bool, bool]:
+        stored = self.invoices[invoice.invoice_id]
+        number, claim = stored.attempt_count + 1, self.attempt_claims.get(invoice.invoice_id)
+        if stored.attempt_count != invoice.attempt_count or (claim and claim[1] and claim[1] >= now):
+            return False, False
+        self.attempt_claims[invoice.invoice_id] = (token, lease_until, number)
+        return True, bool(claim and claim[2] == number)
+
+    def release_attempt(self, invoice: Invoice, token: str) -> None:
+        claim = self.attempt_claims.get(invoice.invoice_id)
+        if claim and claim[0] == token:
+            self.attempt_claims[invoice.invoice_id] = ("", None, claim[2])
+
+    def record_attempt(self, recorded: Invoice, token: str, lease_until: datetime) -> Invoice | None:
+        claim = self.attempt_claims.get(recorded.invoice_id)
+        if not claim or claim[0] != token or self.invoices[recorded.invoice_id].attempt_count != recorded.attempt_count - 1:
             return None
-        settled = replace(invoice.settled(charge, at), email_status=SENDING)
-        self.invoices[invoice.invoice_id] = settled
-        self.email_claims[invoice.invoice_id] = (token, lease_until)
-        return settled
+        del self.attempt_claims[recorded.invoice_id]
+        emailing = replace(recorded, email_status=SENDING, email_attempt=recorded.attempt_count)
+        self.invoices[recorded.invoice_id] = emailing
+        self.email_claims[recorded.invoice_id] = (token, lease_until)
+        return emailing
 
     def claim_email(self, invoice: Invoice, token: str, lease_until: datetime, now: datetime) -> bool:
         stored = self.invoices[invoice.invoice_id]
         held = self.email_claims.get(invoice.invoice_id)
-        if stored.email_status is not None and not (stored.email_status == SENDING and held and held[1] < now):
+        if stored.emailed or (stored.email_attempt == stored.attempt_count and held and held[1] >= now):
             return False
-        self.invoices[invoice.invoice_id] = replace(stored, email_status=SENDING)
+        self.invoices[invoice.invoice_id] = replace(stored, email_status=SENDING, email_attempt=stored.attempt_count)
         self.email_claims[invoice.invoice_id] = (token, lease_until)
         return True
 
     def email_sent(self, invoice: Invoice, token: str, message_id: str, at: datetime) -> None:
         if self.email_claims.get(invoice.invoice_id, ("",))[0] == token:
             self.invoices[invoice.invoice_id] = replace(self.invoices[invoice.invoice_id], email_status=SENT)
+            del self.email_claims[invoice.invoice_id]
 
     def email_has_no_recipient(self, invoice: Invoice, token: str) -> None:
         self.invoices[invoice.invoice_id] = replace(self.invoices[invoice.invoice_id], email_status="no_recipient")
 
     def release_email(self, invoice: Invoice, token: str) -> None:
         if self.email_claims.get(invoice.invoice_id, ("",))[0] == token:
-            self.invoices[invoice.invoice_id] = replace(self.invoices[invoice.invoice_id], email_status=None)
             del self.email_claims[invoice.invoice_id]
 
     def list_invoices(self, team_id: str, limit: int, cursor: str | None) -> tuple[list[Invoice], str | None]:
@@ -356,4 +378,7 @@ class FakeGateway:
             raise ProcessorUnavailable("processor timed out")
         return self.charges.setdefault(idempotency_key, Charge(f"ch_{len(self.charges)}", "succeeded", amount,
                                                                currency))
+
+    def find_charge(self, *, customer_id: str, idempotency_key: str) -> Charge | None:
+        return self.charges.get(idempotency_key)
 

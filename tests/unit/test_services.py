@@ -154,20 +154,24 @@ def test_a_due_cycle_closes_into_one_invoice_one_charge_one_email(services, due_
     assert len(services.payments.charges) == 1 and len(services.mailer.sent) == 1
 
 
-def test_a_processor_outage_leaves_the_cycle_due_and_the_next_run_charges_once(services, due_cycle):
+def test_a_processor_outage_leaves_the_attempt_due_and_the_next_run_charges_once(services, due_cycle):
     services.payments.outages_left = 1
-    assert services.billing.close_due_cycles(NOW)["failed"] == 1
+    summary = services.billing.close_due_cycles(NOW)
+    assert (summary["closed"], summary["invoiced"], summary["failed"], summary["attempts"]) == (1, 1, 1, 0)
     assert services.payments.charges == {} and services.mailer.sent == []
-    assert services.billing.close_due_cycles(NOW)["closed"] == 1  # the lease was released: at once
+    assert services.billing.close_due_cycles(NOW)["paid"] == 1  # the claim was released: at once
+    (invoice,) = services.billing_store.invoices.values()
+    assert (invoice.status, invoice.attempt_count, invoice.number) == (PAID, 1, 1)
     assert len(services.payments.charges) == 1 and len(services.mailer.sent) == 1
 
 
 def test_a_failed_email_is_sent_by_the_next_run_without_a_second_charge(services, due_cycle):
     services.mailer.failures_left = 1
     assert services.billing.close_due_cycles(NOW)["failed"] == 1
-    assert services.billing.close_due_cycles(NOW) == {"closed": 1, "invoiced": 0, "payments_failed": 0,
-                                                      "failed": 0, "skipped": 0}
+    assert services.billing.close_due_cycles(NOW) == {"closed": 0, "invoiced": 0, "payments_failed": 0,
+                                                      "failed": 0, "skipped": 0, "attempts": 0, "paid": 0}
     assert len(services.payments.charges) == 1 and len(services.mailer.sent) == 1
+    assert services.billing.close_due_cycles(NOW)["failed"] == 0 and len(services.mailer.sent) == 1
 
 
 # ------------------------------------------------------------------ alerts

@@ -100,6 +100,43 @@ class StripeGateway:
         return Charge(intent.id, DECLINED, amount, currency, NEEDS_CUSTOMER)
 
 
+    def find_charge(self, *, customer_id: str, idempotency_key: str) -> Charge | None:
+        """The outcome of a charge made earlier with this key, read back from the processor (its
+        PaymentIntents carry the key in their metadata), or None when none was made. For an attempt
+        whose maker died or timed out after charging: localstripe ignores idempotency keys, so a
+        blind retry would charge twice."""
+        import stripe
+
+        with _processor_errors():
+            try:
+                listing = self.client.payment_intents.list(params={"customer": customer_id, "limit": 100})
+                intents = listing.auto_paging_iter()
+            except stripe.InvalidRequestError:
+                # localstripe lists PaymentIntents but does not filter them by customer
+                intents = (intent for intent in
+                           self.client.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+                           if intent.customer == customer_id)
+            found = [intent for intent in intents if _metadata(intent).get("idempotency_key") == idempotency_key]
+        if not found:
+            return None
+        intent = max(found, key=lambda intent: intent.created)
+        amount, currency = int(intent.amount), str(intent.currency)
+        if intent.status == "succeeded":
+            return Charge(intent.id, SUCCEEDED, amount, currency)
+        if intent.status == "requires_payment_method":
+            error = getattr(intent, "last_payment_error", None)
+            code = (getattr(error, "decline_code", None) or getattr(error, "code", None)) if error else None
+            return Charge(intent.id, DECLINED, amount, currency, code or "card_declined")
+        if intent.status == "requires_action":
+            return Charge(intent.id, DECLINED, amount, currency, NEEDS_CUSTOMER)
+        return None  # never confirmed, or canceled: nothing was charged
+
+
+def _metadata(intent: Any) -> dict[str, Any]:
+    metadata = getattr(intent, "metadata", None)
+    return metadata.to_dict() if metadata is not None else {}
+
+
 def _card(payment_method: Any) -> PaymentMethod:
     card = payment_method.card
     return PaymentMethod(id=payment_method.id, brand=str(card.brand), last4=str(card.last4),

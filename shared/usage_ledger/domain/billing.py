@@ -100,11 +100,62 @@ class Invoice:
     charge_id: str | None = None
     settled_at: datetime | None = None
     decline_code: str | None = None
-    email_status: str | None = None
+    email_status: str | None = None  # of the email of attempt `email_attempt`
+    email_attempt: int | None = None  # the attempt whose email was last claimed (one email per attempt)
 
     @property
     def emailed(self) -> bool:
-        return self.email_status in (SENT, NO_RECIPIENT)
+        """Whether the email of the latest attempt went out (or had no one to go to)."""
+        return self.email_attempt == self.attempt_count and self.email_status in (SENT, NO_RECIPIENT)
+
+    @property
+    def email_pending(self) -> bool:
+        """An attempt was recorded and its email has not gone out yet."""
+        return self.attempt_count > 0 and not self.emailed
+
+    @property
+    def first_failure(self) -> datetime | None:
+        return next((attempt.at for attempt in self.attempts if not attempt.succeeded), None)
+
+    def payment_due(self, now: datetime) -> bool:
+        """Whether the schedule wants an attempt at `now`: an open invoice at once, a failed one at
+        its next_payment_attempt; never a paid or uncollectible one."""
+        if self.status == UNPAID:
+            return True
+        return self.status == PAYMENT_FAILED and self.next_payment_attempt is not None \
+            and self.next_payment_attempt <= now
+
+    def work_due_at(self) -> datetime | None:
+        """When the close job next has something to do for this invoice (the due-payments index's
+        sort key): its pending email at once, else its next attempt; None when nothing is left."""
+        if self.email_pending:
+            return self.attempts[-1].at if self.attempts else self.issued_at
+        if self.status == UNPAID:
+            return self.issued_at
+        return self.next_payment_attempt if self.status == PAYMENT_FAILED else None
+
+    def after_attempt(self, charge: Charge, at: datetime, *, scheduled: bool) -> Invoice:
+        """The invoice once attempt `attempt_count + 1` answered `charge` (contract section 6).
+
+        Success: paid. A failure of a scheduled attempt (the close job's, or the first of an open
+        invoice): payment_failed with the next retry due 1, 3, 5 or 7 days after the FIRST failure,
+        the first of those still ahead of `at`; none left: uncollectible. A failure outside the
+        schedule ("pay now", a card update) leaves the status and the schedule as they were."""
+        number = self.attempt_count + 1
+        attempt = Attempt(number, at, charge.succeeded, charge.charge_id or None, charge.decline_code)
+        recorded = replace(self, attempt_count=number, attempts=(*self.attempts, attempt),
+                           charge_id=charge.charge_id or self.charge_id, settled_at=at,
+                           decline_code=None if charge.succeeded else charge.decline_code)
+        if charge.succeeded:
+            return replace(recorded, status=PAID, paid_at=at, next_payment_attempt=None)
+        if not scheduled and self.status in PAST_DUE_STATUSES:
+            return recorded
+        first_failure = self.first_failure or at
+        ahead = [first_failure + timedelta(days=days) for days in RETRY_AFTER_DAYS
+                 if first_failure + timedelta(days=days) > at]
+        if ahead:
+            return replace(recorded, status=PAYMENT_FAILED, next_payment_attempt=ahead[0])
+        return replace(recorded, status=UNCOLLECTIBLE, next_payment_attempt=None)
 
     def view(self) -> dict[str, Any]:
         """The invoice as the API shows it (contract section 3)."""
@@ -125,9 +176,14 @@ class Invoice:
             "issued_at": iso(self.issued_at),
         }
 
-    def settled(self, charge: Charge, at: datetime) -> Invoice:
-        return replace(self, status=PAID if charge.succeeded else PAYMENT_FAILED, charge_id=charge.charge_id,
-                       settled_at=at, decline_code=charge.decline_code)
+
+
+@dataclass(frozen=True)
+class InvoiceRef:
+    """Names one invoice (what the due-payments index yields)."""
+
+    team_id: str
+    invoice_id: str
 
 
 def invoice_id_for(team_id: str, subscription_id: str, cycle_index: int, period_end: str) -> str:

@@ -1,14 +1,20 @@
-"""Pay-as-You-Go billing: due cycles -> one invoice, one charge, one email each; and reading invoices.
+"""Pay-as-You-Go billing: due cycles -> one numbered invoice each; its payment attempts on the
+dunning schedule (contract section 6), one email per attempt; "pay now" and card-update retries;
+reading invoices.
 
 Every step is a conditional write, so a run that crashes, or two runs at once, never double-bill:
 1. claim: the cycle goes "open" -> "closing" under this run's lease (or a "closing" one whose
    lease ran out is re-taken). Ingest only adds to "open" cycles, so its charged units are final.
-2. invoice: one per (team, subscription, cycle) under a deterministic id, put if absent.
-3. charge: through the payment gateway with an idempotency key derived from the invoice id; the
-   invoice goes "pending" -> "paid" | "payment_failed", taking the email claim in the same write.
-4. email: sent once under the claim, released if SES fails so the next run retries.
-5. close: status "closed" and the cycle leaves the due-cycle index.
-A cycle whose run fails stays due and is picked up again once its lease is released.
+2. invoice: one per (team, subscription, cycle) under a deterministic id, put if absent with the
+   team's next number (one transaction with the team's counter), and listed as due for payment.
+3. close: status "closed" and the cycle leaves the due-cycle index.
+4. attempt n: claimed on the invoice (attempt_count == n-1, no live claim) before the processor is
+   called, charged with the key (invoice, n) and recorded under the claim with the attempt's email
+   claim and the subscription's past_due set in the same transaction. An attempt taken over from
+   a run that died (or met an outage) first asks the processor for a charge under that key.
+   An outage (ProcessorUnavailable) releases the claim: nothing recorded, no email.
+5. email: sent once per attempt under its claim, released if SES fails so the next run sends it.
+The close job makes steps 1-3 for every due cycle, then 4-5 for every invoice due at its time.
 """
 from __future__ import annotations
 
@@ -22,17 +28,19 @@ from aws_lambda_powertools import Logger
 from usage_ledger import clock
 from usage_ledger.domain.billing import (
     DECLINED,
+    PAID,
+    PAST_DUE_STATUSES,
     PAYMENT_FAILED,
-    UNPAID,
     Charge,
     CycleRef,
     Invoice,
+    InvoiceRef,
     card_expires_at,
     charge_key,
     issue_invoice,
 )
+from usage_ledger.domain.errors import Conflict, LedgerError, NotFound
 from usage_ledger.domain.model import Subscription
-from usage_ledger.domain.errors import LedgerError, NotFound
 from usage_ledger.domain.money import format_minor_units
 from usage_ledger.domain.pages import DEFAULT_PAGE
 from usage_ledger.service.ports import BillingStore, LedgerStore, Mailer, PaymentGateway, Renderer
@@ -40,14 +48,15 @@ from usage_ledger.service.ports import BillingStore, LedgerStore, Mailer, Paymen
 logger = Logger(child=True)
 
 
-
 @dataclass
 class CloseSummary:
     closed: int = 0
     invoiced: int = 0
-    payments_failed: int = 0
-    failed: int = 0
+    payments_failed: int = 0  # attempts this run recorded as failed
+    failed: int = 0  # cycles or invoices whose step failed: they stay due for the next run
     skipped: int = 0  # due, but another run holds it
+    attempts: int = 0  # charge attempts this run recorded
+    paid: int = 0  # of which succeeded
 
 
 class Billing:
@@ -59,17 +68,34 @@ class Billing:
     # -------------------------------------------------------------- the close job
 
     def close_due_cycles(self, now: datetime, *, grace: timedelta | None = None) -> dict[str, int]:
-        """Close every cycle due at `now`; one cycle's failure leaves it due and moves on."""
+        """Close every cycle due at `now`, then make every payment attempt (and send every attempt's
+        email) due at `now`; one item's failure leaves it due and moves on."""
         grace = self.grace if grace is None else grace
         token = uuid.uuid4().hex  # this run's lease token
         summary = CloseSummary()
+        issued: list[InvoiceRef] = []
         for ref in self.store.due_cycles(now - grace):
             try:
-                self._close_one(ref, now, token, summary)
+                invoice = self.close_cycle(ref, now, token, summary)
             except Exception:
                 logger.exception("closing a billing cycle failed; it stays due", extra={"cycle": asdict(ref)})
                 summary.failed += 1
                 self._release(ref, token)
+                continue
+            if invoice is not None:
+                issued.append(InvoiceRef(invoice.team_id, invoice.invoice_id))
+        # the invoices just issued first (the index may lag a moment), then everything due
+        seen: set[InvoiceRef] = set()
+        for invoice_ref in [*issued, *self.store.due_payments(now)]:
+            if invoice_ref in seen:
+                continue
+            seen.add(invoice_ref)
+            try:
+                self.attempt_due_payment(invoice_ref, now, token, summary)
+            except Exception:
+                logger.exception("a payment attempt or its email failed; it stays due",
+                                 extra={"invoice": asdict(invoice_ref)})
+                summary.failed += 1
         return asdict(summary)
 
     def _release(self, ref: CycleRef, token: str) -> None:
@@ -78,14 +104,19 @@ class Billing:
         except Exception:  # the lease then simply runs out
             logger.exception("could not release a cycle lease", extra={"cycle": asdict(ref)})
 
-    def _close_one(self, ref: CycleRef, now: datetime, token: str, summary: CloseSummary) -> None:
+    def close_cycle(self, ref: CycleRef, now: datetime, token: str,
+                    summary: CloseSummary | None = None) -> Invoice | None:
+        """Close one due cycle into its invoice (issued, numbered, due for payment at `now`): the
+        invoice, or None when the cycle had no charged units or another run holds it. Charging
+        is `attempt_due_payment`'s. Raises with the cycle still due (release its lease)."""
+        summary = summary if summary is not None else CloseSummary()
         # leases run on the wall clock, never on the scheduled event's time: a run that starts
         # late (an async retry) must not take a lease already run out
         cycle = self.store.claim_cycle(ref, token, clock.lease_until(), clock.now())
         if cycle is None:
             summary.skipped += 1
-            return
-        invoice_id = None
+            return None
+        invoice = None
         if cycle.charged_units > 0:
             subscription = self.ledger.get_subscription(cycle.team_id, cycle.resource_id, cycle.subscription_id)
             if subscription is None or not subscription.is_payg or subscription.payment_method is None:
@@ -94,35 +125,119 @@ class Billing:
             resource = self.ledger.resource(cycle.resource_id)
             invoice, created = self.store.issue(issue_invoice(cycle, subscription, team, purchaser, resource, now))
             summary.invoiced += created
-            invoice, email_taken = self._collect(invoice, subscription, now, token)
-            summary.payments_failed += invoice.status == PAYMENT_FAILED and email_taken
-            self._email(invoice, now, token, email_taken)
-            invoice_id = invoice.invoice_id
-        if not self.store.close_cycle(ref, token, invoice_id):
+        if not self.store.close_cycle(ref, token, invoice.invoice_id if invoice else None):
             # our lease ran out and another run took over; it finishes idempotently
             logger.warning("lost a cycle lease before closing it", extra={"cycle": asdict(ref)})
-            return
+            return invoice
         summary.closed += 1
+        return invoice
 
-    def _collect(self, invoice: Invoice, subscription: Subscription, now: datetime, token: str) -> tuple[Invoice, bool]:
-        """Charge a pending invoice once; the invoice as settled, and whether this run settled it
-        (and so holds its email claim)."""
-        if invoice.status != UNPAID:
-            return invoice, False
-        charge = self._charge(invoice, subscription, now, attempt=1)
-        settled = self.store.settle(invoice, charge, now, token, clock.lease_until())
-        if settled is None:  # settled by another run, with the same (idempotent) charge
-            stored = self.store.get_invoice(invoice.team_id, invoice.invoice_id)
-            assert stored is not None
-            return stored, False
-        return settled, True
+    def attempt_due_payment(self, ref: InvoiceRef, now: datetime, token: str | None = None,
+                            summary: CloseSummary | None = None) -> Invoice | None:
+        """The close job's work on one invoice at `now`: send the latest attempt's email if it has
+        not gone out, then make the attempt the schedule has due (an open invoice's first, or a
+        retry whose next_payment_attempt has come). The invoice as it then stands (None: unknown).
+        Raises (ProcessorUnavailable, SES) with the work still due."""
+        token = token or uuid.uuid4().hex
+        summary = summary if summary is not None else CloseSummary()
+        invoice = self.store.get_invoice(ref.team_id, ref.invoice_id)
+        if invoice is None:
+            return None
+        if invoice.email_pending:
+            self._email(invoice, now, token, taken=False)
+        if not invoice.payment_due(now):
+            return invoice
+        attempted = self._attempt(invoice, now, token, scheduled=True)
+        if attempted is None:
+            summary.skipped += 1
+            return self.store.get_invoice(ref.team_id, ref.invoice_id)
+        summary.attempts += 1
+        summary.paid += attempted.status == PAID
+        summary.payments_failed += attempted.status != PAID
+        self._email(attempted, now, token, taken=True)
+        return attempted
 
-    def _charge(self, invoice: Invoice, subscription: Subscription, now: datetime, *, attempt: int) -> Charge:
-        """One attempt on the subscription's card: a card past its expiry month at `now` is not
-        charged at all (the processor may accept it; the contract declines it)."""
-        card = subscription.payment_method
-        if card is None or not card.id or subscription.customer_id is None:
-            # a card saved before the processor was wired in: the purchaser must save it again
+    # -------------------------------------------------------------- attempts outside the schedule
+
+    def pay_now(self, team_id: str, invoice_id: str, now: datetime) -> Invoice:
+        """One attempt now on the subscription's current card (`POST .../invoices/{id}/pay`). It does
+        not move the retry schedule unless it pays. Conflict for a paid invoice, or while another
+        attempt on it is under way; NotFound for an unknown one; ProcessorUnavailable on an outage."""
+        invoice = self.invoice(team_id, invoice_id)
+        if invoice.status == PAID:
+            raise Conflict(f"Invoice {invoice_id!r} is already paid.")
+        attempted = self._attempt(invoice, now, uuid.uuid4().hex, scheduled=False, email_now=True)
+        if attempted is None:
+            stored = self.invoice(team_id, invoice_id)
+            if stored.status == PAID:
+                raise Conflict(f"Invoice {invoice_id!r} is already paid.")
+            raise Conflict(f"A payment attempt on invoice {invoice_id!r} is under way; try again shortly.")
+        return attempted
+
+    def retry_failed_invoices(self, team_id: str, subscription_id: str, now: datetime) -> list[Invoice]:
+        """One attempt now on each payment_failed or uncollectible invoice of the subscription (found
+        through its past_due set), charged to its current card: the invoices as they then stand.
+        An invoice another run is attempting right now is returned as it stands."""
+        subscription = self.ledger.subscription_by_id(team_id, subscription_id)
+        if subscription is None or not subscription.is_payg:
+            raise NotFound(f"Subscription {subscription_id!r} not found.")
+        results = []
+        for invoice_id in sorted(subscription.past_due_invoices):
+            invoice = self.store.get_invoice(team_id, invoice_id)
+            if invoice is None or invoice.status not in PAST_DUE_STATUSES:
+                continue
+            attempted = self._attempt(invoice, now, uuid.uuid4().hex, scheduled=False, email_now=True)
+            results.append(attempted or self.invoice(team_id, invoice_id))
+        return results
+
+    # -------------------------------------------------------------- one attempt
+
+    def _attempt(self, invoice: Invoice, now: datetime, token: str, *, scheduled: bool,
+                 email_now: bool = False) -> Invoice | None:
+        """Attempt `attempt_count + 1` on the subscription's card as it is now: claimed, charged,
+        recorded (with its email claim). None when another run holds or made this attempt."""
+        taken, resumed = self.store.claim_attempt(invoice, token, clock.lease_until(), clock.now())
+        if not taken:
+            return None
+        number = invoice.attempt_count + 1
+        try:
+            subscription = self.ledger.get_subscription(invoice.team_id, invoice.resource_id, invoice.subscription_id)
+            charge = None
+            if resumed and subscription is not None and subscription.customer_id:
+                # a run took this attempt before and may have charged: the processor decides
+                charge = self.payments.find_charge(customer_id=subscription.customer_id,
+                                                   idempotency_key=charge_key(invoice.invoice_id, number))
+            if charge is None:
+                charge = self._charge(invoice, subscription, now, attempt=number)
+        except Exception:
+            self._release_attempt(invoice, token)
+            raise
+        recorded = self.store.record_attempt(invoice.after_attempt(charge, now, scheduled=scheduled), token,
+                                             clock.lease_until())
+        if recorded is None:
+            logger.warning("lost a payment attempt's claim before recording it",
+                           extra={"invoice_id": invoice.invoice_id, "attempt": number})
+            return None
+        if email_now:  # a route: the email must not fail the call; the close job sends it later
+            try:
+                self._email(recorded, now, token, taken=True)
+            except Exception:
+                logger.exception("an attempt's email failed; the close job sends it",
+                                 extra={"invoice_id": invoice.invoice_id})
+        return recorded
+
+    def _release_attempt(self, invoice: Invoice, token: str) -> None:
+        try:
+            self.store.release_attempt(invoice, token)
+        except Exception:  # the claim then simply runs out
+            logger.exception("could not release an attempt claim", extra={"invoice_id": invoice.invoice_id})
+
+    def _charge(self, invoice: Invoice, subscription: Subscription | None, now: datetime, *, attempt: int) -> Charge:
+        """One attempt on the subscription's current card: a card past its expiry month at `now` is
+        not charged at all (the processor may accept it; the contract declines it)."""
+        card = subscription.payment_method if subscription is not None else None
+        if subscription is None or card is None or not card.id or subscription.customer_id is None:
+            # no card saved with the processor: the purchaser must save one
             return Charge("", DECLINED, invoice.total, invoice.currency, "payment_method_missing")
         if now >= card_expires_at(card):
             return Charge("", DECLINED, invoice.total, invoice.currency, "expired_card")
@@ -133,8 +248,9 @@ class Billing:
         )
 
     def _email(self, invoice: Invoice, now: datetime, token: str, taken: bool) -> None:
-        """Send the invoice (or the payment-failed notice) once; released on failure so a retry sends it."""
-        if invoice.emailed:
+        """Send the latest attempt's email (the invoice, the failure notice or the receipt: the render
+        chooses from the invoice's state) once; released on failure so a retry sends it."""
+        if invoice.emailed or invoice.attempt_count == 0:
             return
         if not taken and not self.store.claim_email(invoice, token, clock.lease_until(), clock.now()):
             return  # sent, or being sent by another run

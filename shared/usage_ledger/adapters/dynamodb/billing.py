@@ -3,16 +3,33 @@ and claims (every step a conditional write, so runs that crash or overlap never 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from usage_ledger.adapters.dynamodb import keys
-from usage_ledger.adapters.dynamodb.errors import is_condition_failure
+from usage_ledger.adapters.dynamodb.errors import (
+    CONDITION_FAILED,
+    cancellation_codes,
+    is_condition_failure,
+    lost_a_race,
+)
 from usage_ledger.adapters.dynamodb.leases import lease_free
 from usage_ledger.adapters.dynamodb.ledger import card_attribute, card_of
-from usage_ledger.adapters.dynamodb.models import CycleItem, IndexedKey, InvoiceItem, InvoiceLineAttribute, LedgerItem
+from usage_ledger.adapters.dynamodb.models import (
+    AttemptAttribute,
+    CycleItem,
+    IndexedKey,
+    InvoiceCounterItem,
+    InvoiceItem,
+    InvoiceLineAttribute,
+    LedgerItem,
+    SubscriptionItem,
+    connection,
+)
 from usage_ledger.adapters.dynamodb.paging import decode_cursor, encode_cursor, newest_first
 from usage_ledger.domain.billing import (
     CLOSED,
@@ -20,15 +37,19 @@ from usage_ledger.domain.billing import (
     MAX_INVOICE_ID,
     NO_RECIPIENT,
     OPEN,
-    UNPAID,
+    PAST_DUE_STATUSES,
     SENDING,
     SENT,
-    Charge,
+    Attempt,
     CycleRef,
     Invoice,
     InvoiceLine,
+    InvoiceRef,
     PaygCycle,
 )
+from usage_ledger.domain.errors import Contended
+
+MAX_RACES = 25  # re-reads of a team's invoice counter before the run gives up (the cycle stays due)
 
 
 def _cycle_key(ref: CycleRef) -> CycleItem:
@@ -53,8 +74,13 @@ def invoice_of(item: InvoiceItem) -> Invoice:
         total=int(item.total), currency=item.currency, status=item.status, issued_at=item.issued_at,
         team_name=item.team_name, resource_name=item.resource_name, unit=item.unit,
         purchaser_user_id=item.purchaser_user_id, purchaser_email=item.purchaser_email, payment_method=card,
+        number=int(item.number) if item.number is not None else None,
+        attempt_count=int(item.attempt_count or 0),
+        attempts=tuple(Attempt(int(a.number), a.at, bool(a.succeeded), a.charge_id, a.decline_code)
+                       for a in item.attempts or ()),
+        next_payment_attempt=item.next_payment_attempt, paid_at=item.paid_at,
         charge_id=item.charge_id, settled_at=item.settled_at, decline_code=item.decline_code,
-        email_status=item.emailed,
+        email_status=item.emailed, email_attempt=int(item.email_attempt) if item.email_attempt is not None else None,
     )
 
 
@@ -69,8 +95,24 @@ def invoice_item(invoice: Invoice) -> InvoiceItem:
         total=invoice.total, currency=invoice.currency, status=invoice.status, issued_at=invoice.issued_at,
         team_name=invoice.team_name, resource_name=invoice.resource_name, unit=invoice.unit,
         purchaser_user_id=invoice.purchaser_user_id, purchaser_email=invoice.purchaser_email,
-        payment_method=card_attribute(invoice.payment_method),
+        payment_method=card_attribute(invoice.payment_method), number=invoice.number,
+        attempt_count=invoice.attempt_count, attempts=_attempt_attributes(invoice),
+        next_payment_attempt=invoice.next_payment_attempt, paid_at=invoice.paid_at,
     )
+
+
+def _attempt_attributes(invoice: Invoice) -> list[AttemptAttribute]:
+    return [AttemptAttribute(number=a.number, at=a.at, succeeded=a.succeeded, charge_id=a.charge_id,
+                             decline_code=a.decline_code) for a in invoice.attempts]
+
+
+def _index_actions(invoice: Invoice) -> list[Any]:
+    """The due-payments index entry of the invoice as it will stand: set to when its next work is
+    due, or removed when none is left (written in the same request as what changed it)."""
+    due = invoice.work_due_at()
+    if due is None:
+        return [InvoiceItem.GSI1PK.remove(), InvoiceItem.GSI1SK.remove()]
+    return [InvoiceItem.GSI1PK.set(keys.PAYMENTS_DUE), InvoiceItem.GSI1SK.set(_instant(due))]
 
 
 def _is_invoice_id(value: str) -> bool:
@@ -110,16 +152,41 @@ class BillingStore:
     # -------------------------------------------------------------- invoices
 
     def issue(self, invoice: Invoice) -> tuple[Invoice, bool]:
-        """Put the invoice unless it exists: (it, True), or (the one stored before, False)."""
-        try:
-            invoice_item(invoice).save(condition=InvoiceItem.SK.does_not_exist())
-            return invoice, True
-        except PutError as error:
-            if not is_condition_failure(error):
-                raise
-        stored = self.get_invoice(invoice.team_id, invoice.invoice_id)
-        assert stored is not None
-        return stored, False
+        """Put the invoice unless it exists, numbered: (it, True), or (the one stored before, False).
+
+        The number comes from the team's counter item, advanced in the same transaction as the
+        put and conditioned on the value read: numbers are gapless and never repeat, however many
+        runs race (the loser re-reads and tries the next number, or finds the invoice put)."""
+        pk = keys.invoice_pk(invoice.team_id)
+        for _ in range(MAX_RACES):
+            stored = self.get_invoice(invoice.team_id, invoice.invoice_id)
+            if stored is not None:
+                return stored, False
+            try:
+                counter = InvoiceCounterItem.get(pk, keys.INVOICE_COUNTER_SK, consistent_read=True)
+                last = int(counter.last_number)
+            except InvoiceCounterItem.DoesNotExist:
+                last = 0
+            numbered = replace(invoice, number=last + 1)
+            item = invoice_item(numbered)
+            due = numbered.work_due_at()
+            if due is not None:
+                item.GSI1PK, item.GSI1SK = keys.PAYMENTS_DUE, _instant(due)
+            try:
+                with TransactWrite(connection=connection()) as transaction:
+                    transaction.save(item, condition=InvoiceItem.SK.does_not_exist())
+                    if last == 0:
+                        transaction.save(InvoiceCounterItem(pk, keys.INVOICE_COUNTER_SK, last_number=1),
+                                         condition=InvoiceCounterItem.SK.does_not_exist())
+                    else:
+                        transaction.update(InvoiceCounterItem(pk, keys.INVOICE_COUNTER_SK),
+                                           actions=[InvoiceCounterItem.last_number.set(last + 1)],
+                                           condition=InvoiceCounterItem.last_number == last)
+                return numbered, True
+            except TransactWriteError as error:
+                if not lost_a_race(cancellation_codes(error)):
+                    raise
+        raise Contended(f"invoice {invoice.invoice_id}: the team's invoice number kept moving")
 
     def get_invoice(self, team_id: str, invoice_id: str) -> Invoice | None:
         if not _is_invoice_id(invoice_id):
@@ -130,48 +197,123 @@ class BillingStore:
             return None
         return invoice_of(item) if isinstance(item, InvoiceItem) else None
 
-    def settle(self, invoice: Invoice, charge: Charge, at: datetime, token: str,
-               lease_until: datetime) -> Invoice | None:
-        """pending -> paid | payment_failed, and in the same write the email claim for this run (a
-        pending invoice was never emailed). None when another run settled it first."""
+    def due_payments(self, now: datetime) -> Iterator[InvoiceRef]:
+        """Invoices whose next attempt, or pending email, is due at `now` (GSI1, every page)."""
+        for key in IndexedKey.gsi1.query(keys.PAYMENTS_DUE, IndexedKey.GSI1SK <= _instant(now)):
+            yield InvoiceRef(keys.team_of_invoice_pk(key.PK), key.SK)
+
+    def claim_attempt(self, invoice: Invoice, token: str, lease_until: datetime, now: datetime) -> tuple[bool, bool]:
+        """Take attempt `invoice.attempt_count + 1` under this run's lease, unless it was recorded or
+        another run holds it: (taken, resumed). `resumed`: a run took this attempt before (it died, or
+        met an outage) and may have charged, so the caller asks the processor before charging."""
+        number = invoice.attempt_count + 1
         item = invoice_item(invoice)
-        actions = [InvoiceItem.status.set(invoice.settled(charge, at).status),
-                   InvoiceItem.charge_id.set(charge.charge_id), InvoiceItem.settled_at.set(at), InvoiceItem.emailed.set(SENDING),
-                   InvoiceItem.email_lease_until.set(lease_until), InvoiceItem.email_token.set(token)]
-        if charge.decline_code:
-            actions.append(InvoiceItem.decline_code.set(charge.decline_code))
-        if not _update(item, actions, InvoiceItem.status == UNPAID):
-            return None
-        return invoice_of(item)
+        condition = (InvoiceItem.SK.exists() & _attempts_made(invoice.attempt_count)
+                     & (InvoiceItem.claim_token.does_not_exist() | lease_free(InvoiceItem.claim_until, now)))
+        actions = [InvoiceItem.claim_attempt.set(number), InvoiceItem.claim_token.set(token),
+                   InvoiceItem.claim_until.set(lease_until)]
+        try:
+            data = InvoiceItem._get_connection().update_item(
+                # the item as it was (UPDATED_OLD would do; moto does not answer it)
+                item.PK, range_key=item.SK, actions=actions, condition=condition, return_values="ALL_OLD")
+        except UpdateError as error:
+            if is_condition_failure(error):
+                return False, False
+            raise
+        before = (data or {}).get("Attributes", {}).get("claim_attempt", {}).get("N")
+        return True, before is not None and int(before) == number
+
+    def release_attempt(self, invoice: Invoice, token: str) -> None:
+        """The processor was unreachable: give the attempt back at once (nothing recorded). The
+        claimed number stays, so the next taker asks the processor before charging."""
+        _update(invoice_item(invoice), [InvoiceItem.claim_token.remove(), InvoiceItem.claim_until.remove()],
+                InvoiceItem.claim_token == token)
+
+    def record_attempt(self, recorded: Invoice, token: str, lease_until: datetime) -> Invoice | None:
+        """Write the attempt's outcome under this run's claim, taking the attempt's email claim in
+        the same write, and in the same transaction add the invoice to (or drop it from) its
+        subscription's `past_due` set. None when the claim was lost to another run."""
+        number = recorded.attempt_count
+        emailing = replace(recorded, email_status=SENDING, email_attempt=number)
+        item = invoice_item(recorded)
+        actions = [
+            InvoiceItem.status.set(recorded.status), InvoiceItem.attempt_count.set(number),
+            InvoiceItem.attempts.set(_attempt_attributes(recorded)), InvoiceItem.settled_at.set(recorded.settled_at),
+            InvoiceItem.claim_attempt.remove(), InvoiceItem.claim_token.remove(), InvoiceItem.claim_until.remove(),
+            InvoiceItem.email_attempt.set(number), InvoiceItem.emailed.set(SENDING),
+            InvoiceItem.email_lease_until.set(lease_until), InvoiceItem.email_token.set(token),
+            *_index_actions(emailing),
+        ]
+        for name, value in (("next_payment_attempt", recorded.next_payment_attempt), ("paid_at", recorded.paid_at),
+                            ("charge_id", recorded.charge_id or None), ("decline_code", recorded.decline_code)):
+            attribute = getattr(InvoiceItem, name)
+            actions.append(attribute.set(value) if value is not None else attribute.remove())
+        subscription = SubscriptionItem(keys.team_pk(recorded.team_id),
+                                        keys.subscription_sk(recorded.resource_id, recorded.subscription_id))
+        past_due = {recorded.invoice_id}
+        subscription_action = (SubscriptionItem.past_due.add(past_due) if recorded.status in PAST_DUE_STATUSES
+                               else SubscriptionItem.past_due.delete(past_due))
+        condition = (InvoiceItem.claim_token == token) & _attempts_made(number - 1)
+        for _ in range(MAX_RACES):
+            try:
+                with TransactWrite(connection=connection()) as transaction:
+                    transaction.update(item, actions=actions, condition=condition)
+                    transaction.update(subscription, actions=[subscription_action],
+                                       condition=SubscriptionItem.SK.exists())
+                return emailing
+            except TransactWriteError as error:
+                codes = cancellation_codes(error)
+                if codes and codes[0] == CONDITION_FAILED:
+                    return None  # our claim ran out and another run took the attempt
+                if not lost_a_race(codes):
+                    raise
+        raise Contended(f"invoice {recorded.invoice_id}: recording attempt {number} kept conflicting")
 
     def claim_email(self, invoice: Invoice, token: str, lease_until: datetime, now: datetime) -> bool:
-        """Take the right to send the invoice's email; False when it was sent or another run holds it."""
-        return _update(invoice_item(invoice), [InvoiceItem.emailed.set(SENDING),
+        """Take the right to send the latest attempt's email; False when it was sent or another run
+        holds it."""
+        number = invoice.attempt_count
+        return _update(invoice_item(invoice), [InvoiceItem.email_attempt.set(number), InvoiceItem.emailed.set(SENDING),
                                                InvoiceItem.email_lease_until.set(lease_until),
                                                InvoiceItem.email_token.set(token)],
-                       InvoiceItem.emailed.does_not_exist()
-                       | ((InvoiceItem.emailed == SENDING) & lease_free(InvoiceItem.email_lease_until, now)))
+                       (InvoiceItem.attempt_count == number)
+                       & (InvoiceItem.email_attempt.does_not_exist() | (InvoiceItem.email_attempt < number)
+                          | ((InvoiceItem.email_attempt == number) & (InvoiceItem.emailed == SENDING)
+                             & lease_free(InvoiceItem.email_lease_until, now))))
 
     def email_sent(self, invoice: Invoice, token: str, message_id: str, at: datetime) -> None:
+        done = replace(invoice, email_status=SENT, email_attempt=invoice.attempt_count)
         _update(invoice_item(invoice), [InvoiceItem.emailed.set(SENT), InvoiceItem.email_message_id.set(message_id),
-                                        InvoiceItem.emailed_at.set(at), InvoiceItem.email_lease_until.remove()],
-                InvoiceItem.email_token == token)
+                                        InvoiceItem.emailed_at.set(at), InvoiceItem.email_lease_until.remove(),
+                                        *_index_actions(done)],
+                (InvoiceItem.email_token == token) & (InvoiceItem.email_attempt == invoice.attempt_count))
 
     def email_has_no_recipient(self, invoice: Invoice, token: str) -> None:
-        _update(invoice_item(invoice), [InvoiceItem.emailed.set(NO_RECIPIENT)], InvoiceItem.email_token == token)
+        done = replace(invoice, email_status=NO_RECIPIENT, email_attempt=invoice.attempt_count)
+        _update(invoice_item(invoice), [InvoiceItem.emailed.set(NO_RECIPIENT), InvoiceItem.email_lease_until.remove(),
+                                        *_index_actions(done)],
+                (InvoiceItem.email_token == token) & (InvoiceItem.email_attempt == invoice.attempt_count))
 
     def release_email(self, invoice: Invoice, token: str) -> None:
-        """Our send failed: the next run takes the email again at once."""
-        _update(invoice_item(invoice), [InvoiceItem.emailed.remove(), InvoiceItem.email_lease_until.remove(),
-                                        InvoiceItem.email_token.remove()], InvoiceItem.email_token == token)
+        """Our send failed: the next run takes the email again at once (the invoice stays due)."""
+        _update(invoice_item(invoice), [InvoiceItem.email_lease_until.remove(), InvoiceItem.email_token.remove()],
+                InvoiceItem.email_token == token)
 
     def list_invoices(self, team_id: str, limit: int, cursor: str | None) -> tuple[list[Invoice], str | None]:
         """Newest first (ids sort by period end)."""
         after = decode_cursor(cursor, team_id, _is_invoice_id) if cursor else None
         items, more = newest_first(LedgerItem, keys.invoice_pk(team_id), lambda invoice_id: invoice_id,
-                                   limit=limit, after=after)
+                                   limit=limit, after=after, condition=LedgerItem.SK.startswith(keys.INVOICE_PREFIX))
         invoices = [invoice_of(item) for item in items if isinstance(item, InvoiceItem)]
         return invoices, encode_cursor(team_id, invoices[-1].invoice_id) if more and invoices else None
+
+
+def _attempts_made(count: int) -> Any:
+    """A condition: the invoice has recorded `count` attempts (an invoice from before attempts were
+    counted has none)."""
+    if count == 0:
+        return InvoiceItem.attempt_count.does_not_exist() | (InvoiceItem.attempt_count == 0)
+    return InvoiceItem.attempt_count == count
 
 
 def _instant(value: datetime) -> str:

@@ -17,6 +17,7 @@ TEAMS_INDEX = "TEAM"  # every team
 OPEN_CYCLES = "CYCLE#OPEN"  # cycles not yet closed, sorted by their end (the due-cycle index)
 API_RESOURCES_INDEX = "APIBAL"  # every (team, api resource): the scheduled alert run's api notices
 ALERTS_INDEX = "ALERT"  # every alert
+PAYMENTS_DUE = "PAYMENTS_DUE"  # invoices with work left (an attempt or its email), sorted by when it is due
 GSI1 = "GSI1"
 
 
@@ -78,6 +79,11 @@ def invoice_pk(team_id: str) -> str:
 
 
 INVOICE_PREFIX = "in_"
+INVOICE_COUNTER_SK = "NUMBER"  # in the invoice partition; never starts with INVOICE_PREFIX
+
+
+def team_of_invoice_pk(pk: str) -> str:
+    return pk.removeprefix("TEAM#").removesuffix("#INVOICE")
 
 
 def alerts_pk(team_id: str) -> str:

@@ -190,6 +190,14 @@ class InvoiceLineAttribute(MapAttribute):
     amount = NumberAttribute()
 
 
+class AttemptAttribute(MapAttribute):
+    number = NumberAttribute()
+    at = InstantAttribute()
+    succeeded = BooleanAttribute()
+    charge_id = UnicodeAttribute(null=True)
+    decline_code = UnicodeAttribute(null=True)
+
+
 class InvoiceItem(LedgerItem, discriminator="invoice"):
     invoice_id = UnicodeAttribute()
     team_id = UnicodeAttribute()
@@ -213,12 +221,33 @@ class InvoiceItem(LedgerItem, discriminator="invoice"):
     charge_id = UnicodeAttribute(null=True)
     settled_at = InstantAttribute(null=True)
     decline_code = UnicodeAttribute(null=True)
-    # the email claim: "sending" under a run's lease, then "sent" or "no_recipient"
+    number = NumberAttribute(null=True)  # the team's gapless sequence (InvoiceCounterItem)
+    attempt_count = NumberAttribute(default=0)
+    attempts = ListAttribute(of=AttemptAttribute, default=list)
+    next_payment_attempt = InstantAttribute(null=True)
+    paid_at = InstantAttribute(null=True)
+    # the attempt claim: attempt `claim_attempt` is being charged under a run's lease; it stays
+    # after a release (an outage), so whoever makes that attempt next asks the processor first
+    claim_attempt = NumberAttribute(null=True)
+    claim_token = UnicodeAttribute(null=True)
+    claim_until = InstantAttribute(null=True)
+    # the email claim of attempt `email_attempt`: "sending" under a run's lease, then "sent" or
+    # "no_recipient"; the next attempt's email takes it again (one email per attempt)
+    email_attempt = NumberAttribute(null=True)
     emailed = UnicodeAttribute(null=True)
     email_lease_until = InstantAttribute(null=True)
     email_token = UnicodeAttribute(null=True)
     email_message_id = UnicodeAttribute(null=True)
     emailed_at = InstantAttribute(null=True)
+    # the due-payments index (keys.PAYMENTS_DUE): when the close job next has work on it
+    GSI1PK = UnicodeAttribute(null=True)
+    GSI1SK = UnicodeAttribute(null=True)
+
+
+class InvoiceCounterItem(LedgerItem, discriminator="invoice_counter"):
+    """The last invoice number a team issued: advanced in the same transaction as each invoice put."""
+
+    last_number = NumberAttribute()
 
 
 class AlertItem(LedgerItem, discriminator="alert"):
