@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
-from conftest import Identity, cloud_event, drain_events, rfc3339, send_events, utc
+from conftest import Identity, cloud_event, drain_events, rfc3339, run_job, send_events, utc
 from infra.lambdas import FakeLambdaContext, load_handler
 
 ALICE = Identity.user("alice")
@@ -27,13 +27,18 @@ def scheduled_event(at):
             "resources": ["arn:aws:events:us-east-1:123456789012:rule/hourly"], "detail": {}}
 
 
-def close(stack, at):
-    """A run scheduled at `at` that starts on time (leases run on the wall clock)."""
+SUMMARY = {"closed": "CyclesClosed", "invoiced": "InvoicesIssued", "payments_failed": "PaymentsFailed",
+           "failed": "CyclesFailed", "skipped": "CyclesSkipped"}
+
+
+def close(stack, at, container="", event=None):
+    """A run scheduled at `at` that starts on time (leases run on the wall clock): the scheduled
+    function enqueues the due cycles, the workers close them; what the workers' metrics report."""
     from usage_ledger import clock
 
     clock.now.set(at)
-    handler = load_handler(stack, "CloseBillingCyclesFunction")
-    return handler(scheduled_event(at), FakeLambdaContext("CloseBillingCyclesFunction"))
+    metrics = run_job(stack, "CloseBillingCyclesFunction", event or scheduled_event(at), container)["metrics"]
+    return {key: int(metrics.get(name, 0)) for key, name in SUMMARY.items()}
 
 
 def ingest(api, clock, at, events):
@@ -179,10 +184,8 @@ def test_three_concurrent_runs_issue_one_invoice_one_charge_one_email(api, world
 
     def run(container):
         try:
-            handler = load_handler(api.stack, "CloseBillingCyclesFunction", container)  # one per invocation
-            barrier.wait()
-            context = FakeLambdaContext("CloseBillingCyclesFunction")
-            results.append(handler(scheduled_event(utc(2026, 2, 15, 2)), context))
+            barrier.wait()  # three scheduled runs at once, each with its own workers draining the queue
+            results.append(close(api.stack, utc(2026, 2, 15, 2), container))
         except Exception as error:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(error)
 
@@ -247,9 +250,7 @@ def test_a_gateway_error_leaves_the_invoice_pending_and_the_next_run_charges_it_
 def test_the_handler_falls_back_to_the_clock_without_an_event_time(api, world, team, clock):
     payg(world)
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 20, utc(2026, 2, 1))])
-    clock.set(utc(2026, 2, 15, 1))
-    handler = load_handler(api.stack, "CloseBillingCyclesFunction")
-    assert handler({"detail-type": "Scheduled Event", "detail": {}}, FakeLambdaContext())["closed"] == 1
+    assert close(api.stack, utc(2026, 2, 15, 1), event={"detail-type": "Scheduled Event", "detail": {}})["closed"] == 1
 
 
 # ------------------------------------------------------------------ payment and email

@@ -13,6 +13,7 @@ A cycle whose run fails stays due and is picked up again once its lease is relea
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,18 +49,31 @@ class Billing:
     # -------------------------------------------------------------- the close job
 
     def close_due_cycles(self, now: datetime, *, grace: timedelta | None = None) -> dict[str, int]:
-        """Close every cycle due at `now`; one cycle's failure leaves it due and moves on."""
-        grace = self.grace if grace is None else grace
-        token = uuid.uuid4().hex  # this run's lease token
+        """Close every cycle due at `now` in this process (the fanned-out job's two halves in one)."""
         summary = CloseSummary()
-        for ref in self.store.due_cycles(now - grace):
-            try:
-                self._close_one(ref, now, token, summary)
-            except Exception:
-                logger.exception("closing a billing cycle failed; it stays due", extra={"cycle": asdict(ref)})
-                summary.failed += 1
-                self._release(ref, token)
+        for ref in self.due_work(now, grace=grace):
+            self.close_cycle(ref, now, summary)
         return asdict(summary)
+
+    def due_work(self, now: datetime, *, grace: timedelta | None = None) -> Iterator[CycleRef]:
+        """What the scheduled run at `now` hands to workers: the cycles due (ended before now - grace,
+        not closed), paged from the due-cycle index. Still due until closed, so the next run lists
+        again whatever a run or a worker did not finish."""
+        grace = self.grace if grace is None else grace
+        yield from self.store.due_cycles(now - grace)
+
+    def close_cycle(self, ref: CycleRef, now: datetime, summary: CloseSummary | None = None) -> CloseSummary:
+        """Close one cycle as of `now` (the scheduled run's time) under a fresh lease; a failure
+        leaves it due (counted in `failed`, never raised) and another worker or run takes it."""
+        summary = summary if summary is not None else CloseSummary()
+        token = uuid.uuid4().hex  # this attempt's lease token
+        try:
+            self._close_one(ref, now, token, summary)
+        except Exception:
+            logger.exception("closing a billing cycle failed; it stays due", extra={"cycle": asdict(ref)})
+            summary.failed += 1
+            self._release(ref, token)
+        return summary
 
     def _release(self, ref: CycleRef, token: str) -> None:
         try:
