@@ -292,6 +292,16 @@ def _record_metrics() -> None:
         Metrics.add_metric = add_metric  # type: ignore[method-assign]
 
 
+CLOSE_METRICS = {"closed": "CyclesClosed", "invoiced": "InvoicesIssued", "payments_failed": "PaymentsFailed",
+                 "failed": "CyclesFailed", "skipped": "CyclesSkipped"}
+ALERT_METRICS = {"teams": "TeamsEvaluated", "emails_sent": "AlertsSent"}
+
+
+def summary(run: dict[str, Any], names: dict[str, str]) -> dict[str, int]:
+    """A job run's outcome as its workers' metrics report it, under the old run summary's keys."""
+    return {key: int(run["metrics"].get(name, 0)) for key, name in names.items()}
+
+
 def _workers_of(stack: Stack, function: str) -> list[str]:
     from infra.pollers import fed_queues, sqs_sources
 

@@ -1,18 +1,28 @@
 """Alerts through the handlers: the alert routes, then EvaluateAlertsFunction on schedule and on the stream."""
 import itertools
-from datetime import timedelta
 import re
 import threading
 import uuid
+from datetime import timedelta
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import (
+    FROZEN_AT,
+    OPERATOR,
+    FakeLambdaContext,
+    Identity,
+    cloud_event,
+    drain_events,
+    load_handler,
+    rfc3339,
+    run_job,
+    send_events,
+    utc,
+)
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
-
-from conftest import FROZEN_AT, OPERATOR, FakeLambdaContext, Identity, cloud_event, drain_events, load_handler, \
-    rfc3339, run_job, send_events, utc
 
 ALICE, BOB, CAROL, HANK, OLGA = (Identity.user(name) for name in ("alice", "bob", "carol", "hank", "olga"))
 STRANGER = Identity.user("mallory")

@@ -1,18 +1,16 @@
 """Billing through the handlers: ingest -> CloseBillingCyclesFunction -> invoices, charges, emails, routes."""
 import base64
-from datetime import timedelta
 import json
 import threading
 import uuid
+from datetime import timedelta
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import CLOSE_METRICS, Identity, cloud_event, drain_events, rfc3339, run_job, send_events, summary, utc
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
-
-from conftest import Identity, cloud_event, drain_events, rfc3339, run_job, send_events, utc
-from infra.lambdas import FakeLambdaContext, load_handler
 
 ALICE = Identity.user("alice")
 CARD = {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030}
@@ -27,18 +25,14 @@ def scheduled_event(at):
             "resources": ["arn:aws:events:us-east-1:123456789012:rule/hourly"], "detail": {}}
 
 
-SUMMARY = {"closed": "CyclesClosed", "invoiced": "InvoicesIssued", "payments_failed": "PaymentsFailed",
-           "failed": "CyclesFailed", "skipped": "CyclesSkipped"}
-
-
 def close(stack, at, container="", event=None):
     """A run scheduled at `at` that starts on time (leases run on the wall clock): the scheduled
     function enqueues the due cycles, the workers close them; what the workers' metrics report."""
     from usage_ledger import clock
 
     clock.now.set(at)
-    metrics = run_job(stack, "CloseBillingCyclesFunction", event or scheduled_event(at), container)["metrics"]
-    return {key: int(metrics.get(name, 0)) for key, name in SUMMARY.items()}
+    return summary(run_job(stack, "CloseBillingCyclesFunction", event or scheduled_event(at), container),
+                   CLOSE_METRICS)
 
 
 def ingest(api, clock, at, events):

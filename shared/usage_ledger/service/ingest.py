@@ -26,11 +26,10 @@ from aws_lambda_powertools import Logger
 from usage_ledger import clock, retry
 from usage_ledger.domain.commands import RecordUsage
 from usage_ledger.domain.errors import Contended, FieldError, LedgerError, ValidationFailed
-from usage_ledger.service.ports import CannotFold
 from usage_ledger.domain.ledger import apply_usage
 from usage_ledger.domain.model import UsageEvent
 from usage_ledger.domain.text import shown, unstorable_fields
-from usage_ledger.service.ports import Commit, EventQueue, IngestStore, LedgerStore
+from usage_ledger.service.ports import CannotFold, Commit, EventQueue, IngestStore, LedgerStore
 
 logger = Logger(child=True)
 
