@@ -3,11 +3,23 @@ as of the scheduled time; a run that dies halfway is resumed by the next; each i
 import uuid
 
 import pytest
+from conftest import (
+    ALERT_METRICS,
+    CLOSE_METRICS,
+    FakeLambdaContext,
+    Identity,
+    TemplateHandlers,
+    cloud_event,
+    drain_events,
+    load_handler,
+    rfc3339,
+    run_job,
+    send_events,
+    summary,
+    utc,
+)
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
-
-from conftest import ALERT_METRICS, CLOSE_METRICS, FakeLambdaContext, Identity, TemplateHandlers, cloud_event, \
-    drain_events, load_handler, rfc3339, run_job, send_events, summary, utc
 
 ALICE = Identity.user("alice")
 
@@ -123,7 +135,6 @@ def test_the_alert_sweep_reaches_every_team_and_the_scheduled_run_only_reads_the
 
 def test_a_work_item_that_cannot_be_read_fails_its_message_only(api, payg_teams, clock):
     import boto3
-
     from usage_ledger import bootstrap
 
     at = utc(2026, 2, 15, 2)

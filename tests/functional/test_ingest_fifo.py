@@ -5,8 +5,8 @@ import uuid
 
 import boto3
 import pytest
-
 from conftest import Identity, cloud_event, drain_events, send_events, utc
+
 from infra.lambdas import FakeLambdaContext, load_handler
 
 ALICE = Identity.user("alice")
@@ -133,7 +133,6 @@ def test_a_redelivered_batch_counts_once_whatever_its_messages(api, teams):
 
 def test_once_a_message_of_a_group_fails_the_rest_of_that_group_fails_too(api, teams, compose):
     from botocore.exceptions import ClientError
-
     from usage_ledger.adapters.dynamodb.ingest import IngestStore
     from usage_ledger.adapters.dynamodb.usage import UsageStore
     from usage_ledger.config import settings
