@@ -562,6 +562,9 @@ def test_the_events_queue_is_fifo_with_a_fifo_dead_letter_queue():
     dead_letters = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
     assert RESOURCES[dead_letters]["Properties"]["FifoQueue"] is True
     assert GLOBAL_FUNCTION["Environment"]["Variables"]["EVENTS_QUEUE_URL"] == {"Ref": "EventsFifoQueue"}
+    # the standard queue of earlier releases stays standard (drained, not replaced) until it is removed
+    assert "FifoQueue" not in RESOURCES["EventsQueue"]["Properties"]
+    assert "FifoQueue" not in RESOURCES["EventsDeadLetterQueue"]["Properties"]
 
 
 @pytest.mark.parametrize("scheduled, worker, queue", [
