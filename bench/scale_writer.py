@@ -102,7 +102,7 @@ def _one_team(api: conftest.Api, workers: int, queue: str) -> dict[str, Any]:
     sqs = boto3.client("sqs")
     events = 0
     for number in range(MESSAGES):
-        batch = [conftest.cloud_event(team, "minutes", 1, NOW - timedelta(minutes=number), id=f"{number}-{i}",
+        batch = [conftest.cloud_event(team, "minutes", 1, NOW - timedelta(minutes=number), id=f"{team}-{number}-{i}",
                                       user_id=f"u{i % 5}") for i in range(EVENTS_PER_MESSAGE)]
         if queue == "EventsFifoQueue":  # the producer route: one message per team and resource
             assert conftest.send_events(api, batch).status == 202
