@@ -135,6 +135,7 @@ class Ingest:
         blocked: set[str] = set()  # message groups with a failed message: their later messages wait
         # (team, resource) -> [(message, its owned events of that group)] in batch order
         groups: dict[tuple[str, str], list[tuple[Message, list[UsageEvent]]]] = defaultdict(list)
+        duplicates_of: dict[str, str] = {}  # a message whose batch came earlier in this batch -> that one
         for message in messages:
             if message.group is not None and message.group in blocked:
                 failed.add(message.message_id)
@@ -150,7 +151,15 @@ class Ingest:
             for event in owned:
                 by_key[(event.team_id, event.resource_id)].append(event)
             for key, events in by_key.items():
-                groups[key].append((message, events))
+                same = next((part for part in groups[key] if part[0].batch_id == message.batch_id), None)
+                if same is None:
+                    groups[key].append((message, events))
+                    continue
+                # the same batch twice in one Lambda batch (a replay sent twice, a redrive next to
+                # its original): its claims are its own both times, so its events count once
+                seen = {(event.source, event.id) for event in same[1]}
+                same[1].extend(event for event in events if (event.source, event.id) not in seen)
+                duplicates_of[message.message_id] = same[0].message_id
         for (team_id, resource_id), parts in sorted(groups.items()):
             try:
                 self._apply_parts(team_id, resource_id, [(m.batch_id, events) for m, events in parts], now, outcome)
@@ -168,6 +177,7 @@ class Ingest:
                 continue
             outcome.counted += sum(len(events) for _, events in parts)
         # a message after a failed one of its group fails too, even if its own events went through
+        failed.update(duplicate for duplicate, first in duplicates_of.items() if first in failed)
         failed_groups: set[str] = set()
         for message in messages:
             if message.message_id in failed or (message.group is not None and message.group in failed_groups):
