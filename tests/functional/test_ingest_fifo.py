@@ -168,3 +168,9 @@ def test_the_local_poller_drives_the_fifo_queue_end_to_end(api, teams):
     result = drain_events(api.stack)
     assert result.failed == 0 and result.received == 10
     assert used(api) == 5 and used(api, "team-b", "calls") == 10
+
+
+def test_the_same_batch_twice_in_one_lambda_batch_counts_once(api, teams):
+    body = message([cloud_event("team-a", "minutes", 7, DAY)])  # a replay sent twice, both in one batch
+    assert ingest_batch(api.stack, [record(body, "team-a/minutes"), record(body, "team-a/minutes")]) == []
+    assert used(api) == 7
