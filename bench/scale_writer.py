@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 import uuid
@@ -33,8 +34,7 @@ from bench.run import NOW, TEMPLATE
 from infra.lambdas import load_handler
 from infra.pollers import SqsResult, run_job, scheduled_event, sqs_run_once, sqs_sources
 
-import os  # noqa: E402 - the sizes below can be cut down on a loaded machine
-
+# the sizes can be cut down on a loaded machine
 WORKERS = tuple(int(n) for n in os.environ.get("SCALE_WRITER_WORKERS", "1,5,20").split(","))
 QUEUES = tuple(os.environ.get("SCALE_WRITER_QUEUES", "EventsQueue,EventsFifoQueue").split(","))
 MESSAGES = int(os.environ.get("SCALE_WRITER_MESSAGES", "40"))  # requests of EVENTS_PER_MESSAGE events for the one team and resource
@@ -68,15 +68,13 @@ class Conflicts:
         IngestStore.commit = commit  # type: ignore[method-assign]
         return self
 
-    def __exit__(self, *_: Any) -> None:
+    def __exit__(self, *_: object) -> None:
         from usage_ledger.adapters.dynamodb.ingest import IngestStore
 
         IngestStore.commit = self.original  # type: ignore[method-assign]
 
 
 def _server_stack() -> tuple[conftest.Api, Any]:
-    import os
-
     from infra.moto_server import start_moto_server
     from infra.stack import deploy
 
