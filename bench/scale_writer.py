@@ -27,8 +27,8 @@ from datetime import timedelta
 from typing import Any
 
 import boto3
-
 import conftest
+
 from bench.meter import Sample, timed, typical
 from bench.run import NOW, TEMPLATE
 from infra.lambdas import load_handler
