@@ -9,6 +9,7 @@ import conftest
 from bench.meter import Sample, timed, typical
 from bench.run import NOW, per_unit
 from infra.lambdas import FakeLambdaContext, load_handler
+from infra.pollers import run_job
 
 TEAMS = 200
 PER = 1000  # the cost table's unit: one scheduled run per 1,000 teams with alerts (requests are linear)
@@ -36,7 +37,11 @@ def run(fresh_stack: Any, counting: Any) -> dict[str, Any]:
                              "resource_ids": ["minutes"], "recipient_user_ids": ["alice"]},
                              as_=conftest.Identity.user("alice"))
             assert reply.status == 201, reply.text
-        handler = load_handler(api.stack, FUNCTION)
+        handlers = conftest.TemplateHandlers(api.stack)
+
+        def handler(event: Any, _context: Any) -> Any:  # the scheduled run, then its workers
+            return run_job(api.stack, handlers, FUNCTION, event=event)
+
         scheduled = {"version": "0", "id": "bench", "detail-type": "Scheduled Event", "source": "aws.events",
                      "account": "123456789012", "time": (NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                      "region": "us-east-1", "resources": [], "detail": {}}

@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 import conftest
 from bench.meter import Sample, timed, typical
 from bench.run import NOW, per_unit
-from infra.lambdas import FakeLambdaContext, load_handler
 from infra.localstripe import CARD_DECLINED_ON_CHARGE
+from infra.pollers import run_job
 from usage_ledger import clock
 
 DUE = 10
+WORKER = "CloseBillingCyclesWorkerFunction"
 OCTOBER = NOW - timedelta(days=40)
 
 
@@ -76,24 +77,25 @@ def _one(fresh_stack: Any, counting: Any, teams: int) -> dict[str, Any]:
         for start in range(0, len(recent), 100):
             assert conftest.send_events(api, recent[start:start + 100]).status == 202
         conftest.drain_events(api.stack)
-        handler = load_handler(api.stack, "CloseBillingCyclesFunction")
+        handlers = conftest.TemplateHandlers(api.stack)  # the scheduled run, then its workers (run_job)
         event = {"version": "0", "id": "bench", "detail-type": "Scheduled Event", "source": "aws.events",
                  "account": "123456789012", "time": NOW.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "us-east-1",
                  "resources": [], "detail": {}}
         seconds: list[Sample] = []
         with counting() as counter, timed(seconds), stripe_requests() as stripe_calls:
-            result = handler(event, FakeLambdaContext("CloseBillingCyclesFunction"))
+            result = run_job(api.stack, handlers, "CloseBillingCyclesFunction", event=event)
         rerun_seconds: list[Sample] = []
         with counting() as rerun, timed(rerun_seconds):
-            handler(event, FakeLambdaContext("CloseBillingCyclesFunction"))
-        assert result["closed"] == DUE, result
+            run_job(api.stack, handlers, "CloseBillingCyclesFunction", event=event)
+        assert result["result"]["cycles"] == DUE and result["workers"][WORKER]["failed"] == 0, result
         return {"teams": teams, "cycles_due": DUE, "result": result, "dynamodb_requests": counter.total,
                 "requests_per_closed_cycle": round(counter.total / DUE, 2), "by_operation": dict(counter.calls),
                 "second_run_requests": rerun.total,
                 "stripe_requests_per_closed_cycle": round(sum(stripe_calls.values()) / DUE, 2),
                 "stripe_by_request": dict(stripe_calls),
                 # the run's fixed part (one GSI Query, the invocation) is shared by its cycles
-                "per_closed_cycle": per_unit(counter, DUE, "CloseBillingCyclesFunction", typical(seconds, DUE), 1 / DUE),
+                # (the scheduled run, and one worker invocation for the one message of 10 cycles)
+                "per_closed_cycle": per_unit(counter, DUE, WORKER, typical(seconds, DUE), 2 / DUE),
                 "run_with_nothing_due": per_unit(rerun, 1, "CloseBillingCyclesFunction", typical(rerun_seconds), 1)}
 
 
@@ -116,23 +118,24 @@ def _retries(fresh_stack: Any, counting: Any) -> dict[str, Any]:
             conftest.drain_events(api.stack)
         finally:
             clock.now = saved  # type: ignore[assignment]
-        handler = load_handler(api.stack, "CloseBillingCyclesFunction")
-        first = handler(_event(NOW), FakeLambdaContext("CloseBillingCyclesFunction"))
-        assert first["payments_failed"] == DUE, first
+        handlers = conftest.TemplateHandlers(api.stack)  # the scheduled run, then its workers (run_job)
+        first = run_job(api.stack, handlers, "CloseBillingCyclesFunction", event=_event(NOW))
+        assert conftest.summary(first, conftest.CLOSE_METRICS)["payments_failed"] == DUE, first
         later = NOW + timedelta(days=1)
         clock.now = lambda: later  # type: ignore[assignment]
         try:
             seconds: list[Sample] = []
             with counting() as counter, timed(seconds), stripe_requests() as stripe_calls:
-                result = handler(_event(later), FakeLambdaContext("CloseBillingCyclesFunction"))
+                result = run_job(api.stack, handlers, "CloseBillingCyclesFunction", event=_event(later))
         finally:
             clock.now = saved  # type: ignore[assignment]
-        assert result["attempts"] == DUE and result["closed"] == 0, result
+        worker = conftest.summary(result, conftest.CLOSE_METRICS)
+        assert worker["attempts"] == DUE and worker["closed"] == 0, result
         return {"retries_due": DUE, "result": result, "dynamodb_requests": counter.total,
                 "requests_per_retry": round(counter.total / DUE, 2), "by_operation": dict(counter.calls),
                 "stripe_requests_per_retry": round(sum(stripe_calls.values()) / DUE, 2),
                 "stripe_by_request": dict(stripe_calls),
-                "per_retry": per_unit(counter, DUE, "CloseBillingCyclesFunction", typical(seconds, DUE), 1 / DUE)}
+                "per_retry": per_unit(counter, DUE, WORKER, typical(seconds, DUE), 2 / DUE)}
 
 
 def run(fresh_stack: Any, counting: Any) -> dict[str, Any]:

@@ -72,11 +72,11 @@ def per_unit(counter: Meter, units: float, function: str, timing: dict[str, floa
 
 @contextmanager
 def timing_ingest(invocations: list[tuple[Sample, int]], messages: list[Sample]) -> Iterator[None]:
-    """Time every invocation the queue poller makes meanwhile, and every message inside them."""
+    """Time every invocation the queue poller makes meanwhile, and the batch apply inside each."""
     from infra import pollers
     from usage_ledger.service.ingest import Ingest
 
-    original_invoke, original_apply = pollers.invoke, Ingest.apply_message
+    original_invoke, original_apply = pollers.invoke, Ingest.apply_batch
 
     def invoke(stack: Any, handlers: Any, function_logical_id: str, event: dict[str, Any]) -> Any:
         samples: list[Sample] = []
@@ -91,28 +91,24 @@ def timing_ingest(invocations: list[tuple[Sample, int]], messages: list[Sample])
             return original_apply(*args, **kwargs)
 
     pollers.invoke = invoke  # type: ignore[assignment]
-    Ingest.apply_message = apply_message  # type: ignore[assignment]
+    Ingest.apply_batch = apply_message  # type: ignore[assignment]
     try:
         yield
     finally:
         pollers.invoke = original_invoke  # type: ignore[assignment]
-        Ingest.apply_message = original_apply  # type: ignore[assignment]
+        Ingest.apply_batch = original_apply  # type: ignore[assignment]
 
 
-def ingest_timing(invocations: list[tuple[Sample, int]], messages: list[Sample], events_per_message: int
+def ingest_timing(invocations: list[tuple[Sample, int]], batches: list[Sample], events_per_message: int
                   ) -> dict[str, float]:
-    """Per event: the median message, plus each invocation's own part (batch handling, logging,
-    metrics) spread over its messages."""
-    per_message = typical(messages)
-    fixed, at = [], 0
-    for invocation, count in invocations:  # messages were timed in invocation order
-        chunk, at = messages[at:at + count], at + count
-        fixed.append(Sample(invocation.wall - sum(m.wall for m in chunk),
-                            invocation.own_cpu - sum(m.own_cpu for m in chunk),
-                            invocation.aws_calls - sum(m.aws_calls for m in chunk)))
-    batch = median([count for _, count in invocations])
-    spread = typical(fixed, per=batch)
-    return {key: (per_message[key] + spread[key]) / events_per_message for key in per_message}
+    """Per event: the median batch apply (one per invocation: the batch is folded per team and
+    resource), plus the invocation's own part (decoding, logging, metrics), over its events."""
+    per_batch = typical(batches)
+    fixed = [Sample(invocation.wall - applied.wall, invocation.own_cpu - applied.own_cpu,
+                    invocation.aws_calls - applied.aws_calls) for (invocation, _), applied in zip(invocations, batches)]
+    spread = typical(fixed)
+    events = median([count for _, count in invocations]) * events_per_message
+    return {key: (per_batch[key] + spread[key]) / events for key in per_batch}
 
 
 @contextmanager
@@ -323,6 +319,7 @@ def main() -> None:
         "reads": read_paths(),
         "close_billing_cycles": optional("close", "close_cycles"),
         "evaluate_alerts": optional("alerts", "alerts"),
+        "scale_writer": optional("scale_writer", "scale_writer"),  # issue 18: one writer per hot key, fan-out
         "imports": imports.run(),  # each handler against `import boto3`, alternated (bench/imports.py)
     }
     results["cost_table"] = cost_table(results)

@@ -336,11 +336,13 @@ class LocalGateway:
         event = scheduled_event(self.state.stack, function, time)
         try:
             result = invoke(self.state.stack, self.state.handlers, function, event)
+            # the job fans out to workers through its queues: take them now, so the answer is the run's
+            drained = self.state.pollers.drain_now() if self.state.pollers is not None else None
         except Exception as error:
             log.exception("run of %s failed", function)
             trace = traceback.format_exc()
             return _json(500, {"function": function, "time": event["time"], "error": repr(error), "traceback": trace})
-        return _json(200, {"function": function, "time": event["time"], "result": result})
+        return _json(200, {"function": function, "time": event["time"], "result": result, "workers": drained})
 
 
 class _GatewayRequestHandler(WSGIRequestHandler):

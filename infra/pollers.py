@@ -75,7 +75,7 @@ def sqs_sources(stack: Stack, function_logical_id: str | None = None) -> list[Sq
                 function=logical,
                 queue_url=stack.physical[queue],
                 queue_arn=arn,
-                batch_size=int(props.get("BatchSize", 10)),
+                batch_size=int(stack.resolve(props.get("BatchSize", 10))),
                 report_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
             )
         )
@@ -490,6 +490,37 @@ def run_scheduled(
 ) -> Any:
     """Invoke a scheduled function now (on demand), with its Scheduled Event; returns its result."""
     return invoke(stack, handlers, function_logical_id, scheduled_event(stack, function_logical_id, time))
+
+
+def fed_queues(stack: Stack, function_logical_id: str) -> list[str]:
+    """The template queues a function sends work to: those its own Environment names (a fanned-out
+    scheduled job's work queue)."""
+    variables = (stack.functions()[function_logical_id].get("Environment") or {}).get("Variables") or {}
+    queues = {logical for logical, res in stack.template["Resources"].items() if res["Type"] == "AWS::SQS::Queue"}
+    return [value["Ref"] for value in variables.values() if isinstance(value, dict) and value.get("Ref") in queues]
+
+
+def run_job(
+    stack: Stack, handlers: Handlers, function_logical_id: str, time: datetime | str | None = None,
+    *, event: dict[str, Any] | None = None, retry_failed_after: int | None = None,
+) -> dict[str, Any]:
+    """A scheduled job end to end: the scheduled function (with its Scheduled Event, or `event`),
+    then every worker of the queues it feeds until they are empty. Returns both results."""
+    event = event if event is not None else scheduled_event(stack, function_logical_id, time)
+    result = invoke(stack, handlers, function_logical_id, event)
+    workers: dict[str, SqsResult] = {}
+    client = _client("sqs", None, _region(stack))
+    for queue in fed_queues(stack, function_logical_id):
+        for source in sqs_sources(stack):
+            if source.queue_url != stack.physical[queue]:
+                continue
+            total = workers.setdefault(source.function, SqsResult())
+            while True:
+                batch = sqs_run_once(stack, handlers, source, client=client, retry_failed_after=retry_failed_after)
+                total.add(batch)
+                if not batch.received:
+                    break
+    return {"result": result, "workers": {name: vars(total) for name, total in workers.items()}}
 
 
 def run_all_scheduled(stack: Stack, handlers: Handlers, time: datetime | str | None = None) -> dict[str, Any]:

@@ -106,6 +106,12 @@ def deploy(
             redrive = stack.resolve(props["RedrivePolicy"])
             attributes["RedrivePolicy"] = json.dumps(redrive)
         name = f"{prefix}-{logical}"
+        if props.get("FifoQueue"):  # a FIFO queue's name ends in .fifo (CloudFormation names it so too)
+            name += ".fifo"
+            attributes["FifoQueue"] = "true"
+            for key in ("ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"):
+                if key in props:
+                    attributes[key] = str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         stack.physical[logical] = url

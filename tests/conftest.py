@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -275,6 +276,65 @@ def drain_events(stack: Stack, **kwargs: Any) -> Any:
     return drain_queue(stack, TemplateHandlers(stack), "IngestFunction", **kwargs)
 
 
+def run_job(stack: Stack, function: str, event: dict[str, Any], container: str = "") -> dict[str, Any]:
+    """A fanned-out scheduled job through its handlers: the scheduled function with `event`, then its
+    workers (one container per job run, as `container` names it) until their queues are empty.
+    Returns the scheduled function's result, the workers' queue totals and the metrics the
+    handlers reported (summed by name)."""
+    from infra.pollers import run_job as run
+
+    handlers = {logical: load_handler(stack, logical, container) for logical in stack.functions()
+                if logical in (function, *_workers_of(stack, function))}
+    _record_metrics()
+    _reported.sink = {}
+    try:
+        ran = run(stack, handlers, function, event=event)
+        return {**ran, "metrics": _reported.sink}
+    finally:
+        _reported.sink = None
+
+
+_reported = threading.local()
+_record_lock = threading.Lock()
+
+
+def _record_metrics() -> None:
+    """From now on, the metrics a handler reports are also summed into this thread's sink (if any)."""
+    from aws_lambda_powertools import Metrics
+
+    with _record_lock:
+        original = Metrics.add_metric
+        if getattr(original, "recording", False):
+            return
+
+        def add_metric(self: Any, name: str, unit: Any, value: float, *args: Any, **kwargs: Any) -> None:
+            sink = getattr(_reported, "sink", None)
+            if sink is not None:
+                sink[name] = sink.get(name, 0) + value
+            original(self, name, unit, value, *args, **kwargs)
+
+        add_metric.recording = True  # type: ignore[attr-defined]
+        Metrics.add_metric = add_metric  # type: ignore[method-assign]
+
+
+CLOSE_METRICS = {"closed": "CyclesClosed", "invoiced": "InvoicesIssued", "attempts": "PaymentAttempts",
+                 "paid": "InvoicesPaid", "payments_failed": "PaymentsFailed", "failed": "CyclesFailed",
+                 "skipped": "CyclesSkipped"}
+ALERT_METRICS = {"teams": "TeamsEvaluated", "emails_sent": "AlertsSent"}
+
+
+def summary(run: dict[str, Any], names: dict[str, str]) -> dict[str, int]:
+    """A job run's outcome as its workers' metrics report it, under the old run summary's keys."""
+    return {key: int(run["metrics"].get(name, 0)) for key, name in names.items()}
+
+
+def _workers_of(stack: Stack, function: str) -> list[str]:
+    from infra.pollers import fed_queues, sqs_sources
+
+    urls = {stack.physical[queue] for queue in fed_queues(stack, function)}
+    return [source.function for source in sqs_sources(stack) if source.queue_url in urls]
+
+
 def send_events(api: Api, events: list[dict[str, Any]]) -> Reply:
     return api.call("POST", "/v1/events", as_=OPERATOR, raw_body=json.dumps(events),
                     headers={"content-type": "application/cloudevents-batch+json"})
@@ -343,5 +403,5 @@ def paths(reply: Reply, status: int = 422) -> list[str]:
 def queued(stack: Stack) -> int:
     """Messages waiting on the events queue (what POST /v1/events enqueued and ingest has not taken)."""
     attributes = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=stack.physical["EventsQueue"], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        QueueUrl=stack.physical["EventsFifoQueue"], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     return int(attributes["ApproximateNumberOfMessages"])

@@ -1,12 +1,14 @@
-"""Evaluate alerts on the hourly schedule: every team with alerts or api balances.
+"""Evaluate alerts on the hourly schedule: lists every team with alerts or api balances (GSI1, every
+page) and enqueues them, in batches, for EvaluateAlertsWorkerFunction (functions/
+evaluate_alerts_worker/) with the scheduled event's `time`.
 
 Balance changes between runs reach BalanceChangedAlertsFunction (functions/balance_changed_alerts/)
 through the LedgerTable stream; this function only serves the schedule.
 """
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from usage_ledger import clock
 from usage_ledger.bootstrap import container
+from usage_ledger.service.jobs import scheduled_time
 
 logger = Logger()
 metrics = Metrics()
@@ -17,10 +19,9 @@ metrics = Metrics()
 def lambda_handler(event, context):
     if isinstance(event, dict) and "Records" in event:  # a misrouted stream batch must not become a full sweep
         raise ValueError("EvaluateAlertsFunction serves the schedule; BalanceChangedAlertsFunction the stream")
-    # as of the clock: the schedule only wakes it, and a projection is about now (a retried
-    # run that starts late must not re-arm what a stream run just notified)
-    outcome = container().alerting.evaluate(clock.now())
-    metrics.add_metric(name="AlertsSent", unit=MetricUnit.Count, value=outcome.emails_sent)
-    metrics.add_metric(name="AlertSendFailures", unit=MetricUnit.Count, value=outcome.send_failures)
-    logger.info("alerts evaluated", extra={"teams": outcome.teams, "emails_sent": outcome.emails_sent})
-    return {"teams": outcome.teams, "emails_sent": outcome.emails_sent}
+    now = scheduled_time(event)
+    enqueued = container().jobs.enqueue_teams(now)
+    metrics.add_metric(name="TeamsEnqueued", unit=MetricUnit.Count, value=enqueued.items)
+    logger.info("teams enqueued for evaluation", extra={"now": now.isoformat(), "teams": enqueued.items,
+                                                        "messages": enqueued.messages})
+    return {"teams": enqueued.items, "messages": enqueued.messages}

@@ -1,35 +1,54 @@
-"""Ingest: SQS batches of accepted usage events -> counted once, debited in consumption order."""
+"""Ingest: SQS FIFO batches of accepted usage events -> counted once, debited in consumption order.
+
+One apply per (team, resource) of the batch (its FIFO message group): the messages of a group are
+folded into one commit. Failures are reported per message (ReportBatchItemFailures) in FIFO order:
+once a message of a group fails, the later messages of that group in the batch fail too.
+"""
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from usage_ledger.adapters.queue import decode_message
 from usage_ledger.bootstrap import container
-from usage_ledger.service.ingest import Applied, RetryLater
+from usage_ledger.service.ingest import BatchOutcome, Message
 
 logger = Logger()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def count(applied: Applied) -> None:
-    metrics.add_metric(name="EventsIngested", unit=MetricUnit.Count, value=applied.counted)
-    metrics.add_metric(name="DuplicatesDropped", unit=MetricUnit.Count, value=applied.duplicates)
+def count(outcome: BatchOutcome) -> None:
+    metrics.add_metric(name="EventsIngested", unit=MetricUnit.Count, value=outcome.counted)
+    metrics.add_metric(name="DuplicatesDropped", unit=MetricUnit.Count, value=outcome.duplicates)
     # events that could not be applied, kept for an operator (docs/operations.md): alarm on > 0
-    metrics.add_metric(name="EventsSetAside", unit=MetricUnit.Count, value=applied.set_aside)
+    metrics.add_metric(name="EventsSetAside", unit=MetricUnit.Count, value=outcome.set_aside)
+    metrics.add_metric(name="VersionConflicts", unit=MetricUnit.Count, value=outcome.races)
 
 
-def record_handler(record: SQSRecord) -> None:
-    batch_id, events = decode_message(record.body, record.message_id)
-    try:
-        applied = container().ingest.apply_message(batch_id, events)
-    except RetryLater as retry:  # some groups are applied; the message comes back for the rest
-        count(retry.applied)
-        raise
-    count(applied)
+def messages_of(records: list[dict]) -> tuple[list[Message], list[str]]:
+    """The batch's messages in order, and the ids of those that cannot be read (failed, with
+    every later message of their group)."""
+    messages, unreadable, blocked = [], [], set()
+    for record in records:
+        group = (record.get("attributes") or {}).get("MessageGroupId")
+        if group is not None and group in blocked:
+            unreadable.append(record["messageId"])
+            continue
+        try:
+            batch_id, events = decode_message(record["body"], record["messageId"])
+        except Exception:
+            logger.exception("an events message cannot be read", extra={"message_id": record["messageId"]})
+            unreadable.append(record["messageId"])
+            if group is not None:
+                blocked.add(group)
+            continue
+        messages.append(Message(record["messageId"], batch_id, events, group))
+    return messages, unreadable
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event, context):
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    messages, unreadable = messages_of(event.get("Records") or [])
+    outcome = container().ingest.apply_batch(messages)
+    count(outcome)
+    failed = set(outcome.failed) | set(unreadable)
+    return {"batchItemFailures": [{"itemIdentifier": record["messageId"]} for record in event.get("Records") or []
+                                  if record["messageId"] in failed]}

@@ -85,6 +85,18 @@ class Container:
         return EventQueue(self.settings.events_queue_url)
 
     @_part
+    def billing_queue(self) -> Any:
+        from usage_ledger.adapters.queue import WorkQueue
+
+        return WorkQueue(self.settings.billing_work_queue_url)
+
+    @_part
+    def alerts_queue(self) -> Any:
+        from usage_ledger.adapters.queue import WorkQueue
+
+        return WorkQueue(self.settings.alerts_work_queue_url)
+
+    @_part
     def mailer(self) -> Any:
         from usage_ledger.adapters.email import SesMailer
 
@@ -153,6 +165,12 @@ class Container:
 
         return Alerting(self.ledger_store, self.alert_store, self.mailer, self.renderer,
                         self.settings.portal_base_url)
+
+    @_part
+    def jobs(self) -> Any:
+        from usage_ledger.service.jobs import Jobs
+
+        return Jobs(self.billing, self.alerting, self.billing_queue, self.alerts_queue)
 
 
 _current: Container | None = None

@@ -19,6 +19,8 @@ class Settings:
     stripe_api_base: str = "https://api.stripe.com"
     stripe_secret_name: str = "usage-ledger/stripe"
     stripe_publishable_key: str = "pk_test_local"
+    billing_work_queue_url: str = ""
+    alerts_work_queue_url: str = ""
 
 
 @lru_cache(maxsize=1)
@@ -36,4 +38,6 @@ def settings() -> Settings:
         stripe_api_base=env.get("STRIPE_API_BASE", "https://api.stripe.com"),
         stripe_secret_name=env.get("STRIPE_SECRET_NAME", "usage-ledger/stripe"),
         stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", "pk_test_local"),
+        billing_work_queue_url=env.get("BILLING_WORK_QUEUE_URL", ""),
+        alerts_work_queue_url=env.get("ALERTS_WORK_QUEUE_URL", ""),
     )

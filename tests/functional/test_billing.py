@@ -1,17 +1,17 @@
 """Billing through the handlers: ingest -> CloseBillingCyclesFunction -> invoices, charges, emails, routes."""
 import base64
-from datetime import timedelta
 import json
 import threading
 import uuid
+from datetime import timedelta
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import CLOSE_METRICS, Identity, cloud_event, drain_events, rfc3339, run_job, send_events, summary, utc
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
-from conftest import Identity, cloud_event, drain_events, rfc3339, send_events, utc
 from infra.lambdas import FakeLambdaContext, load_handler
 from infra.localstripe import LOCAL_SECRET_KEY
 from usage_ledger.domain.errors import ProcessorUnavailable
@@ -28,13 +28,14 @@ def scheduled_event(at):
             "resources": ["arn:aws:events:us-east-1:123456789012:rule/hourly"], "detail": {}}
 
 
-def close(stack, at):
-    """A run scheduled at `at` that starts on time (leases run on the wall clock)."""
+def close(stack, at, container="", event=None):
+    """A run scheduled at `at` that starts on time (leases run on the wall clock): the scheduled
+    function enqueues the due cycles, the workers close them; what the workers' metrics report."""
     from usage_ledger import clock
 
     clock.now.set(at)
-    handler = load_handler(stack, "CloseBillingCyclesFunction")
-    return handler(scheduled_event(at), FakeLambdaContext("CloseBillingCyclesFunction"))
+    return summary(run_job(stack, "CloseBillingCyclesFunction", event or scheduled_event(at), container),
+                   CLOSE_METRICS)
 
 
 def ingest(api, clock, at, events):
@@ -190,10 +191,8 @@ def test_three_concurrent_runs_issue_one_invoice_one_charge_one_email(api, world
 
     def run(container):
         try:
-            handler = load_handler(api.stack, "CloseBillingCyclesFunction", container)  # one per invocation
-            barrier.wait()
-            context = FakeLambdaContext("CloseBillingCyclesFunction")
-            results.append(handler(scheduled_event(utc(2026, 2, 15, 2)), context))
+            barrier.wait()  # three scheduled runs at once, each with its own workers draining the queue
+            results.append(close(api.stack, utc(2026, 2, 15, 2), container))
         except Exception as error:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(error)
 
@@ -262,9 +261,7 @@ def test_a_gateway_error_leaves_the_invoice_open_and_the_next_run_charges_it_onc
 def test_the_handler_falls_back_to_the_clock_without_an_event_time(api, world, team, clock):
     payg(world)
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 20, utc(2026, 2, 1))])
-    clock.set(utc(2026, 2, 15, 1))
-    handler = load_handler(api.stack, "CloseBillingCyclesFunction")
-    assert handler({"detail-type": "Scheduled Event", "detail": {}}, FakeLambdaContext())["closed"] == 1
+    assert close(api.stack, utc(2026, 2, 15, 1), event={"detail-type": "Scheduled Event", "detail": {}})["closed"] == 1
 
 
 # ------------------------------------------------------------------ payment and email

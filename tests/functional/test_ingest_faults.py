@@ -72,7 +72,7 @@ def test_a_redriven_message_with_a_new_sqs_id_still_counts_its_events(api, world
     world.subscription("team-a", "minutes", "flex", quantity=100)
     send_events(api, [cloud_event("team-a", "minutes", 40, utc(2026, 11, 24), id="r1")])
     sqs = boto3.client("sqs")
-    [message] = sqs.receive_message(QueueUrl=api.stack.physical["EventsQueue"])["Messages"]
+    [message] = sqs.receive_message(QueueUrl=api.stack.physical["EventsFifoQueue"])["Messages"]
     batch_id, events = decode_message(message["Body"], message["MessageId"])
     services.ingest_store.claim(batch_id, events, utc(2026, 11, 25))  # the first attempt claimed, then crashed before applying
     batch_again, events_again = decode_message(message["Body"], "a-new-sqs-message-id")

@@ -3,16 +3,17 @@
 emails), with the DynamoDB requests each new route makes."""
 import pytest
 from conftest import (
+    ALERT_METRICS,
     ANONYMOUS,
     FROZEN_AT,
     OPERATOR,
-    FakeLambdaContext,
     Identity,
     cloud_event,
     drain_events,
-    load_handler,
     rfc3339,
+    run_job,
     send_events,
+    summary,
     utc,
 )
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -56,7 +57,7 @@ def evaluate(stack):
     event = {"version": "0", "id": "members-test", "detail-type": "Scheduled Event", "source": "aws.events",
              "account": "123456789012", "time": rfc3339(FROZEN_AT), "region": "us-east-1", "resources": [],
              "detail": {}}
-    return load_handler(stack, "EvaluateAlertsFunction")(event, FakeLambdaContext("EvaluateAlertsFunction"))
+    return summary(run_job(stack, "EvaluateAlertsFunction", event), ALERT_METRICS)  # the hourly run and its workers
 
 
 def alert(recipients, name="run-out"):

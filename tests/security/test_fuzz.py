@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
-from conftest import FROZEN_AT, OPERATOR, Identity, cloud_event, drain_events, rfc3339, send_events, utc
+from conftest import FROZEN_AT, OPERATOR, Identity, cloud_event, drain_events, rfc3339, run_job, send_events, utc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -49,10 +49,10 @@ def build_world(api, world, clock) -> dict[str, list[str]]:
     clock.set(utc(2026, 10, 20))
     assert send_events(api, [cloud_event("team-a", "minutes", 2500, utc(2026, 10, 20))]).status == 202
     drain_events(api.stack)
-    load_handler(api.stack, "CloseBillingCyclesFunction")(
-        {"version": "0", "id": "fuzz-close", "detail-type": "Scheduled Event", "source": "aws.events",
-         "account": "123456789012", "time": rfc3339(utc(2026, 11, 2)), "region": "us-east-1", "resources": [],
-         "detail": {}}, FakeLambdaContext("CloseBillingCyclesFunction"))
+    run_job(api.stack, "CloseBillingCyclesFunction",
+            {"version": "0", "id": "fuzz-close", "detail-type": "Scheduled Event", "source": "aws.events",
+             "account": "123456789012", "time": rfc3339(utc(2026, 11, 2)), "region": "us-east-1", "resources": [],
+             "detail": {}})
     clock.set(FROZEN_AT)
     alert = api.post("/v1/teams/team-a/alerts", {"name": "run-out", "windows_days": [10], "resource_ids": ["minutes"],
                                                  "recipient_user_ids": ["alice"]}, as_=ALICE)
@@ -73,7 +73,7 @@ def state(stack, sqs) -> tuple[Any, ...]:
                            for item in backend.get_table(stack.physical[logical]).all_items()))
               for logical in TABLES]
     attributes = sqs.get_queue_attributes(
-        QueueUrl=stack.physical["EventsQueue"],
+        QueueUrl=stack.physical["EventsFifoQueue"],
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
     return (*tables, attributes["ApproximateNumberOfMessages"],
             attributes["ApproximateNumberOfMessagesNotVisible"])

@@ -16,6 +16,7 @@ from conftest import (
     problem,
     queued,
     rfc3339,
+    run_job,
     send_events,
     utc,
 )
@@ -158,11 +159,11 @@ def test_markup_in_names_is_escaped_in_the_invoice_page_and_the_invoice_email(ap
     clock.set(utc(2026, 10, 10))
     assert send_events(api, [cloud_event(hostile_team, "minutes", 3, utc(2026, 10, 10))]).status == 202
     drain_events(api.stack)
-    close = load_handler(api.stack, "CloseBillingCyclesFunction")
     clock.set(utc(2026, 11, 2))
-    close({"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-           "account": "123456789012", "time": rfc3339(utc(2026, 11, 2)), "region": "us-east-1", "resources": [],
-           "detail": {}}, FakeLambdaContext("CloseBillingCyclesFunction"))
+    run_job(api.stack, "CloseBillingCyclesFunction",
+            {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+             "account": "123456789012", "time": rfc3339(utc(2026, 11, 2)), "region": "us-east-1", "resources": [],
+             "detail": {}})
     listing = api.get("/v1/teams/team-a/invoices", as_=ALICE).json["items"]
     assert len(listing) == 1
     page = api.get(f"/v1/teams/team-a/invoices/{listing[0]['invoice_id']}", as_=ALICE,
@@ -185,10 +186,10 @@ def test_markup_in_names_is_escaped_in_alert_and_api_status_emails(api, world, h
     yesterday = FROZEN_AT - timedelta(days=1)
     assert send_events(api, [cloud_event(hostile_team, "minutes", 95, yesterday)]).status == 202
     drain_events(api.stack)
-    evaluate = load_handler(api.stack, "EvaluateAlertsFunction")
-    evaluate({"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-              "account": "123456789012", "time": rfc3339(FROZEN_AT), "region": "us-east-1", "resources": [],
-              "detail": {}}, FakeLambdaContext("EvaluateAlertsFunction"))
+    run_job(api.stack, "EvaluateAlertsFunction",
+            {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+             "account": "123456789012", "time": rfc3339(FROZEN_AT), "region": "us-east-1", "resources": [],
+             "detail": {}})
     sent = emails()
     assert len(sent) >= 2  # the alert's windows and the api resource turning low
     for message in sent:

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 from conftest import (
+    CLOSE_METRICS,
     FROZEN_AT,
     OPERATOR,
     Api,
@@ -28,8 +29,10 @@ from conftest import (
     drain_events,
     reset_domain_caches,
     rfc3339,
+    run_job,
     send_events,
     stripe_parameters,
+    summary,
     utc,
 )
 from moto import mock_aws
@@ -39,7 +42,6 @@ from moto.ses.models import ses_backends
 from moto.sqs.models import sqs_backends
 
 from infra.apigw import ANONYMOUS, Route, routes_of
-from infra.lambdas import FakeLambdaContext, load_handler
 from infra.stack import Stack, deploy
 from infra.template import load_template
 
@@ -180,8 +182,7 @@ def scheduled_event(at):
 
 
 def close_cycles(stack, at):
-    handler = load_handler(stack, "CloseBillingCyclesFunction")
-    return handler(scheduled_event(at), FakeLambdaContext("CloseBillingCyclesFunction"))
+    return summary(run_job(stack, "CloseBillingCyclesFunction", scheduled_event(at)), CLOSE_METRICS)
 
 
 def ingest(api: Api, moment: Clock, at, events) -> None:
@@ -302,7 +303,7 @@ def state(stack: Stack) -> dict[str, Any]:
         if resource["Type"] == "AWS::DynamoDB::Table":
             items = dynamodb.get_table(stack.physical[logical]).all_items()
             tables[logical] = sorted(json.dumps(item.to_json(), sort_keys=True) for item in items)
-    queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].get_queue(stack.attributes[("EventsQueue", "QueueName")])
+    queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].get_queue(stack.attributes[("EventsFifoQueue", "QueueName")])
     return {"tables": tables, "queued": queue.approximate_number_of_messages,
             "emails": len(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)}
 

@@ -5,7 +5,20 @@ another team's member or app. A removed admin against every team route is in the
 import json
 
 import pytest
-from conftest import FROZEN_AT, OPERATOR, Identity, Reply, cloud_event, drain_events, rfc3339, send_events, utc
+from conftest import (
+    ALERT_METRICS,
+    FROZEN_AT,
+    OPERATOR,
+    Identity,
+    Reply,
+    cloud_event,
+    drain_events,
+    rfc3339,
+    run_job,
+    send_events,
+    summary,
+    utc,
+)
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 from moto.ses.models import ses_backends
@@ -45,7 +58,7 @@ def evaluate(stack):
     event = {"version": "0", "id": "removal", "detail-type": "Scheduled Event", "source": "aws.events",
              "account": "123456789012", "time": rfc3339(FROZEN_AT), "region": "us-east-1", "resources": [],
              "detail": {}}
-    return load_handler(stack, "EvaluateAlertsFunction")(event, FakeLambdaContext("EvaluateAlertsFunction"))
+    return summary(run_job(stack, "EvaluateAlertsFunction", event), ALERT_METRICS)  # the hourly run and its workers
 
 
 def use(api, resource_id, units):

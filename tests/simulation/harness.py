@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -24,7 +25,10 @@ from moto.ses.models import ses_backends
 from conftest import OPERATOR, Api, Clock, Identity, World, cloud_event
 from infra.lambdas import FakeLambdaContext, load_handler
 from infra.localstripe import create_card
-from infra.pollers import StreamPoller, queue_depth, scheduled_event, sqs_run_once, sqs_sources
+from infra.pollers import StreamPoller, queue_depth, run_job, scheduled_event, sqs_run_once, sqs_sources
+
+WORKERS = {"CloseBillingCyclesFunction": "CloseBillingCyclesWorkerFunction",
+           "EvaluateAlertsFunction": "EvaluateAlertsWorkerFunction"}
 
 UTC = timezone.utc
 ZONES = ("UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Australia/Lord_Howe", "Pacific/Chatham",
@@ -369,7 +373,8 @@ class Simulation:
 
     def ingest(self, *, faults: bool = True) -> None:
         """Concurrent workers until the queue is empty; failed and crashed messages come back at once."""
-        source = next(s for s in sqs_sources(self.stack) if s.function == "IngestFunction")
+        source = next(s for s in sqs_sources(self.stack) if s.function == "IngestFunction"
+                      and s.queue_url == self.stack.physical["EventsFifoQueue"])
 
         def worker(container: str) -> None:
             handlers = {"IngestFunction": load_handler(self.stack, "IngestFunction", container)}
@@ -400,9 +405,11 @@ class Simulation:
 
                 def call() -> None:
                     self.outcome.stream_records += stream.poll_once()
-            else:
-                handler, context = load_handler(self.stack, function, container), FakeLambdaContext(function)
-                call = lambda: handler(events[index], context)  # noqa: E731
+            else:  # the scheduled run, then its workers (this container's) until the work queue is empty;
+                # a failed work message comes back at once, until SQS dead-letters it
+                handlers = {name: load_handler(self.stack, name, container) for name in (function, WORKERS[function])}
+                call = lambda: run_job(self.stack, handlers, function, event=events[index],  # noqa: E731
+                                       retry_failed_after=0)
             if faults:
                 with self.faults.armed():
                     call()
@@ -473,22 +480,24 @@ class Simulation:
         self.clock.set(self.clock() + LEASE + timedelta(minutes=1))
         self.close(faults=False)
         self.alerts(faults=False)
-        for queue in ("EventsQueue", "EventsDeadLetterQueue"):
+        for queue in ("EventsFifoQueue", "EventsFifoDeadLetterQueue"):
             depth = queue_depth(self.stack, queue)
             if depth["visible"] or depth["in_flight"]:
                 self.round_problems.append(f"I1 {queue} still holds {depth} after settling")
 
     def redrive(self) -> int:
         """Move every dead-lettered event message back to the events queue (a new SQS message id)."""
-        dlq, queue = self.stack.physical["EventsDeadLetterQueue"], self.stack.physical["EventsQueue"]
+        dlq, queue = self.stack.physical["EventsFifoDeadLetterQueue"], self.stack.physical["EventsFifoQueue"]
         moved = 0
         while True:
-            messages = self.sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
-                "Messages", [])
+            messages = self.sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                                                MessageSystemAttributeNames=["MessageGroupId"]).get("Messages", [])
             if not messages:
                 return moved
-            for message in messages:
-                self.sqs.send_message(QueueUrl=queue, MessageBody=message["Body"])
+            for message in messages:  # its group kept, a fresh deduplication id (docs/operations.md)
+                self.sqs.send_message(QueueUrl=queue, MessageBody=message["Body"],
+                                      MessageGroupId=message["Attributes"]["MessageGroupId"],
+                                      MessageDeduplicationId=uuid.uuid4().hex)
                 self.sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
                 moved += 1
 

@@ -143,8 +143,9 @@ class FakeIngestStore:
         return owned
 
     def commit(self, batch_id: str, team_id: str, resource: Resource, ledger: ResourceLedger, debit: Debit,
-               events: list[UsageEvent], now: datetime) -> Commit:
-        if (batch_id, team_id, resource.resource_id) in self.applied:
+               events: list[UsageEvent], now: datetime, *, also: Any = ()) -> Commit:
+        batch_ids = [batch_id, *also]
+        if any((marked, team_id, resource.resource_id) in self.applied for marked in batch_ids):
             return Commit.ALREADY_APPLIED
         if team_id in self.fail_commits_for:
             raise self.fail_commits_for[team_id]
@@ -157,9 +158,12 @@ class FakeIngestStore:
         stored.state = debit.state
         for key, units in debit.payg_by_cycle.items():
             stored.cycle_units[key] = stored.cycle_units.get(key, 0) + units
-        self.applied.add((batch_id, team_id, resource.resource_id))
+        self.applied.update((marked, team_id, resource.resource_id) for marked in batch_ids)
         self.usage.extend(events)
         return Commit.APPLIED
+
+    def applied_batches(self, batch_ids: Any, team_id: str, resource_id: str) -> set[str]:
+        return {batch_id for batch_id in batch_ids if (batch_id, team_id, resource_id) in self.applied}
 
     def commit_remaining_usage(self, *args: Any) -> None:
         pass

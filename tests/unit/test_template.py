@@ -256,12 +256,15 @@ def test_each_callers_policy_is_an_exported_output(policy):
 # "read" means read-only: a write policy (Crud/Write) on such a table fails the test.
 EXPECTED_ACCESS: dict[str, set[tuple[str, str]]] = {
     "OperatorApiFunction": {("write", "LedgerTable"), ("secret", "StripeSecretName")},
-    "ProducerApiFunction": {("read", "LedgerTable"), ("send", "EventsQueue")},
+    "ProducerApiFunction": {("read", "LedgerTable"), ("send", "EventsFifoQueue")},
     "TeamApiFunction": {("write", "LedgerTable"), ("read", "UsageTable"), ("secret", "StripeSecretName")},
     "IngestFunction": {("write", "LedgerTable"), ("write", "UsageTable"), ("write", "DedupeTable")},
-    "CloseBillingCyclesFunction": {("write", "LedgerTable"), ("email", "SenderEmail"),
-                                   ("secret", "StripeSecretName")},
-    "EvaluateAlertsFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
+    # the scheduled runs only list what is due and enqueue it; their workers write and email
+    "CloseBillingCyclesFunction": {("read", "LedgerTable"), ("send", "BillingWorkQueue")},
+    "CloseBillingCyclesWorkerFunction": {("write", "LedgerTable"), ("email", "SenderEmail"),
+                                         ("secret", "StripeSecretName")},
+    "EvaluateAlertsFunction": {("read", "LedgerTable"), ("send", "AlertsWorkQueue")},
+    "EvaluateAlertsWorkerFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
     "BalanceChangedAlertsFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
     "WebPageFunction": set(),
 }
@@ -370,7 +373,8 @@ def test_the_template_managed_policies_reach_only_the_functions_that_list_them()
 
 def test_ses_send_is_limited_to_the_sender_address():
     emailing = sorted(function for function, access in EXPECTED_ACCESS.items() if ("email", "SenderEmail") in access)
-    assert emailing == ["BalanceChangedAlertsFunction", "CloseBillingCyclesFunction", "EvaluateAlertsFunction"]
+    assert emailing == ["BalanceChangedAlertsFunction", "CloseBillingCyclesWorkerFunction",
+                        "EvaluateAlertsWorkerFunction"]
     for function in emailing:
         statements = statements_of(function)
         assert statements and all(
@@ -430,7 +434,8 @@ def test_every_async_source_has_a_dead_letter_queue():
             invoke = FUNCTIONS[function].get("EventInvokeConfig") or {}
             on_failure = invoke.get("DestinationConfig", {}).get("OnFailure", {})
             assert on_failure.get("Type") == "SQS" and ref(on_failure.get("Destination")) in QUEUES, function
-    expected = {"EventsDeadLetterQueue", "AlertsStreamDeadLetterQueue", "ScheduledRunsDeadLetterQueue"}
+    expected = {"EventsDeadLetterQueue", "EventsFifoDeadLetterQueue", "AlertsStreamDeadLetterQueue",
+                "ScheduledRunsDeadLetterQueue", "BillingWorkDeadLetterQueue", "AlertsWorkDeadLetterQueue"}
     assert expected <= dead_letter_queues()
 
 
@@ -508,9 +513,21 @@ def test_powertools_and_tracing_are_configured_for_every_function():
 
 def test_throttling_and_concurrency_limits_stay():
     settings = HTTP_API["DefaultRouteSettings"]
-    assert settings["ThrottlingBurstLimit"] > 0 and settings["ThrottlingRateLimit"] > 0
-    (ingest,) = events("IngestFunction", "SQS").values()
-    assert ingest["ScalingConfig"]["MaximumConcurrency"] >= 2
+    parameters = TEMPLATE["Parameters"]
+    assert settings == {"ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+                        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"}}
+    for name in ("ApiThrottlingBurstLimit", "ApiThrottlingRateLimit"):
+        assert parameters[name]["Default"] >= 1000, f"{name}: production-sized default"
+    for function in ("IngestFunction", "CloseBillingCyclesWorkerFunction", "EvaluateAlertsWorkerFunction"):
+        for props in events(function, "SQS").values():
+            concurrency = props["ScalingConfig"]["MaximumConcurrency"]
+            batch = props["BatchSize"]
+            if isinstance(concurrency, dict):  # a template parameter
+                assert parameters[concurrency["Ref"]]["MinValue"] >= 2
+                assert parameters[concurrency["Ref"]]["MaxValue"] <= 1000
+            if isinstance(batch, dict):
+                assert 1 <= parameters[batch["Ref"]]["Default"] <= parameters[batch["Ref"]]["MaxValue"] <= 10
+    assert TEMPLATE["Parameters"]["IngestMaximumConcurrency"]["Default"] >= 100
 
 
 # ------------------------------------------------------------------------- 5. contract shape
@@ -560,12 +577,39 @@ def test_the_layer_is_built_from_shared_with_pinned_requirements():
 
 
 def test_ingest_reports_batch_item_failures():
-    (props,) = events("IngestFunction", "SQS").values()
-    assert ref(props["Queue"]) == "EventsQueue"
-    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    queue = RESOURCES["EventsQueue"]["Properties"]
+    sources = events("IngestFunction", "SQS")
+    # the FIFO queue, and the standard queue of earlier releases until it is empty
+    assert {ref(props["Queue"]) for props in sources.values()} == {"EventsFifoQueue", "EventsQueue"}
     timeout = FUNCTIONS["IngestFunction"].get("Timeout", GLOBAL_FUNCTION["Timeout"])
-    assert queue["VisibilityTimeout"] >= 6 * timeout
+    for props in sources.values():
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        queue = RESOURCES[ref(props["Queue"])]["Properties"]
+        assert queue["VisibilityTimeout"] >= 6 * timeout
+
+
+def test_the_events_queue_is_fifo_with_a_fifo_dead_letter_queue():
+    queue = RESOURCES["EventsFifoQueue"]["Properties"]
+    assert queue["FifoQueue"] is True and queue["FifoThroughputLimit"] == "perMessageGroupId"
+    dead_letters = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert RESOURCES[dead_letters]["Properties"]["FifoQueue"] is True
+    assert GLOBAL_FUNCTION["Environment"]["Variables"]["EVENTS_QUEUE_URL"] == {"Ref": "EventsFifoQueue"}
+    # the standard queue of earlier releases stays standard (drained, not replaced) until it is removed
+    assert "FifoQueue" not in RESOURCES["EventsQueue"]["Properties"]
+    assert "FifoQueue" not in RESOURCES["EventsDeadLetterQueue"]["Properties"]
+
+
+@pytest.mark.parametrize("scheduled, worker, queue", [
+    ("CloseBillingCyclesFunction", "CloseBillingCyclesWorkerFunction", "BillingWorkQueue"),
+    ("EvaluateAlertsFunction", "EvaluateAlertsWorkerFunction", "AlertsWorkQueue"),
+])
+def test_each_scheduled_job_fans_out_to_a_worker_through_a_queue_with_a_dead_letter_queue(scheduled, worker, queue):
+    variables = FUNCTIONS[scheduled]["Environment"]["Variables"]
+    assert {"Ref": queue} in variables.values()
+    (props,) = events(worker, "SQS").values()
+    assert ref(props["Queue"]) == queue and props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    properties = RESOURCES[queue]["Properties"]
+    assert properties["VisibilityTimeout"] >= 6 * FUNCTIONS[worker]["Timeout"]
+    assert properties["RedrivePolicy"]["maxReceiveCount"] >= 1
 
 
 @pytest.mark.parametrize("function", ["CloseBillingCyclesFunction", "EvaluateAlertsFunction"])
@@ -635,6 +679,17 @@ ADDED_SINCE = {
     "WebPageFunctionLogGroup": "AWS::Logs::LogGroup",
     "WebPageFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
     "WebPageFunctionThrottlesAlarm": "AWS::CloudWatch::Alarm",
+    # issue 18: the FIFO events queue (one writer per team and resource), and the scheduled jobs
+    # fanned out to workers through work queues
+    "EventsFifoQueue": "AWS::SQS::Queue",
+    "EventsFifoDeadLetterQueue": "AWS::SQS::Queue",
+    "EventsFifoDeadLetterQueueAlarm": "AWS::CloudWatch::Alarm",
+    **{f"{work}{suffix}": type_ for work in ("BillingWork", "AlertsWork") for suffix, type_ in (
+        ("Queue", "AWS::SQS::Queue"), ("DeadLetterQueue", "AWS::SQS::Queue"),
+        ("DeadLetterQueueAlarm", "AWS::CloudWatch::Alarm"))},
+    **{f"{worker}{suffix}": type_ for worker in ("CloseBillingCyclesWorkerFunction", "EvaluateAlertsWorkerFunction")
+       for suffix, type_ in (("", "AWS::Serverless::Function"), ("LogGroup", "AWS::Logs::LogGroup"),
+                             ("ErrorsAlarm", "AWS::CloudWatch::Alarm"), ("ThrottlesAlarm", "AWS::CloudWatch::Alarm"))},
 }
 
 

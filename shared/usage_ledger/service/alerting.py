@@ -123,6 +123,10 @@ class Alerting:
 
     # -------------------------------------------------------------- evaluation
 
+    def teams_to_evaluate(self) -> Iterable[str]:
+        """Every team with alerts or api balances (what the scheduled run fans out)."""
+        return self.store.teams_to_evaluate()
+
     def evaluate(self, now: datetime, team_ids: Iterable[str] | None = None) -> Outcome:
         """The scheduled run (every team with alerts or api balances) or a stream run (the given
         teams). One team's failure (a throttled read, say) does not hold up the others; the run

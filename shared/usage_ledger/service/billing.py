@@ -19,6 +19,7 @@ The close job makes steps 1-3 for every due cycle, then 4-5 for every invoice du
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,35 +69,55 @@ class Billing:
     # -------------------------------------------------------------- the close job
 
     def close_due_cycles(self, now: datetime, *, grace: timedelta | None = None) -> dict[str, int]:
-        """Close every cycle due at `now`, then make every payment attempt (and send every attempt's
-        email) due at `now`; one item's failure leaves it due and moves on."""
-        grace = self.grace if grace is None else grace
-        token = uuid.uuid4().hex  # this run's lease token
+        """Close every cycle due at `now` and make every payment attempt due at `now`, in this process
+        (the fanned-out job's work, service/jobs.py, done in one place); one item's failure leaves
+        it due and moves on."""
         summary = CloseSummary()
-        issued: list[InvoiceRef] = []
-        for ref in self.store.due_cycles(now - grace):
-            try:
-                invoice = self.close_cycle(ref, now, token, summary)
-            except Exception:
-                logger.exception("closing a billing cycle failed; it stays due", extra={"cycle": asdict(ref)})
-                summary.failed += 1
-                self._release(ref, token)
-                continue
-            if invoice is not None:
-                issued.append(InvoiceRef(invoice.team_id, invoice.invoice_id))
-        # the invoices just issued first (the index may lag a moment), then everything due
-        seen: set[InvoiceRef] = set()
-        for invoice_ref in [*issued, *self.store.due_payments(now)]:
-            if invoice_ref in seen:
-                continue
-            seen.add(invoice_ref)
-            try:
-                self.attempt_due_payment(invoice_ref, now, token, summary)
-            except Exception:
-                logger.exception("a payment attempt or its email failed; it stays due",
-                                 extra={"invoice": asdict(invoice_ref)})
-                summary.failed += 1
+        for ref in self.due_work(now, grace=grace):
+            self.close_cycle(ref, now, summary)
+        for invoice_ref in self.due_payments(now):
+            self.collect(invoice_ref, now, summary)
         return asdict(summary)
+
+    def due_work(self, now: datetime, *, grace: timedelta | None = None) -> Iterator[CycleRef]:
+        """What the scheduled run at `now` hands to workers: the cycles due (ended before now - grace,
+        not closed), paged from the due-cycle index. Still due until closed, so the next run lists
+        again whatever a run or a worker did not finish."""
+        grace = self.grace if grace is None else grace
+        yield from self.store.due_cycles(now - grace)
+
+    def due_payments(self, now: datetime) -> Iterator[InvoiceRef]:
+        """Invoices with work due at `now` (an attempt, or an attempt's unsent email), paged from the
+        due-payments index."""
+        yield from self.store.due_payments(now)
+
+    def close_cycle(self, ref: CycleRef, now: datetime, summary: CloseSummary | None = None) -> CloseSummary:
+        """Close one cycle as of `now` (the scheduled run's time) under a fresh lease, then make its
+        new invoice's first attempt; a failure leaves the cycle (or the payment) due, counted in
+        `failed`, never raised, and another worker or run takes it."""
+        summary = summary if summary is not None else CloseSummary()
+        token = uuid.uuid4().hex  # this attempt's lease token
+        try:
+            invoice = self._close_into_invoice(ref, now, token, summary)
+        except Exception:
+            logger.exception("closing a billing cycle failed; it stays due", extra={"cycle": asdict(ref)})
+            summary.failed += 1
+            self._release(ref, token)
+            return summary
+        if invoice is not None:
+            self.collect(InvoiceRef(invoice.team_id, invoice.invoice_id), now, summary, token)
+        return summary
+
+    def collect(self, ref: InvoiceRef, now: datetime, summary: CloseSummary | None = None,
+                token: str | None = None) -> CloseSummary:
+        """The payment work due on one invoice at `now`; a failure leaves it due (counted in `failed`)."""
+        summary = summary if summary is not None else CloseSummary()
+        try:
+            self.attempt_due_payment(ref, now, token, summary)
+        except Exception:
+            logger.exception("a payment attempt or its email failed; it stays due", extra={"invoice": asdict(ref)})
+            summary.failed += 1
+        return summary
 
     def _release(self, ref: CycleRef, token: str) -> None:
         try:
@@ -104,8 +125,8 @@ class Billing:
         except Exception:  # the lease then simply runs out
             logger.exception("could not release a cycle lease", extra={"cycle": asdict(ref)})
 
-    def close_cycle(self, ref: CycleRef, now: datetime, token: str,
-                    summary: CloseSummary | None = None) -> Invoice | None:
+    def _close_into_invoice(self, ref: CycleRef, now: datetime, token: str,
+                            summary: CloseSummary | None = None) -> Invoice | None:
         """Close one due cycle into its invoice (issued, numbered, due for payment at `now`): the
         invoice, or None when the cycle had no charged units or another run holds it. Charging
         is `attempt_due_payment`'s. Raises with the cycle still due (release its lease)."""

@@ -1,8 +1,12 @@
 """Usage events in: accept a request's events (POST /v1/events), then count each once and debit it.
 
-accept: every event refers to a catalogue resource and an existing team, or nothing is taken.
-apply (one SQS message): claim the events, then per team and resource load the ledger, decide
-with `domain.ledger.apply_usage`, commit; a commit that lost a race re-reads and decides again.
+accept: every event refers to a catalogue resource and an existing team, or nothing is taken; the
+queue adapter sends one FIFO message per (team, resource) group of the request.
+apply (one Lambda batch of SQS messages): claim each message's events under its batch id, then
+per team and resource fold the batch's messages into one apply: load the ledger, decide with
+`domain.ledger.apply_usage`, commit once with one AppliedMarker per folded message. The FIFO
+queue's message group is the (team, resource), so one worker at a time writes a balance: a commit
+that still lost a race (a standard-queue message, an operator replay) re-reads and decides again.
 A message that cannot be applied whole never takes valid events with it: an event that could not
 be stored, or a (team, resource) group that fails for a reason a retry would meet again, is set
 aside where an operator sees it (IngestStore.set_aside, a log line, the EventsSetAside metric)
@@ -13,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
@@ -24,7 +29,7 @@ from usage_ledger.domain.errors import Contended, FieldError, LedgerError, Valid
 from usage_ledger.domain.ledger import apply_usage
 from usage_ledger.domain.model import UsageEvent
 from usage_ledger.domain.text import shown, unstorable_fields
-from usage_ledger.service.ports import Commit, EventQueue, IngestStore, LedgerStore
+from usage_ledger.service.ports import CannotFold, Commit, EventQueue, IngestStore, LedgerStore
 
 logger = Logger(child=True)
 
@@ -48,6 +53,33 @@ class RetryLater(Contended):
     def __init__(self, detail: str, applied: Applied) -> None:
         super().__init__(detail)
         self.applied = applied
+
+
+@dataclass(frozen=True)
+class Message:
+    """One SQS message of a Lambda batch: its SQS id (what a failure report names), the batch id
+    that owns its events' claims, its events, and its FIFO message group (None on a standard queue)."""
+
+    message_id: str
+    batch_id: str
+    events: list[UsageEvent]
+    group: str | None = None
+
+
+@dataclass
+class BatchOutcome:
+    """What one Lambda batch did, and the ids of the messages SQS must deliver again (batch order)."""
+
+    counted: int = 0
+    duplicates: int = 0
+    set_aside: int = 0
+    failed: list[str] = field(default_factory=list)
+    applies: int = 0  # commits attempted (one per folded (team, resource) in the steady state)
+    races: int = 0  # commits that found the balance moved (version conflicts)
+
+    @property
+    def applied(self) -> Applied:
+        return Applied(counted=self.counted, duplicates=self.duplicates, set_aside=self.set_aside)
 
 
 def _describe(error: BaseException) -> str:
@@ -83,39 +115,145 @@ class Ingest:
         return len(events)
 
     def apply_message(self, batch_id: str, events: list[UsageEvent], now: datetime | None = None) -> Applied:
-        """Count and debit one batch's events; raises RetryLater when some group should be retried."""
+        """Count and debit one message's events; raises RetryLater when some group should be retried."""
+        outcome = self.apply_batch([Message(batch_id, batch_id, events)], now)
+        if outcome.failed:
+            raise RetryLater("will retry: a group could not be applied now", outcome.applied)
+        return outcome.applied
+
+    def apply_batch(self, messages: list[Message], now: datetime | None = None) -> BatchOutcome:
+        """Count and debit one Lambda batch: each message's events claimed under its batch id, then
+        one apply per (team, resource) over every message of the batch that holds it.
+
+        Failures keep FIFO order: once a message of a message group fails, every later message of
+        that group in the batch fails too (SQS then redelivers them in order, and a redelivery finds
+        what was applied by its markers). A group that fails for a reason a retry would meet again
+        is set aside (per message, under its batch id) and its messages succeed."""
         now = now or clock.now()
-        found = [(event, unstorable_fields(event)) for event in events]
+        outcome = BatchOutcome()
+        failed: set[str] = set()
+        blocked: set[str] = set()  # message groups with a failed message: their later messages wait
+        # (team, resource) -> [(message, its owned events of that group)] in batch order
+        groups: dict[tuple[str, str], list[tuple[Message, list[UsageEvent]]]] = defaultdict(list)
+        duplicates_of: dict[str, str] = {}  # a message whose batch came earlier in this batch -> that one
+        for message in messages:
+            if message.group is not None and message.group in blocked:
+                failed.add(message.message_id)
+                continue
+            try:
+                owned = self._claim(message, outcome, now)
+            except Exception as error:  # noqa: BLE001 - the message (and its group's later ones) comes back
+                logger.warning("claiming a message's events failed; it will be retried",
+                               extra={"batch_id": message.batch_id, "reason": _describe(error)})
+                self._fail(message, failed, blocked)
+                continue
+            by_key: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
+            for event in owned:
+                by_key[(event.team_id, event.resource_id)].append(event)
+            for key, events in by_key.items():
+                same = next((part for part in groups[key] if part[0].batch_id == message.batch_id), None)
+                if same is None:
+                    groups[key].append((message, events))
+                    continue
+                # the same batch twice in one Lambda batch (a replay sent twice, a redrive next to
+                # its original): its claims are its own both times, so its events count once
+                seen = {(event.source, event.id) for event in same[1]}
+                same[1].extend(event for event in events if (event.source, event.id) not in seen)
+                duplicates_of[message.message_id] = same[0].message_id
+        for (team_id, resource_id), parts in sorted(groups.items()):
+            try:
+                self._apply_parts(team_id, resource_id, [(m.batch_id, events) for m, events in parts], now, outcome)
+            except Exception as error:  # noqa: BLE001 - sorted below: retry the messages, or set the group aside
+                if isinstance(error, Contended) or self.store.must_retry(error):
+                    logger.warning("applying a group failed; its messages will be retried",
+                                   extra={"team_id": team_id, "resource_id": resource_id,
+                                          "batch_ids": [m.batch_id for m, _ in parts], "reason": _describe(error)})
+                    for message, _ in parts:
+                        self._fail(message, failed, blocked)
+                    continue
+                for message, events in parts:
+                    self._set_aside(message.batch_id, team_id, resource_id, events, _describe(error), now)
+                    outcome.set_aside += len(events)
+                continue
+            outcome.counted += sum(len(events) for _, events in parts)
+        # a message after a failed one of its group fails too, even if its own events went through
+        failed.update(duplicate for duplicate, first in duplicates_of.items() if first in failed)
+        failed_groups: set[str] = set()
+        for message in messages:
+            if message.message_id in failed or (message.group is not None and message.group in failed_groups):
+                outcome.failed.append(message.message_id)
+                if message.group is not None:
+                    failed_groups.add(message.group)
+        return outcome
+
+    @staticmethod
+    def _fail(message: Message, failed: set[str], blocked: set[str]) -> None:
+        failed.add(message.message_id)
+        if message.group is not None:
+            blocked.add(message.group)
+
+    def _claim(self, message: Message, outcome: BatchOutcome, now: datetime) -> list[UsageEvent]:
+        found = [(event, unstorable_fields(event)) for event in message.events]
         unstorable = [event for event, fields in found if fields]
+        events = message.events
         if unstorable:  # the edge refuses these; a message written before it did cannot be keyed
             names = sorted({name for _, fields in found for name in fields})
-            self._set_aside(batch_id, None, None, unstorable, f"not valid Unicode: {', '.join(names)}", now)
+            self._set_aside(message.batch_id, None, None, unstorable, f"not valid Unicode: {', '.join(names)}", now)
+            outcome.set_aside += len(unstorable)
             events = [event for event, fields in found if not fields]
-        owned = self.store.claim(batch_id, events, now)
-        groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
-        for event in owned:
-            groups[(event.team_id, event.resource_id)].append(event)
-        counted, set_aside, retry = 0, len(unstorable), None
-        for (team_id, resource_id), group in sorted(groups.items()):
-            # a deterministic order: the same message replayed debits the same way
-            group.sort(key=lambda event: (event.time, event.source, event.id))
-            try:
-                self._apply(batch_id, team_id, resource_id, group, now)
-            except Exception as error:  # noqa: BLE001 - sorted below: retry the message, or set the group aside
-                if isinstance(error, Contended) or self.store.must_retry(error):
-                    logger.warning("applying a group failed; the message will be retried",
-                                   extra={"batch_id": batch_id, "team_id": team_id, "resource_id": resource_id,
-                                          "reason": _describe(error)})
-                    retry = retry or error
-                    continue
-                self._set_aside(batch_id, team_id, resource_id, group, _describe(error), now)
-                set_aside += len(group)
+        owned = self.store.claim(message.batch_id, events, now)
+        outcome.duplicates += len(events) - len(owned)
+        return owned
+
+    def _apply_parts(self, team_id: str, resource_id: str, parts: list[tuple[str, list[UsageEvent]]],
+                     now: datetime, outcome: BatchOutcome) -> None:
+        """One commit for every part (batch id, events) when they fit one transaction; else halves."""
+        if len(parts) == 1:
+            self._apply(parts[0][0], team_id, resource_id, parts[0][1], now, outcome)
+            return
+        try:
+            self._apply_folded(team_id, resource_id, parts, now, outcome)
+        except CannotFold:
+            middle = len(parts) // 2
+            self._apply_parts(team_id, resource_id, parts[:middle], now, outcome)
+            self._apply_parts(team_id, resource_id, parts[middle:], now, outcome)
+
+    def _apply_folded(self, team_id: str, resource_id: str, parts: list[tuple[str, list[UsageEvent]]],
+                      now: datetime, outcome: BatchOutcome) -> None:
+        resource = self._resource(resource_id)
+        for _ in retry.attempts(APPLY_ATTEMPTS):
+            if len(parts) == 1:
+                self._apply(parts[0][0], team_id, resource_id, parts[0][1], now, outcome)
+                return
+            events = sorted((event for _, group in parts for event in group),
+                            key=lambda event: (event.time, event.source, event.id))
+            ledger = self.ledger.load_team(team_id, resource_id=resource_id).ledger(resource_id)
+            debit = apply_usage(ledger.state, resource, ledger.subscriptions, events, now=now,
+                                closed_cycles=frozenset(ledger.closed_cycles),
+                                stored_cycles=frozenset(ledger.cycle_units), grace=self.grace)
+            batch_ids = [batch_id for batch_id, _ in parts]
+            outcome.applies += 1
+            result = self.store.commit(batch_ids[0], team_id, resource, ledger, debit, events, now,
+                                       also=batch_ids[1:])
+            if result is Commit.APPLIED:
+                return
+            if result is Commit.ALREADY_APPLIED:  # a redelivery: some parts were committed before
+                done = self.store.applied_batches(batch_ids, team_id, resource_id)
+                for batch_id, group in parts:
+                    if batch_id in done:  # a part applied alone may still owe its remaining aggregates
+                        self.store.commit_remaining_usage(batch_id, team_id, resource_id, group, now)
+                parts = [(batch_id, group) for batch_id, group in parts if batch_id not in done]
+                if not parts:
+                    return
                 continue
-            counted += len(group)
-        applied = Applied(counted=counted, duplicates=len(events) - len(owned), set_aside=set_aside)
-        if retry is not None:
-            raise RetryLater(f"will retry: {_describe(retry)}", applied) from retry
-        return applied
+            outcome.races += 1
+        raise Contended("balance kept changing under us; will retry")
+
+    def _resource(self, resource_id: str) -> Any:
+        resource = self.ledger.resource(resource_id)
+        if resource is None:
+            raise LedgerError(f"resource {resource_id!r} left the catalogue")
+        return resource
 
     def _set_aside(self, batch_id: str, team_id: str | None, resource_id: str | None, events: list[UsageEvent],
                    reason: str, now: datetime) -> None:
@@ -124,16 +262,21 @@ class Ingest:
                      extra={"batch_id": batch_id, "team_id": team_id, "resource_id": resource_id,
                             "events": len(events), "reason": reason})
 
-    def _apply(self, batch_id: str, team_id: str, resource_id: str, events: list[UsageEvent], now: datetime) -> None:
-        resource = self.ledger.resource(resource_id)
-        if resource is None:
-            raise LedgerError(f"resource {resource_id!r} left the catalogue")
+    def _apply(self, batch_id: str, team_id: str, resource_id: str, events: list[UsageEvent], now: datetime,
+               outcome: BatchOutcome | None = None) -> None:
+        resource = self._resource(resource_id)
+        # a deterministic order: the same message replayed debits the same way
+        events = sorted(events, key=lambda event: (event.time, event.source, event.id))
         for _ in retry.attempts(APPLY_ATTEMPTS):
             ledger = self.ledger.load_team(team_id, resource_id=resource_id).ledger(resource_id)
             debit = apply_usage(ledger.state, resource, ledger.subscriptions, events, now=now,
                                 closed_cycles=frozenset(ledger.closed_cycles), grace=self.grace)
+            if outcome is not None:
+                outcome.applies += 1
             if self.store.commit(batch_id, team_id, resource, ledger, debit, events, now) is not Commit.RACED:
                 break
+            if outcome is not None:
+                outcome.races += 1
         else:
             raise Contended("balance kept changing under us; will retry")
         self.store.commit_remaining_usage(batch_id, team_id, resource_id, events, now)

@@ -2,7 +2,7 @@
 in-memory fakes through the composition root (usage_ledger.bootstrap)."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -20,6 +20,10 @@ class Commit(Enum):
     APPLIED = "applied"
     ALREADY_APPLIED = "already applied"  # a crash or a concurrent redelivery got there first
     RACED = "raced"  # a version moved, a cycle closed or a transaction conflicted: re-read and redo
+
+
+class CannotFold(Exception):
+    """Several messages' debit does not fit one transaction: apply them in smaller folds."""
 
 
 class LedgerStore(Protocol):
@@ -47,7 +51,13 @@ class LedgerStore(Protocol):
 class IngestStore(Protocol):
     def claim(self, batch_id: str, events: list[UsageEvent], now: datetime) -> list[UsageEvent]: ...
     def commit(self, batch_id: str, team_id: str, resource: Resource, ledger: ResourceLedger, debit: Debit,
-               events: list[UsageEvent], now: datetime) -> Commit: ...
+               events: list[UsageEvent], now: datetime, *, also: Sequence[str] = ()) -> Commit:
+        """One transaction; `also` are further batch ids folded into this debit, each marked applied
+        with it (raises CannotFold when a fold does not fit one transaction whole)."""
+        ...
+    def applied_batches(self, batch_ids: Iterable[str], team_id: str, resource_id: str) -> set[str]:
+        """Which of these batches' (team, resource) debits were committed."""
+        ...
     def commit_remaining_usage(self, batch_id: str, team_id: str, resource_id: str, events: list[UsageEvent],
                                now: datetime) -> None: ...
     def set_aside(self, batch_id: str, team_id: str | None, resource_id: str | None, events: list[UsageEvent],
@@ -126,7 +136,15 @@ class AlertStore(Protocol):
 
 
 class EventQueue(Protocol):
-    def send(self, events: list[UsageEvent]) -> str: ...
+    def send(self, events: list[UsageEvent]) -> int:
+        """Enqueue one request's events (one FIFO message per team and resource); returns how many messages."""
+        ...
+
+
+class WorkQueue(Protocol):
+    def send(self, items: list[dict[str, object]]) -> int:
+        """Enqueue work items (JSON objects) for a fanned-out worker; returns how many were sent."""
+        ...
 
 
 class Mailer(Protocol):
@@ -165,4 +183,4 @@ class PaymentGateway(Protocol):
 
 
 __all__ = ["Commit", "LedgerStore", "IngestStore", "UsageSelect", "UsageStore", "BillingStore", "AlertStore",
-           "EventQueue", "Mailer", "Renderer", "PaymentGateway"]
+           "EventQueue", "WorkQueue", "CannotFold", "Mailer", "Renderer", "PaymentGateway"]

@@ -14,6 +14,7 @@ same batch, and an AppliedMarker that exists means "already done".
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,7 +40,7 @@ from usage_ledger.domain.calendar import cycle_by_index, iso
 from usage_ledger.domain.errors import Contended, LedgerError
 from usage_ledger.domain.ledger import Debit, ResourceLedger
 from usage_ledger.domain.model import Resource, UsageEvent
-from usage_ledger.service.ports import Commit
+from usage_ledger.service.ports import CannotFold, Commit
 
 logger = Logger(child=True)
 
@@ -101,8 +102,9 @@ class IngestStore:
         return owned
 
     def commit(self, batch_id: str, team_id: str, resource: Resource, ledger: ResourceLedger, debit: Debit,
-               events: list[UsageEvent], now: datetime) -> Commit:
-        """The debit, its cycles and the first usage aggregates, in one transaction."""
+               events: list[UsageEvent], now: datetime, *, also: Sequence[str] = ()) -> Commit:
+        """The debit, its cycles and the first usage aggregates, in one transaction. `also`: more
+        batches folded into this debit (one marker each); a fold must fit whole, with no chunks after."""
         resource_id = resource.resource_id
         state = debit.state
         balance = BalanceItem(
@@ -117,12 +119,18 @@ class IngestStore:
             balance.GSI1PK = keys.API_RESOURCES_INDEX
             balance.GSI1SK = keys.api_resource_gsi1sk(team_id, resource_id)
         subscriptions = {s.subscription_id: s for s in ledger.subscriptions}
-        aggregates = self.usage.aggregate_updates(team_id, resource_id, events)[:FIRST_CHUNK_AGGREGATES]
+        aggregates = self.usage.aggregate_updates(team_id, resource_id, events)
+        markers = [batch_id, *also]
+        if also and (len(aggregates) > FIRST_CHUNK_AGGREGATES
+                     or len(markers) + 1 + len(debit.payg_by_cycle) + len(aggregates) > MAX_TRANSACTION_ITEMS):
+            raise CannotFold(f"{len(markers)} batches' debit does not fit one transaction")
+        aggregates = aggregates[:FIRST_CHUNK_AGGREGATES]
         if 2 + len(debit.payg_by_cycle) + len(aggregates) > MAX_TRANSACTION_ITEMS:
             raise LedgerError("a message spans too many billing cycles to apply in one transaction")
         transaction = _Transaction(connection=connection())
-        transaction.save(self._applied_marker(batch_id, team_id, resource_id, 0, now),
-                         condition=AppliedMarker.PK.does_not_exist())
+        for marked in markers:  # first: a marker's condition failing means done before
+            transaction.save(self._applied_marker(marked, team_id, resource_id, 0, now),
+                             condition=AppliedMarker.PK.does_not_exist())
         transaction.save(balance)  # conditional on the version read (pynamodb's VersionAttribute)
         for key, units in sorted(debit.payg_by_cycle.items(), key=lambda pair: pair[0].index):
             subscription = subscriptions[key.subscription_id]
@@ -140,7 +148,12 @@ class IngestStore:
             ], condition=CycleItem.PK.does_not_exist() | (CycleItem.status == OPEN))
         for update in aggregates:
             transaction.update_raw(update)
-        return self._commit(transaction)
+        return self._commit(transaction, markers=len(markers))
+
+    def applied_batches(self, batch_ids: Iterable[str], team_id: str, resource_id: str) -> set[str]:
+        """Which of these batches' (team, resource) debits were committed: their first markers exist."""
+        by_pk = {keys.applied_marker_pk(batch_id, team_id, resource_id, 0): batch_id for batch_id in batch_ids}
+        return {by_pk[item.PK] for item in AppliedMarker.batch_get(list(by_pk), consistent_read=True)}
 
     def commit_remaining_usage(self, batch_id: str, team_id: str, resource_id: str, events: list[UsageEvent],
                                now: datetime) -> None:
@@ -176,13 +189,13 @@ class IngestStore:
                              expires_at=now + APPLIED_RETENTION)
 
     @staticmethod
-    def _commit(transaction: _Transaction) -> Commit:
-        """The first item is the AppliedMarker: its condition failing means done before."""
+    def _commit(transaction: _Transaction, markers: int = 1) -> Commit:
+        """The first items are AppliedMarkers: a condition of theirs failing means done before."""
         try:
             transaction.commit()
         except TransactWriteError as error:
             codes = cancellation_codes(error)
             if not lost_a_race(codes):  # invalid items: another attempt would fail the same way
                 raise
-            return Commit.ALREADY_APPLIED if codes[0] == CONDITION_FAILED else Commit.RACED
+            return Commit.ALREADY_APPLIED if CONDITION_FAILED in codes[:markers] else Commit.RACED
         return Commit.APPLIED
