@@ -12,11 +12,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import conftest
+from usage_ledger import clock
+
 from bench.meter import Sample, timed, typical
 from bench.run import NOW, per_unit
 from infra.localstripe import CARD_DECLINED_ON_CHARGE
 from infra.pollers import run_job
-from usage_ledger import clock
 
 DUE = 10
 WORKER = "CloseBillingCyclesWorkerFunction"

@@ -11,10 +11,9 @@ from botocore.exceptions import ClientError
 from conftest import CLOSE_METRICS, Identity, cloud_event, drain_events, rfc3339, run_job, send_events, summary, utc
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
-
-from infra.lambdas import FakeLambdaContext, load_handler
-from infra.localstripe import LOCAL_SECRET_KEY
 from usage_ledger.domain.errors import ProcessorUnavailable
+
+from infra.localstripe import LOCAL_SECRET_KEY
 
 ALICE = Identity.user("alice")
 
@@ -68,7 +67,6 @@ def ledger_items(stack, prefix):
 def payments(stack, team_id="team-a", subscription_id="payg-1"):
     """The PaymentIntents at localstripe for the subscription's own Customer, oldest first."""
     import stripe
-
     from usage_ledger import bootstrap
 
     subscription = bootstrap.container().ledger_store.subscription_by_id(team_id, subscription_id)

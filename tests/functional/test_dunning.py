@@ -7,12 +7,21 @@ from datetime import timedelta
 
 import boto3
 import pytest
-from conftest import Identity, cloud_event, drain_events, rfc3339, send_events, utc
+from conftest import (
+    CLOSE_METRICS,
+    Identity,
+    cloud_event,
+    drain_events,
+    rfc3339,
+    run_job,
+    send_events,
+    summary,
+    utc,
+)
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from usage_ledger.domain.errors import Conflict, NotFound, ProcessorUnavailable
 
-from infra.lambdas import FakeLambdaContext, load_handler
 from infra.localstripe import CARD_DECLINED_ON_CHARGE, CARD_OK, LOCAL_SECRET_KEY, create_card
 
 ALICE = Identity.user("alice")
@@ -33,8 +42,7 @@ def close(stack, at):
     from usage_ledger import clock
 
     clock.now.set(at)
-    handler = load_handler(stack, "CloseBillingCyclesFunction")
-    return handler(scheduled_event(at), FakeLambdaContext("CloseBillingCyclesFunction"))
+    return summary(run_job(stack, "CloseBillingCyclesFunction", scheduled_event(at)), CLOSE_METRICS)
 
 
 def close_at_once(stack, at, runs=3):
@@ -47,9 +55,9 @@ def close_at_once(stack, at, runs=3):
 
     def run(container):
         try:
-            handler = load_handler(stack, "CloseBillingCyclesFunction", container)
             barrier.wait()
-            results.append(handler(scheduled_event(at), FakeLambdaContext("CloseBillingCyclesFunction")))
+            results.append(summary(run_job(stack, "CloseBillingCyclesFunction", scheduled_event(at), container),
+                                   CLOSE_METRICS))
         except Exception as error:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(error)
 

@@ -19,11 +19,11 @@ from urllib.parse import parse_qs
 
 import boto3
 from botocore.exceptions import ClientError
+from conftest import OPERATOR, Api, Clock, Identity, World, cloud_event
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
-from conftest import OPERATOR, Api, Clock, Identity, World, cloud_event
-from infra.lambdas import FakeLambdaContext, load_handler
+from infra.lambdas import load_handler
 from infra.localstripe import create_card
 from infra.pollers import StreamPoller, queue_depth, run_job, scheduled_event, sqs_run_once, sqs_sources
 

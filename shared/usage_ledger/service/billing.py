@@ -73,10 +73,10 @@ class Billing:
         (the fanned-out job's work, service/jobs.py, done in one place); one item's failure leaves
         it due and moves on."""
         summary = CloseSummary()
-        for ref in self.due_work(now, grace=grace):
-            self.close_cycle(ref, now, summary)
+        issued = {self._close_and_collect(ref, now, summary) for ref in self.due_work(now, grace=grace)}
         for invoice_ref in self.due_payments(now):
-            self.collect(invoice_ref, now, summary)
+            if invoice_ref not in issued:  # a new invoice's first attempt was made (or met an outage) above
+                self.collect(invoice_ref, now, summary)
         return asdict(summary)
 
     def due_work(self, now: datetime, *, grace: timedelta | None = None) -> Iterator[CycleRef]:
@@ -96,6 +96,10 @@ class Billing:
         new invoice's first attempt; a failure leaves the cycle (or the payment) due, counted in
         `failed`, never raised, and another worker or run takes it."""
         summary = summary if summary is not None else CloseSummary()
+        self._close_and_collect(ref, now, summary)
+        return summary
+
+    def _close_and_collect(self, ref: CycleRef, now: datetime, summary: CloseSummary) -> InvoiceRef | None:
         token = uuid.uuid4().hex  # this attempt's lease token
         try:
             invoice = self._close_into_invoice(ref, now, token, summary)
@@ -103,10 +107,12 @@ class Billing:
             logger.exception("closing a billing cycle failed; it stays due", extra={"cycle": asdict(ref)})
             summary.failed += 1
             self._release(ref, token)
-            return summary
-        if invoice is not None:
-            self.collect(InvoiceRef(invoice.team_id, invoice.invoice_id), now, summary, token)
-        return summary
+            return None
+        if invoice is None:
+            return None
+        invoice_ref = InvoiceRef(invoice.team_id, invoice.invoice_id)
+        self.collect(invoice_ref, now, summary, token)
+        return invoice_ref
 
     def collect(self, ref: InvoiceRef, now: datetime, summary: CloseSummary | None = None,
                 token: str | None = None) -> CloseSummary:

@@ -229,8 +229,7 @@ class Ingest:
                             key=lambda event: (event.time, event.source, event.id))
             ledger = self.ledger.load_team(team_id, resource_id=resource_id).ledger(resource_id)
             debit = apply_usage(ledger.state, resource, ledger.subscriptions, events, now=now,
-                                closed_cycles=frozenset(ledger.closed_cycles),
-                                stored_cycles=frozenset(ledger.cycle_units), grace=self.grace)
+                                closed_cycles=frozenset(ledger.closed_cycles), grace=self.grace)
             batch_ids = [batch_id for batch_id, _ in parts]
             outcome.applies += 1
             result = self.store.commit(batch_ids[0], team_id, resource, ledger, debit, events, now,
