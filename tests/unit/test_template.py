@@ -246,7 +246,7 @@ def test_each_callers_policy_is_an_exported_output(policy):
 EXPECTED_ACCESS: dict[str, set[tuple[str, str]]] = {
     "OperatorApiFunction": {("write", "LedgerTable")},
     "ProducerApiFunction": {("read", "LedgerTable"), ("send", "EventsQueue")},
-    "TeamApiFunction": {("write", "LedgerTable"), ("read", "UsageTable")},
+    "TeamApiFunction": {("write", "LedgerTable"), ("read", "UsageTable"), ("email", "SenderEmail")},
     "IngestFunction": {("write", "LedgerTable"), ("write", "UsageTable"), ("write", "DedupeTable")},
     "CloseBillingCyclesFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
     "EvaluateAlertsFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
@@ -350,7 +350,8 @@ def test_the_template_managed_policies_reach_only_the_functions_that_list_them()
 
 def test_ses_send_is_limited_to_the_sender_address():
     emailing = sorted(function for function, access in EXPECTED_ACCESS.items() if ("email", "SenderEmail") in access)
-    assert emailing == ["BalanceChangedAlertsFunction", "CloseBillingCyclesFunction", "EvaluateAlertsFunction"]
+    assert emailing == ["BalanceChangedAlertsFunction", "CloseBillingCyclesFunction", "EvaluateAlertsFunction",
+                        "TeamApiFunction"]
     for function in emailing:
         statements = statements_of(function)
         assert statements and all(

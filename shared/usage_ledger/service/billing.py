@@ -22,6 +22,8 @@ from aws_lambda_powertools import Logger
 from usage_ledger import clock
 from usage_ledger.domain.billing import (
     DECLINED,
+    PAID,
+    PAST_DUE_STATUSES,
     PAYMENT_FAILED,
     UNPAID,
     Charge,
@@ -32,7 +34,8 @@ from usage_ledger.domain.billing import (
     issue_invoice,
 )
 from usage_ledger.domain.model import Subscription
-from usage_ledger.domain.errors import LedgerError, NotFound
+from usage_ledger.domain.calendar import iso
+from usage_ledger.domain.errors import Conflict, LedgerError, NotFound
 from usage_ledger.domain.money import format_minor_units
 from usage_ledger.domain.pages import DEFAULT_PAGE
 from usage_ledger.service.ports import BillingStore, LedgerStore, Mailer, PaymentGateway, Renderer
@@ -192,3 +195,51 @@ class Billing:
     def list_invoices(self, team_id: str, limit: int = DEFAULT_PAGE, cursor: str | None = None) -> dict[str, Any]:
         invoices, next_cursor = self.store.list_invoices(team_id, limit, cursor)
         return {"items": [invoice.view() for invoice in invoices], "next_cursor": next_cursor}
+
+    # -------------------------------------------------------------- payment routes' entry points (dunning replaces these)
+
+    def pay_now(self, team_id: str, invoice_id: str, now: datetime) -> Invoice:
+        """One charge attempt now on the subscription's current card. A `paid` invoice: Conflict."""
+        invoice = self.invoice(team_id, invoice_id)
+        if invoice.status == PAID:
+            raise Conflict(f"Invoice {invoice_id!r} is already paid.")
+        subscription = self.ledger.subscription_by_id(team_id, invoice.subscription_id)
+        if subscription is None or not subscription.is_payg:
+            raise NotFound(f"Invoice {invoice_id!r} not found.")
+        return self._attempt_now(invoice, subscription, now)
+
+    def retry_failed_invoices(self, team_id: str, subscription_id: str, now: datetime) -> list[Invoice]:
+        """One attempt now on each payment_failed or uncollectible invoice of the subscription."""
+        subscription = self.ledger.subscription_by_id(team_id, subscription_id)
+        if subscription is None or not subscription.is_payg:
+            raise NotFound(f"Subscription {subscription_id!r} not found.")
+        failed, cursor = [], None
+        while True:
+            page, cursor = self.store.list_invoices(team_id, 100, cursor)
+            failed += [invoice for invoice in page
+                       if invoice.subscription_id == subscription_id and invoice.status in PAST_DUE_STATUSES]
+            if cursor is None:
+                break
+        return [self._attempt_now(invoice, subscription, now) for invoice in reversed(failed)]  # oldest first
+
+    def _attempt_now(self, invoice: Invoice, subscription: Subscription, now: datetime) -> Invoice:
+        if invoice.status == UNPAID:  # the close job's first attempt, under the same key
+            key = charge_key(invoice.invoice_id, 1)
+        else:  # keyed by the attempt it follows: the conditional record keeps one charge per attempt
+            key = f"{invoice.invoice_id}#retry-after-{iso(invoice.settled_at)}-{invoice.charge_id or 'none'}"
+        charge = self._charge_keyed(invoice, subscription, now, key)
+        recorded = self.store.record_attempt(invoice, charge, now, subscription.resource_id)
+        if recorded is None:  # another attempt was recorded first: it stands
+            return self.invoice(invoice.team_id, invoice.invoice_id)
+        return recorded
+
+    def _charge_keyed(self, invoice: Invoice, subscription: Subscription, now: datetime, key: str) -> Charge:
+        card = subscription.payment_method
+        if card is None or not card.id or subscription.customer_id is None:
+            return Charge("", DECLINED, invoice.total, invoice.currency, "payment_method_missing")
+        if now >= card_expires_at(card):
+            return Charge("", DECLINED, invoice.total, invoice.currency, "expired_card")
+        return self.payments.charge(
+            idempotency_key=key, amount=invoice.total, currency=invoice.currency,
+            customer_id=subscription.customer_id, payment_method=card,
+            description=f"Invoice {invoice.number or invoice.invoice_id} ({invoice.team_name})")

@@ -6,13 +6,22 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from usage_ledger.adapters.dynamodb import keys
-from usage_ledger.adapters.dynamodb.errors import is_condition_failure
+from usage_ledger.adapters.dynamodb.errors import CONDITION_FAILED, cancellation_codes, is_condition_failure
 from usage_ledger.adapters.dynamodb.leases import lease_free
 from usage_ledger.adapters.dynamodb.ledger import card_attribute, card_of
-from usage_ledger.adapters.dynamodb.models import CycleItem, IndexedKey, InvoiceItem, InvoiceLineAttribute, LedgerItem
+from usage_ledger.adapters.dynamodb.models import (
+    CycleItem,
+    IndexedKey,
+    InvoiceItem,
+    InvoiceLineAttribute,
+    LedgerItem,
+    SubscriptionItem,
+    connection,
+)
 from usage_ledger.adapters.dynamodb.paging import decode_cursor, encode_cursor, newest_first
 from usage_ledger.domain.billing import (
     CLOSED,
@@ -20,6 +29,7 @@ from usage_ledger.domain.billing import (
     MAX_INVOICE_ID,
     NO_RECIPIENT,
     OPEN,
+    PAST_DUE_STATUSES,
     UNPAID,
     SENDING,
     SENT,
@@ -172,6 +182,36 @@ class BillingStore:
                                    limit=limit, after=after)
         invoices = [invoice_of(item) for item in items if isinstance(item, InvoiceItem)]
         return invoices, encode_cursor(team_id, invoices[-1].invoice_id) if more and invoices else None
+
+    # -------------------------------------------------------------- payment routes' entry points (dunning replaces these)
+
+    def record_attempt(self, invoice: Invoice, charge: Charge, at: datetime, resource_id: str) -> Invoice | None:
+        """A charge attempt made outside the close job (pay now, a card update's retry), recorded only
+        if the invoice is still as read (same status, same last attempt): paid or payment_failed,
+        and in the same transaction the subscription's `past_due` set gains or loses the invoice.
+        None when another attempt was recorded first."""
+        item = invoice_item(invoice)
+        status = invoice.settled(charge, at).status
+        actions = [InvoiceItem.status.set(status), InvoiceItem.charge_id.set(charge.charge_id),
+                   InvoiceItem.settled_at.set(at)]
+        actions.append(InvoiceItem.decline_code.set(charge.decline_code) if charge.decline_code
+                       else InvoiceItem.decline_code.remove())
+        as_read = InvoiceItem.status == invoice.status
+        as_read &= (InvoiceItem.settled_at == invoice.settled_at if invoice.settled_at
+                    else InvoiceItem.settled_at.does_not_exist())
+        subscription = SubscriptionItem(keys.team_pk(invoice.team_id),
+                                        keys.subscription_sk(resource_id, invoice.subscription_id))
+        past_due = (SubscriptionItem.past_due.add({invoice.invoice_id}) if status in PAST_DUE_STATUSES
+                    else SubscriptionItem.past_due.delete({invoice.invoice_id}))
+        try:
+            with TransactWrite(connection=connection()) as transaction:
+                transaction.update(item, actions=actions, condition=as_read)
+                transaction.update(subscription, actions=[past_due], condition=SubscriptionItem.SK.exists())
+        except TransactWriteError as error:
+            if CONDITION_FAILED in cancellation_codes(error):
+                return None
+            raise
+        return self.get_invoice(invoice.team_id, invoice.invoice_id)
 
 
 def _instant(value: datetime) -> str:
