@@ -5,11 +5,11 @@ import uuid
 
 import boto3
 import pytest
-
 from conftest import OPERATOR, Identity, cloud_event, drain_events, problem, rfc3339, send_events, utc
+from usage_ledger.domain.errors import ProcessorUnavailable
+
 from infra.lambdas import FakeLambdaContext, load_handler
 from infra.localstripe import CARD_DECLINED_ON_CHARGE, LOCAL_SECRET_KEY
-from usage_ledger.domain.errors import ProcessorUnavailable
 
 TEAM, SUBSCRIPTION = "team-a", "payg-1"
 ALICE = Identity.user("alice")  # primary_admin, not the purchaser
@@ -106,7 +106,7 @@ def mark_past_due(invoice_id, resource_id="minutes"):
     from usage_ledger.adapters.dynamodb import keys
     from usage_ledger.adapters.dynamodb.models import SubscriptionItem
 
-    bootstrap.container().ledger_store  # binds the models to the stack's tables
+    assert bootstrap.container().ledger_store is not None  # building it binds the models to the stack's tables
     SubscriptionItem(keys.team_pk(TEAM), keys.subscription_sk(resource_id, SUBSCRIPTION)).update(
         actions=[SubscriptionItem.past_due.add({invoice_id})])
 
@@ -390,3 +390,28 @@ def test_past_due_shows_on_the_card_and_stops_payg_in_the_entitlement_until_paid
     assert payg_block(api)["status"] == "active"
     back = entitlement(api, 20)
     assert back["allowed"] is True and back["covered_by"] == "payg"
+
+
+def test_requests_per_payment_route(api, world, failed_invoice, dynamodb_calls):
+    """DynamoDB requests each route makes (docs/data-model.md), for the primary admin and the purchaser."""
+    invoice_id = failed_invoice["invoice_id"]
+
+    def count(call):
+        dynamodb_calls.clear()
+        reply = call()
+        assert reply.status == 200, reply.text
+        return [operation for operation, _ in dynamodb_calls]
+
+    # member, subscription id guard, subscription; the purchaser who is not a primary_admin: +2 (the guard's lookup)
+    assert len(count(lambda: setup_intent(api, as_=ALICE))) == 3
+    assert len(count(lambda: setup_intent(api, as_=PAT))) == 5
+    # pay now: member, invoice, guard, subscription, then the attempt: one transaction, the invoice re-read
+    assert count(lambda: pay(api, invoice_id, as_=ALICE)) == [
+        "GetItem", "GetItem", "GetItem", "GetItem", "TransactWriteItems", "GetItem"]
+    # card update with one failed invoice: member, guard + subscription, the conditional UpdateItem, then
+    # the retry: guard + subscription, one Query of the team's invoices, the attempt (transaction + re-read)
+    mark_failed = update_card(api, world.card(CARD_DECLINED_ON_CHARGE), as_=ALICE)  # fails again: stays failed
+    assert mark_failed.json["retried_invoices"][0]["status"] == "payment_failed"
+    operations = count(lambda: update_card(api, world.card(), as_=ALICE))
+    assert operations == ["GetItem", "GetItem", "GetItem", "UpdateItem", "GetItem", "GetItem", "Query",
+                          "TransactWriteItems", "GetItem"], operations
