@@ -44,9 +44,12 @@ class PortTaken(RuntimeError):
 
 
 def _start(port: int, host: str, timeout: float) -> tuple[str, Callable[[], None]]:
+    # --from-scratch: every localstripe pickles its whole store to one fixed file, /tmp/localstripe.pickle,
+    # and by default loads it at start: several at once (xdist workers, make run) then start from
+    # another's data or die on a half-written file (EOFError)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "localstripe", "--port", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://{host}:{port}"
 
     def stop() -> None:

@@ -160,6 +160,12 @@ class Container:
                        self.grace, self.settings.portal_base_url)
 
     @_part
+    def payment_methods(self) -> Any:
+        from usage_ledger.service.payments import PaymentMethods
+
+        return PaymentMethods(self.ledger_store, self.billing_store, self.billing, self.payments)
+
+    @_part
     def alerting(self) -> Any:
         from usage_ledger.service.alerting import Alerting
 

@@ -62,6 +62,7 @@ def build_world(api, world, clock) -> dict[str, list[str]]:
     return {
         "team_id": ["team-a"], "resource_id": ["minutes", "storage", "nope"], "user_id": ["alice", "bob", "zed"],
         "app_id": ["app-1"], "alert_id": [alert.json["alert_id"]], "invoice_id": [invoices[0]["invoice_id"]],
+        "subscription_id": ["payg-1", "flex-1"],
     }
 
 

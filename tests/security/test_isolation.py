@@ -64,6 +64,8 @@ PROBLEM_JSON = "application/problem+json"
 ADMINS = frozenset({"primary_admin", "secondary_admin", "sso_admin"})
 READERS = ADMINS | {"hub_admin"}
 MANAGERS = frozenset({"primary_admin", "secondary_admin"})
+PAYERS = frozenset({"primary_admin"})  # and the subscription's purchaser (bravo's is bravo-bea, a primary_admin)
+NEW_CARD = "<a card made at localstripe when asked>"  # ask() swaps in a real PaymentMethod id
 
 TEMPLATE_ROUTES = routes_of(Stack(template=load_template(), parameters={}))
 TEAM_ROUTES = [route for route in TEMPLATE_ROUTES if route.authorizer == "JWT"]
@@ -95,6 +97,7 @@ class Entry:
     allowed: frozenset[str]  # roles the contract lets through
     ok: int  # what an allowed caller gets for the first (valid) variant
     variants: tuple[Variant, ...]
+    writes: bool | None = None  # whether that answer writes; None: every method but GET does
 
 
 VALID = Variant("valid")
@@ -120,6 +123,13 @@ ENTRIES: dict[str, Entry] = {
         VALID, Variant("html", headers={"accept": "text/html"}))),
     "GET /v1/teams/{team_id}/members": Entry(ADMINS, 200, (
         VALID, Variant("bad-limit", query="limit=101"), Variant("bad-cursor", query="cursor=garbage"))),
+    "POST /v1/teams/{team_id}/subscriptions/{subscription_id}/payment-method/setup": Entry(
+        PAYERS, 200, (VALID, Variant("malformed-id", path={"subscription_id": "-bad id"})), writes=False),
+    "PUT /v1/teams/{team_id}/subscriptions/{subscription_id}/payment-method": Entry(PAYERS, 200, (
+        Variant("valid", body={"payment_method": NEW_CARD}),
+        Variant("unknown-card", body={"payment_method": "pm_unknown"}),
+        Variant("bad-body", body={"payment_method": {"id": 7}}))),
+    "POST /v1/teams/{team_id}/invoices/{invoice_id}/pay": Entry(PAYERS, 409, (VALID,), writes=False),  # all paid
 }
 
 # sample requests for the IAM routes: a body the operator could send (the refusal comes first)
@@ -271,7 +281,8 @@ def build_world(api: Api, moment: Clock) -> SimpleNamespace:
         alpha_invoices=[item["invoice_id"] for item in alpha_invoices],
         samples={  # path parameters naming real things of each team
             BRAVO: {"team_id": BRAVO, "resource_id": "minutes", "alert_id": bravo_alerts[0],
-                    "invoice_id": bravo_invoice_ids[0], "user_id": "bravo-bea", "app_id": "bravo-app"},
+                    "invoice_id": bravo_invoice_ids[0], "user_id": "bravo-bea", "app_id": "bravo-app",
+                    "subscription_id": "bravo-payg"},
         },
     )
 
@@ -318,7 +329,10 @@ def sample_path(route: Route, values: dict[str, str]) -> str:
 def ask(bed, route: Route, variant: Variant, identity: Identity, team_id: str = BRAVO):
     values = {**bed.samples[BRAVO], "team_id": team_id, **variant.path}
     path = sample_path(route, values)
-    reply = bed.api.call(route.method, path, as_=identity, body=variant.body, query=variant.query,
+    body = variant.body
+    if body == {"payment_method": NEW_CARD}:
+        body = {"payment_method": World(bed.api).card(exp_month=12, exp_year=2031)}
+    reply = bed.api.call(route.method, path, as_=identity, body=body, query=variant.query,
                          headers=dict(variant.headers))
     request_text = f"{path}?{variant.query} {json.dumps(variant.body)}"
     return reply, request_text
@@ -357,8 +371,9 @@ def test_an_allowed_caller_gets_through_on_every_team_route(bed):
         before = state(bed.stack)
         reply, _ = ask(bed, route, variant, BRAVO_ADMIN)
         assert reply.status == entry.ok, (route.route_key, reply.text)
-        assert (state(bed.stack) != before) == (route.method != "GET")  # and `state` sees a write
-        if route.method == "POST":
+        writes = entry.writes if entry.writes is not None else route.method != "GET"
+        assert (state(bed.stack) != before) == writes  # and `state` sees a write
+        if route.route_key == "POST /v1/teams/{team_id}/alerts":
             assert bed.api.call("DELETE", f"/v1/teams/{BRAVO}/alerts/{reply.json['alert_id']}",
                                 as_=BRAVO_ADMIN).status == 204
 
@@ -430,6 +445,22 @@ def test_bravo_alerts_under_alpha_path_are_not_found_and_not_deleted(bed):
     listing = bed.api.get(f"/v1/teams/{ALPHA}/alerts", as_=ALPHA_ADMIN)
     assert [item["alert_id"] for item in listing.json["items"]] == [bed.alpha_alert]
     assert not [secret for secret in bed.secrets if secret in listing.text]
+
+
+def test_bravo_subscription_and_invoices_under_alpha_path_are_not_found_and_not_charged(bed):
+    """Alpha's primary admin may pay alpha's invoices: bravo's ids under alpha's path are 404, never 403."""
+    before = state(bed.stack)
+    payment_method = bed.api.post(f"/v1/teams/{ALPHA}/subscriptions/bravo-payg/payment-method/setup", None,
+                                  as_=ALPHA_ADMIN)
+    assert_refused_without_leaking(bed, payment_method, "bravo-payg", 404)
+    card = World(bed.api).card()
+    reply = bed.api.call("PUT", f"/v1/teams/{ALPHA}/subscriptions/bravo-payg/payment-method", as_=ALPHA_ADMIN,
+                         body={"payment_method": card})
+    assert_refused_without_leaking(bed, reply, f"bravo-payg {card}", 404)
+    for invoice_id in bed.bravo_invoices:
+        reply = bed.api.post(f"/v1/teams/{ALPHA}/invoices/{invoice_id}/pay", None, as_=ALPHA_ADMIN)
+        assert_refused_without_leaking(bed, reply, invoice_id, 404)
+    assert state(bed.stack) == before
 
 
 @pytest.mark.parametrize("kind", ["alerts", "invoices", "members"])

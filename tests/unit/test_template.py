@@ -257,7 +257,8 @@ def test_each_callers_policy_is_an_exported_output(policy):
 EXPECTED_ACCESS: dict[str, set[tuple[str, str]]] = {
     "OperatorApiFunction": {("write", "LedgerTable"), ("secret", "StripeSecretName")},
     "ProducerApiFunction": {("read", "LedgerTable"), ("send", "EventsFifoQueue")},
-    "TeamApiFunction": {("write", "LedgerTable"), ("read", "UsageTable"), ("secret", "StripeSecretName")},
+    "TeamApiFunction": {("write", "LedgerTable"), ("read", "UsageTable"), ("secret", "StripeSecretName"),
+                        ("email", "SenderEmail")},
     "IngestFunction": {("write", "LedgerTable"), ("write", "UsageTable"), ("write", "DedupeTable")},
     # the scheduled runs only list what is due and enqueue it; their workers write and email
     "CloseBillingCyclesFunction": {("read", "LedgerTable"), ("send", "BillingWorkQueue")},
@@ -374,7 +375,7 @@ def test_the_template_managed_policies_reach_only_the_functions_that_list_them()
 def test_ses_send_is_limited_to_the_sender_address():
     emailing = sorted(function for function, access in EXPECTED_ACCESS.items() if ("email", "SenderEmail") in access)
     assert emailing == ["BalanceChangedAlertsFunction", "CloseBillingCyclesWorkerFunction",
-                        "EvaluateAlertsWorkerFunction"]
+                        "EvaluateAlertsWorkerFunction", "TeamApiFunction"]
     for function in emailing:
         statements = statements_of(function)
         assert statements and all(

@@ -14,9 +14,18 @@ class Action(Enum):
     READ_ALERTS = "read alerts"
     MANAGE_ALERTS = "create or delete alerts"
     LIST_MEMBERS = "list members"
+    PAY = "set this subscription's payment method or pay its invoices"
 
 
-def may(member: Member, action: Action) -> bool:
+# actions decided per subscription: the guard looks up the subscription's purchaser for them
+PER_SUBSCRIPTION = frozenset({Action.PAY})
+
+
+def may(member: Member, action: Action, *, purchaser_user_id: str | None = None) -> bool:
+    """`purchaser_user_id`: for PER_SUBSCRIPTION actions, the purchaser of the subscription the
+    request names (None when there is none: then only a primary_admin may go on, to a 404)."""
+    if action is Action.PAY:
+        return member.is_primary_admin or (purchaser_user_id is not None and purchaser_user_id == member.user_id)
     if action is Action.MANAGE_ALERTS:
         return member.manages_alerts
     if action in (Action.READ_BALANCES, Action.READ_NOTICES):
@@ -24,8 +33,8 @@ def may(member: Member, action: Action) -> bool:
     return member.is_admin  # read invoices and alerts, list members
 
 
-def require(member: Member, action: Action) -> Member:
-    if not may(member, action):
+def require(member: Member, action: Action, *, purchaser_user_id: str | None = None) -> Member:
+    if not may(member, action, purchaser_user_id=purchaser_user_id):
         raise Forbidden(f"Your roles do not allow you to {action.value} for this team.")
     return member
 

@@ -25,6 +25,13 @@ class Projection:
     days_remaining: int | None
     projected_depletion_date: date | None
     has_payg: bool
+    payg_past_due: bool = False  # payg covers nothing more until the failed invoices are paid
+
+
+def payg_past_due(subscriptions: list[Subscription]) -> bool:
+    """Contract section 6: the resource's payg is past_due while any payg subscription of it has an
+    invoice that is payment_failed or uncollectible."""
+    return any(subscription.is_payg and subscription.is_past_due for subscription in subscriptions)
 
 
 def consumed_in_window(state: BalanceState, today: date) -> int:
@@ -55,7 +62,8 @@ def project(resource: Resource, subscriptions: list[Subscription], state: Balanc
         days_remaining = 0
     else:
         days_remaining = int(Decimal(available) * PROJECTION_WINDOW_DAYS // consumed)
-    return Projection(available, total, status, days_remaining, depletion_date(today, days_remaining), has_payg)
+    return Projection(available, total, status, days_remaining, depletion_date(today, days_remaining), has_payg,
+                      payg_past_due(subscriptions))
 
 
 def depletion_date(today: date, days_remaining: int | None) -> date | None:
@@ -123,6 +131,7 @@ def balance_card(
             "unit_amount": payg_subscription.unit_amount,
             "amount": units * (payg_subscription.unit_amount or 0),
             "currency": payg_subscription.currency,
+            "status": "past_due" if payg_past_due(subscriptions) else "active",
         }
 
     return {

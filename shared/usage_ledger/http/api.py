@@ -29,12 +29,14 @@ from usage_ledger.domain.errors import (
     LedgerError,
     NotFound,
     PayloadTooLarge,
+    ProcessorUnavailable,
     UnsupportedMediaType,
     ValidationFailed,
 )
 from usage_ledger.domain.text import NOT_UNICODE, is_storable, shown
 
 logger = Logger()
+PROCESSOR_RETRY_AFTER_SECONDS = 30  # a processor outage: nothing was written, the same request may be retried
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://usage-ledger.dev/problems/"
 
@@ -187,6 +189,12 @@ def new_resolver() -> APIGatewayHttpResolver:
     @app.exception_handler(LedgerError)
     def _ledger_error(error: LedgerError) -> Response:
         return problem(error.status, error.slug, error.title, error.detail)
+
+    @app.exception_handler(ProcessorUnavailable)
+    def _processor_unavailable(error: ProcessorUnavailable) -> Response:
+        return Response(status_code=error.status, content_type=PROBLEM_JSON,
+                        body=problem_body(error.status, error.slug, error.title, error.detail),
+                        headers={"Retry-After": str(PROCESSOR_RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported(_: RequestUnsupportedContentType) -> Response:

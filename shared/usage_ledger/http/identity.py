@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from usage_ledger import bootstrap
-from usage_ledger.domain.access import Action, require
+from usage_ledger.domain.access import PER_SUBSCRIPTION, Action, require
 from usage_ledger.domain.errors import Forbidden, NotFound, Unauthorized
 from usage_ledger.domain.model import Member
 
@@ -62,6 +62,9 @@ class TeamRouter:
     def post(self, rule: str, action: Action, **options: Any) -> Callable:
         return self.route("POST", rule, action, **options)
 
+    def put(self, rule: str, action: Action, **options: Any) -> Callable:
+        return self.route("PUT", rule, action, **options)
+
     def delete(self, rule: str, action: Action, **options: Any) -> Callable:
         return self.route("DELETE", rule, action, **options)
 
@@ -78,7 +81,10 @@ class TeamRouter:
 def team_guard(*routers: TeamRouter) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The team routes' guard, run before anything else: 401 without a caller, 404 unless the
     caller is a member of the team, 403 unless the route's action is one the member's roles allow.
-    A route no router declares is refused (404), so a route cannot skip its role check."""
+    A route no router declares is refused (404), so a route cannot skip its role check. For an
+    action decided per subscription (paying), a member who is not a primary_admin is let through
+    only as the purchaser of the subscription the path names (or of the invoice's subscription):
+    anyone else gets 403 whether or not that subscription exists."""
 
     def guard(event: dict[str, Any]) -> dict[str, Any]:
         request = APIGatewayProxyEventV2(event)  # method and path as Powertools will route them
@@ -89,6 +95,10 @@ def team_guard(*routers: TeamRouter) -> Callable[[dict[str, Any]], dict[str, Any
         member = team_member(event, team_id)
         if route is None:
             raise NotFound("No such route.")
-        return {"member": require(member, route[0])}
+        action, params = route
+        purchaser = None
+        if action in PER_SUBSCRIPTION and not member.is_primary_admin:
+            purchaser = bootstrap.container().payment_methods.purchaser(team_id, params)
+        return {"member": require(member, action, purchaser_user_id=purchaser)}
 
     return guard

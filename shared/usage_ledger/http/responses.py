@@ -125,6 +125,8 @@ class PaygCycle(Answer):
     unit_amount: int | None
     amount: Annotated[int, Field(description="minor units")]
     currency: str | None
+    status: Annotated[Literal["active", "past_due"], Field(
+        description="past_due while a payg invoice of the resource is payment_failed or uncollectible")]
 
 
 class BalanceCard(Answer):
@@ -262,3 +264,25 @@ class Invoice(Answer):
 class Invoices(Answer):
     items: list[Invoice]
     next_cursor: Cursor
+
+
+# ------------------------------------------------------------------ team: payment routes (contract section 6)
+class SetupIntentAnswer(Answer):
+    client_secret: Annotated[str, Field(description="the SetupIntent's client secret, for Stripe.js")]
+    publishable_key: Annotated[str, Field(description="the Stripe publishable key for Stripe.js")]
+
+
+class SavedCard(CardOnFile):
+    id: Annotated[str, Field(description="the Stripe PaymentMethod id")]
+
+
+class RetriedInvoice(Answer):
+    invoice_id: str
+    status: Literal["open", "paid", "payment_failed", "uncollectible"]
+
+
+class PaymentMethodAnswer(Answer):
+    subscription_id: str
+    payment_method: SavedCard
+    retried_invoices: Annotated[list[RetriedInvoice], Field(
+        description="each payment_failed or uncollectible invoice of the subscription, charged once on the new card")]

@@ -151,6 +151,12 @@ class PaymentMethodBody(Strict):
     id: PaymentMethodId
 
 
+class PaymentMethodUpdateBody(Strict):
+    """PUT .../payment-method: the card Stripe.js collected (contract section 6)."""
+
+    payment_method: PaymentMethodId
+
+
 INSTANT = {"format": "date-time", "description": f"RFC 3339 with an offset, years {EARLIEST.year}-{LATEST.year - 1}"}
 
 

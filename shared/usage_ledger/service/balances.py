@@ -83,7 +83,7 @@ class Balances:
                               resource.charge_unit_size)
         if needed <= projection.available:
             covered_by: str | None = "prepaid"
-        elif projection.has_payg:
+        elif projection.has_payg and not projection.payg_past_due:  # past_due: payg covers nothing more
             covered_by = "payg"
         else:
             covered_by = None

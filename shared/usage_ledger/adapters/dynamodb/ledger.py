@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, PutError, TransactWriteError
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from usage_ledger.adapters.dynamodb import keys
@@ -252,6 +252,24 @@ class LedgerStore:
     def get_subscription(self, team_id: str, resource_id: str, subscription_id: str) -> Subscription | None:
         item = self._get(keys.team_pk(team_id), keys.subscription_sk(resource_id, subscription_id))
         return subscription_of(item) if isinstance(item, SubscriptionItem) else None
+
+    def set_payment_method(self, subscription: Subscription, card: PaymentMethod, customer_id: str) -> bool:
+        """Save a new card on a payg subscription: one conditional UpdateItem, taken only while the
+        item is still that payg subscription with the Customer it was read with (the card is
+        attached to that Customer). False when it is not."""
+        item = SubscriptionItem(keys.team_pk(subscription.team_id),
+                                keys.subscription_sk(subscription.resource_id, subscription.subscription_id))
+        same_customer = (SubscriptionItem.customer_id == subscription.customer_id
+                         if subscription.customer_id else SubscriptionItem.customer_id.does_not_exist())
+        condition = SubscriptionItem.SK.exists() & (SubscriptionItem.type == "payg") & same_customer
+        try:
+            item.update(actions=[SubscriptionItem.payment_method.set(card_attribute(card)),
+                                 SubscriptionItem.customer_id.set(customer_id)], condition=condition)
+        except UpdateError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
 
     # -------------------------------------------------------------- the team's partition
 

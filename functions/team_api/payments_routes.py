@@ -1,0 +1,38 @@
+"""Payment routes: a SetupIntent for a new card, saving the card (which retries failed invoices on
+it) and paying an invoice now. The purchaser or a primary_admin only (the guard checks PAY)."""
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from usage_ledger import clock
+from usage_ledger.bootstrap import container
+from usage_ledger.domain.access import Action
+from usage_ledger.http.api import json_response
+from usage_ledger.http.identity import TeamRouter
+from usage_ledger.http.params import PathId
+from usage_ledger.http.responses import Invoice, PaymentMethodAnswer, SetupIntentAnswer, ok
+from usage_ledger.http.schemas import PaymentMethodUpdateBody
+
+routes = TeamRouter()  # each route names its action; the guard checks it before validation
+router = routes.router
+UNAVAILABLE = {503: {"description": "The payment processor is unavailable; nothing was written. Retry after "
+                                    "the Retry-After header's seconds."}}
+
+
+@routes.post("/v1/teams/<team_id>/subscriptions/<subscription_id>/payment-method/setup", Action.PAY,
+             responses={**ok(SetupIntentAnswer), **UNAVAILABLE})
+def setup_payment_method(team_id: PathId, subscription_id: PathId):
+    return json_response(container().payment_methods.setup(team_id, subscription_id))
+
+
+@routes.put("/v1/teams/<team_id>/subscriptions/<subscription_id>/payment-method", Action.PAY,
+            responses={**ok(PaymentMethodAnswer), **UNAVAILABLE})
+def update_payment_method(team_id: PathId, subscription_id: PathId,
+                          body: Annotated[PaymentMethodUpdateBody, Body()]):
+    return json_response(container().payment_methods.update(team_id, subscription_id, body.payment_method,
+                                                            clock.now()))
+
+
+@routes.post("/v1/teams/<team_id>/invoices/<invoice_id>/pay", Action.PAY,
+             responses={**ok(Invoice), **UNAVAILABLE})
+def pay_invoice(team_id: PathId, invoice_id: str):  # any unknown id, however odd, is a 404
+    return json_response(container().payment_methods.pay(team_id, invoice_id, clock.now()))
