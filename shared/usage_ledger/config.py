@@ -16,6 +16,8 @@ class Settings:
     billing_grace_minutes: int
     entitlement_max_age_seconds: int
     portal_base_url: str
+    issuer_name: str = "Usage Ledger Example Ltd."
+    issuer_address: str = "1 Example Street, Springfield 00000, United States"
 
 
 @lru_cache(maxsize=1)
@@ -30,4 +32,6 @@ def settings() -> Settings:
         billing_grace_minutes=int(env.get("BILLING_GRACE_MINUTES", "60")),
         entitlement_max_age_seconds=int(env.get("ENTITLEMENT_MAX_AGE_SECONDS", "5")),
         portal_base_url=env.get("PORTAL_BASE_URL", "http://127.0.0.1:3000").rstrip("/"),
+        issuer_name=env.get("ISSUER_NAME") or Settings.issuer_name,
+        issuer_address=env.get("ISSUER_ADDRESS") or Settings.issuer_address,
     )
