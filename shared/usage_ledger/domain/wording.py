@@ -48,9 +48,10 @@ def number_in_words(value: Decimal | int) -> str:
 
 
 def plural(unit: str, quantity: Decimal | int) -> str:
-    """'processing minute' -> 'processing minutes' unless the quantity is exactly one."""
-    if Decimal(quantity) == 1 or not unit or unit.endswith("s"):
-        return unit
+    """'processing minute' -> 'processing minutes' unless the quantity is exactly one; 'GB' stays."""
+    last = unit.split()[-1] if unit.strip() else ""
+    if Decimal(quantity) == 1 or not last.isalpha() or last.endswith("s") or last.isupper():
+        return unit  # one, an abbreviation (GB, kWh stays as written: only all-caps ones), already plural
     return f"{unit}es" if unit.endswith(("ch", "sh", "x")) else f"{unit}s"
 
 

@@ -109,10 +109,11 @@ def invoice_document(invoice: Invoice, issuer: Issuer, portal_url: str) -> dict[
         "status": invoice.status,
         "status_label": STATUS_LABELS.get(invoice.status, invoice.status.replace("_", " ").capitalize()),
         "lines": [{"description": invoice.resource_name, "units": f"{line.charged_units:,}",
+                   "units_label": quantity_in_words(line.charged_units, "unit"),
                    "unit_price": money(line.unit_amount), "amount": money(line.amount)} for line in invoice.lines],
         "unit_explanation": f"1 unit = {quantity_in_words(invoice.charge_unit_size, invoice.unit)}",
-        "rollover": (f"{quantity_in_words(rolled, invoice.unit)} of partial usage carry over to the next cycle"
-                     if rolled > 0 else None),
+        "rollover": (f"{quantity_in_words(rolled, invoice.unit)} of partial usage "
+                     f"{'carries' if rolled == 1 else 'carry'} over to the next cycle" if rolled > 0 else None),
         "total": money(invoice.total),
         "card": f"{card.brand.title()} ending in {card.last4}",
         "attempts": [{"number": attempt.number, "when": instant_in_words(attempt.at, zone),
