@@ -227,3 +227,17 @@ def test_the_mime_message_is_mixed_of_alternative_text_html_and_the_pdf():
         "application/pdf", "invoice-7.pdf", b"%PDF-1.3 x")
     assert str(message["Subject"]) == "Invoice 7 for Équipe 🚀: 27.50 USD" and message["To"] == "alice@example.com"
     assert all(len(line) <= 998 for line in raw.split(b"\r\n")) and re.fullmatch(rb"[\x00-\x7f]*", raw)
+
+
+@pytest.mark.parametrize("logical, drawn", [
+    ("Team צוות שלום x", "Team םולש תווצ x"),  # an RTL run inside LTR text, reversed in place
+    ("צוות שלום Team 1", "Team 1 םולש תווצ"),  # an RTL paragraph: runs in right-to-left order
+    ("שָׁלוֹם", "םוֹלשָׁ"),  # points stay on their letters
+    ("فريق \u202eevil", "live قيرف"),  # an override: its run is right to left too
+    ("Z\u0337\u0322a\u0334lgo ẞ", "Z\u0337\u0322a\u0334lgo ẞ"),  # left to right: as it is
+])
+def test_right_to_left_text_is_drawn_in_visual_order(billing, logical, drawn):
+    from usage_ledger.adapters.pdf import visual
+
+    assert visual(logical) == drawn
+    assert drawn in pdf_text(billing.render_invoice_pdf(invoice(team_name=logical)))

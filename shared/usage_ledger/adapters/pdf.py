@@ -3,16 +3,46 @@ document the HTML and text render (usage_ledger.service.documents.invoice_docume
 
 Text is set in DejaVu Sans, embedded as a subset: the core PDF fonts only encode Latin-1, and team
 names may be in any script. A character the font has no glyph for (an emoji, CJK) is drawn as an
-empty box and logged by fpdf2; nothing that can be stored makes the PDF fail.
+empty box and logged by fpdf2; nothing that can be stored makes the PDF fail. Right-to-left runs
+are put in visual order here (fpdf2's own bidi needs its text shaping, which needs the native
+uharfbuzz); Arabic letters then show in their isolated forms, in the right order.
 """
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 FONT = Path(__file__).resolve().parent.parent / "fonts" / "DejaVuSans.ttf"
 FAMILY = "DejaVu"
 INK, MUTED, RULE = (31, 41, 51), (97, 110, 124), (228, 231, 235)
+
+
+def _clusters(text: str) -> list[str]:
+    """Characters with the combining marks that follow them (so reversing keeps marks on their base)."""
+    clusters: list[str] = []
+    for char in text:
+        if clusters and (unicodedata.combining(char) or char in "\u200d\ufe0f"):
+            clusters[-1] += char
+        else:
+            clusters.append(char)
+    return clusters
+
+
+def visual(text: str) -> str:
+    """A line in the order it is drawn, left to right: right-to-left runs reversed (Unicode bidi)."""
+    if text.isascii():
+        return text
+    from fpdf.bidi import BidiParagraph, auto_detect_base_direction
+    from fpdf.enums import TextDirection
+
+    lines = []
+    for line in text.split("\n"):
+        base = auto_detect_base_direction(line)
+        runs = [("".join(reversed(_clusters(run))) if direction == TextDirection.RTL else run)
+                for run, direction in BidiParagraph(text=line, base_direction=base).get_bidi_fragments()]
+        lines.append("".join(reversed(runs) if base == TextDirection.RTL else runs))
+    return "\n".join(lines)
 
 
 def invoice_pdf(document: dict[str, Any]) -> bytes:
@@ -34,7 +64,7 @@ def invoice_pdf(document: dict[str, Any]) -> bytes:
     def text(value: str, size: float = 10, color: tuple[int, int, int] = INK, height: float = 5.5) -> None:
         pdf.set_font(FAMILY, size=size)
         pdf.set_text_color(*color)
-        pdf.multi_cell(width, height, value, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(width, height, visual(value), new_x="LMARGIN", new_y="NEXT", align="L")
 
     def gap(mm: float = 3) -> None:
         pdf.ln(mm)
@@ -47,12 +77,12 @@ def invoice_pdf(document: dict[str, Any]) -> bytes:
     top, half = pdf.get_y(), (width - 8) / 2
     pdf.set_font(FAMILY, size=10)
     pdf.set_text_color(*INK)
-    pdf.multi_cell(half, 5.5, "\n".join(["From", document["issuer_name"], *document["issuer_address"]]),
-                   new_x="RIGHT", new_y="TOP")
+    pdf.multi_cell(half, 5.5, visual("\n".join(["From", document["issuer_name"], *document["issuer_address"]])),
+                   new_x="LMARGIN", new_y="NEXT", align="L")
     left_bottom = pdf.get_y()
     pdf.set_xy(pdf.l_margin + half + 8, top)
-    pdf.multi_cell(half, 5.5, "\n".join(["Billed to", document["team_name"], document["purchaser_email"]]),
-                   new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(half, 5.5, visual("\n".join(["Billed to", document["team_name"], document["purchaser_email"]])),
+                   new_x="LMARGIN", new_y="NEXT", align="L")
     pdf.set_y(max(pdf.get_y(), left_bottom))
     gap(5)
 
@@ -68,7 +98,7 @@ def invoice_pdf(document: dict[str, Any]) -> bytes:
     with pdf.table(col_widths=(35, 65), first_row_as_headings=False, borders_layout="HORIZONTAL_LINES",
                    line_height=6) as table:
         for label, value in details:
-            table.row((label, value))
+            table.row((label, visual(value)))
     gap(6)
 
     text("Charges", size=13, height=7)
@@ -77,8 +107,8 @@ def invoice_pdf(document: dict[str, Any]) -> bytes:
                    borders_layout="HORIZONTAL_LINES", line_height=6, headings_style=heading) as table:
         table.row(("Item", "Units", "Unit price", "Amount"))
         for line in document["lines"]:
-            table.row((f"{line['description']}\n{document['unit_explanation']}", line["units"], line["unit_price"],
-                       line["amount"]))
+            table.row((visual(f"{line['description']}\n{document['unit_explanation']}"), line["units"],
+                       line["unit_price"], line["amount"]))
         table.row(("Total", "", "", document["total"]))
     if document["rollover"]:
         gap(2)
