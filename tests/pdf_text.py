@@ -14,7 +14,7 @@ _ESCAPES = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f", b"(
 
 def _streams(pdf: bytes) -> list[bytes]:
     found = []
-    for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+    for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.DOTALL):
         try:
             found.append(zlib.decompress(match.group(1)))
         except zlib.error:
@@ -47,12 +47,12 @@ def pdf_text(pdf: bytes) -> str:
     streams = _streams(pdf)
     glyphs: dict[int, str] = {}
     for stream in streams:
-        for block in re.findall(rb"beginbfchar(.*?)endbfchar", stream, re.S):
+        for block in re.findall(rb"beginbfchar(.*?)endbfchar", stream, re.DOTALL):
             for glyph, code in re.findall(rb"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", block):
                 glyphs[int(glyph, 16)] = bytes.fromhex(code.decode()).decode("utf-16-be")
     lines = []
     for stream in streams:
-        for literal in re.findall(rb"\(((?:\\.|[^\\)])*)\)\s*Tj", stream, re.S):
+        for literal in re.findall(rb"\(((?:\\.|[^\\)])*)\)\s*Tj", stream, re.DOTALL):
             raw = _literal(literal)
             lines.append("".join(glyphs.get(int.from_bytes(raw[i:i + 2], "big"), "\ufffd")
                                  for i in range(0, len(raw) - 1, 2)))

@@ -55,7 +55,7 @@ def test_the_invoice_email_has_text_and_html_one_view_link_and_the_pdf(api, worl
     assert message.destinations["ToAddresses"] == ["alice@example.com"]
     assert message.subject == f"Invoice {reference} for TEAM-A: 27.50 USD"
     assert message.mime.get_content_type() == "multipart/mixed"
-    alternative, attachment = message.mime.get_payload()
+    alternative, _ = message.mime.get_payload()
     assert [part.get_content_type() for part in alternative.get_payload()] == ["text/plain", "text/html"]
     view = f"http://127.0.0.1:3000/#/teams/team-a/invoices/{item['invoice_id']}"
     assert message.html.count(f'href="{view}"') == 1 and message.text.count(view) == 1

@@ -1,15 +1,14 @@
 """The invoice a business can send, rendered from Invoice values in every state the payments work
 can put one in (dunning fills number and attempts; these build them directly): the email each
 state calls for, dates in the purchaser's zone in words, exact money, the PDF's text."""
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-import re
 
 import pytest
 from fakes import FakeBillingStore, FakeGateway, FakeLedgerStore, FakeMailer
 from pdf_text import pdf_text
-
 from usage_ledger.adapters.email import Renderer, mime_message
 from usage_ledger.domain.billing import PAID, PAYMENT_FAILED, UNCOLLECTIBLE, UNPAID, Attempt, Invoice, InvoiceLine
 from usage_ledger.domain.links import invoice_link, payment_method_link
@@ -71,7 +70,7 @@ def test_an_invoice_paid_at_its_first_attempt_is_emailed_as_the_invoice_with_its
 
 
 def test_an_open_invoice_not_yet_charged_is_the_invoice_too(billing):
-    subject, html, text, attachments = billing.render_email(invoice(status=UNPAID, attempts=(), attempt_count=0,
+    subject, _, text, attachments = billing.render_email(invoice(status=UNPAID, attempts=(), attempt_count=0,
                                                                     paid_at=None))
     assert subject == "Invoice 7 for TEAM-A: 27.50 USD" and len(attachments) == 1
     assert "Status: Open" in text and "Paid:" not in text and "Payment attempts" not in text

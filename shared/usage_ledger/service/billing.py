@@ -41,10 +41,10 @@ class CloseSummary:
 
 class Billing:
     def __init__(self, ledger: LedgerStore, store: BillingStore, payments: PaymentGateway, mailer: Mailer,
-                 renderer: Renderer, grace: timedelta, portal_url: str, *, issuer: Issuer = Issuer()) -> None:
+                 renderer: Renderer, grace: timedelta, portal_url: str, *, issuer: Issuer | None = None) -> None:
         self.ledger, self.store, self.payments = ledger, store, payments
         self.mailer, self.renderer, self.grace, self.portal_url = mailer, renderer, grace, portal_url
-        self.issuer = issuer
+        self.issuer = issuer or Issuer()
 
     # -------------------------------------------------------------- the close job
 

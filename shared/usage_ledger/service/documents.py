@@ -87,7 +87,7 @@ def pdf_filename(invoice: Invoice) -> str:
 def invoice_document(invoice: Invoice, issuer: Issuer, portal_url: str) -> dict[str, Any]:
     """Everything an invoice shows, as display strings (jinja2 escapes them in HTML)."""
     zone = invoice.timezone or "UTC"
-    money = lambda amount: format_minor_units(amount, invoice.currency)  # noqa: E731
+    money = lambda amount: format_minor_units(amount, invoice.currency)
     card = invoice.payment_method
     attempts = attempts_of(invoice)
     paid_at = invoice.paid_at or (invoice.settled_at if invoice.status == PAID else None)
