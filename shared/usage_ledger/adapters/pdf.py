@@ -13,7 +13,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-FONT = Path(__file__).resolve().parent.parent / "fonts" / "DejaVuSans.ttf"
+FONT = Path(__file__).resolve().parent.parent / "fonts" / "DejaVuSans-Subset.ttf"  # see fonts/README.md
 FAMILY = "DejaVu"
 INK, MUTED, RULE = (31, 41, 51), (97, 110, 124), (228, 231, 235)
 
