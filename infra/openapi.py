@@ -187,6 +187,12 @@ def _responses(method: str, path: str, operation: dict[str, Any]) -> dict[str, A
     if path == "/v1/teams/{team_id}/invoices/{invoice_id}":
         responses["200"]["content"]["text/html"] = {"schema": {"type": "string"},
                                                     "x-note": "with Accept: text/html, the rendered invoice"}
+        responses["200"]["content"]["application/pdf"] = {
+            "schema": {"type": "string", "format": "binary"},
+            "x-note": ("with Accept: application/pdf, the same invoice as a PDF "
+                       "(Content-Disposition: inline; filename=\"invoice-<number>.pdf\")")}
+        responses["200"]["headers"] = {"Vary": {"description": "`Accept`: JSON, HTML or PDF",
+                                                "schema": {"type": "string"}}}
     if key == ("get", "/v1/teams/{team_id}/usage"):
         page = copy.deepcopy(USAGE_PAGE)
         page["content"]["application/json"] = responses["200"]["content"]["application/json"]

@@ -1,6 +1,7 @@
 """Test harness: moto in-process, the template deployed into it, handlers driven with real events."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -41,6 +42,11 @@ class Reply:
     status: int
     headers: dict[str, str]
     text: str
+    base64_encoded: bool = False  # a binary body (a PDF), as API Gateway's payload 2.0 carries it
+
+    @property
+    def content(self) -> bytes:
+        return base64.b64decode(self.text) if self.base64_encoded else self.text.encode("utf-8")
 
     @property
     def json(self) -> Any:
@@ -78,7 +84,8 @@ class Api:
             headers.setdefault("content-type", "application/json")
         event = http_event(route, path, params, identity=as_, query=query, headers=headers, body=raw_body)
         response = load_handler(self.stack, route.function)(event, FakeLambdaContext(route.function))
-        return Reply(response["statusCode"], response.get("headers") or {}, response.get("body") or "")
+        return Reply(response["statusCode"], response.get("headers") or {}, response.get("body") or "",
+                     bool(response.get("isBase64Encoded")))
 
     def get(self, path: str, **kwargs: Any) -> Reply:
         return self.call("GET", path, **kwargs)

@@ -1,13 +1,14 @@
-"""Invoices: the team's list (newest first, cursor pages) and one invoice as JSON or rendered HTML."""
+"""Invoices: the team's list (newest first, cursor pages) and one invoice as JSON, rendered HTML or PDF."""
 
 from aws_lambda_powertools.event_handler import Response
 from usage_ledger.bootstrap import container
 from usage_ledger.domain.access import Action
 from usage_ledger.domain.pages import DEFAULT_PAGE
-from usage_ledger.http.api import json_response, prefers
+from usage_ledger.http.api import accept_quality, json_response, prefers
 from usage_ledger.http.identity import TeamRouter
 from usage_ledger.http.params import PageCursor, PageLimit, PathId
 from usage_ledger.http.responses import Invoice, Invoices, ok
+from usage_ledger.service.documents import pdf_filename
 
 routes = TeamRouter()  # each route names its action; the guard checks it before validation
 router = routes.router
@@ -22,7 +23,14 @@ def list_invoices(team_id: PathId, limit: PageLimit = DEFAULT_PAGE, cursor: Page
 def get_invoice(team_id: PathId, invoice_id: str):  # any unknown id, however odd, is a 404
     billing = container().billing
     invoice = billing.invoice(team_id, invoice_id)
-    if prefers(router.current_event.headers.get("accept") or "", "text/html"):
+    accept = router.current_event.headers.get("accept") or ""
+    vary = {"Vary": "Accept"}
+    if prefers(accept, "application/pdf") and accept_quality(accept, "application/pdf") >= accept_quality(
+            accept, "text/html"):
+        filename = pdf_filename(invoice)  # [A-Za-z0-9._-] only: safe in the header as it is
+        return Response(status_code=200, content_type="application/pdf", body=billing.render_invoice_pdf(invoice),
+                        headers={**vary, "Content-Disposition": f'inline; filename="{filename}"'})
+    if prefers(accept, "text/html"):
         return Response(status_code=200, content_type="text/html; charset=utf-8",
-                        body=billing.render_invoice_html(invoice))
-    return json_response(invoice.view())
+                        body=billing.render_invoice_html(invoice), headers=vary)
+    return json_response(invoice.view(), headers=vary)

@@ -154,10 +154,11 @@ class Container:
 
     @_part
     def billing(self) -> Any:
-        from usage_ledger.service.billing import Billing
+        from usage_ledger.service.billing import Billing, Issuer
 
         return Billing(self.ledger_store, self.billing_store, self.payments, self.mailer, self.renderer,
-                       self.grace, self.settings.portal_base_url)
+                       self.grace, self.settings.portal_base_url,
+                       issuer=Issuer(self.settings.issuer_name, self.settings.issuer_address))
 
     @_part
     def payment_methods(self) -> Any:

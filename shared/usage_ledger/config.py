@@ -21,6 +21,8 @@ class Settings:
     stripe_publishable_key: str = "pk_test_local"
     billing_work_queue_url: str = ""
     alerts_work_queue_url: str = ""
+    issuer_name: str = "Usage Ledger Example Ltd."
+    issuer_address: str = "1 Example Street, Springfield 00000, United States"
 
 
 @lru_cache(maxsize=1)
@@ -40,4 +42,6 @@ def settings() -> Settings:
         stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", "pk_test_local"),
         billing_work_queue_url=env.get("BILLING_WORK_QUEUE_URL", ""),
         alerts_work_queue_url=env.get("ALERTS_WORK_QUEUE_URL", ""),
+        issuer_name=env.get("ISSUER_NAME") or Settings.issuer_name,
+        issuer_address=env.get("ISSUER_ADDRESS") or Settings.issuer_address,
     )

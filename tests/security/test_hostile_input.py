@@ -20,8 +20,7 @@ from conftest import (
     send_events,
     utc,
 )
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.ses.models import ses_backends
+from sent_mail import sent_emails
 
 from infra.apigw import find_route, http_event
 from infra.lambdas import FakeLambdaContext, load_handler
@@ -37,7 +36,7 @@ JSON = {"content-type": "application/json"}
 
 
 def emails():
-    return list(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
+    return sent_emails()  # SendEmail and raw (the invoice with its PDF) alike
 
 
 def call_route(api, route_key, path, params, *, as_, body=None):

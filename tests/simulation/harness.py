@@ -6,6 +6,9 @@ the point of running workers concurrently.
 """
 from __future__ import annotations
 
+import base64
+import email
+import email.policy
 import json
 import random
 import threading
@@ -21,7 +24,7 @@ import boto3
 from botocore.exceptions import ClientError
 from conftest import OPERATOR, Api, Clock, Identity, World, cloud_event
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.ses.models import ses_backends
+from sent_mail import sent_emails as _sent_emails
 
 from infra.lambdas import load_handler
 from infra.localstripe import create_card
@@ -39,8 +42,8 @@ CATALOGUE = (  # id, kind, charge unit size
     ("tokens", "api", Decimal("0.5")),
     ("storage", "resource", Decimal(1000)),
 )
-WRITES = {"TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "SendEmail",
-          "SendMessage"}
+SENDS = ("SendEmail", "SendRawEmail")  # SES; raw: the invoice with its PDF attached
+WRITES = {"TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", *SENDS, "SendMessage"}
 # a fault that hit between SES accepting an email and the write that records it: the one window in
 # which a later run sends that email again (docs/invariants.md, I5 and I6)
 UNRECORDED_SEND = "unrecorded_send"
@@ -107,7 +110,7 @@ class FaultPlan:
         if kind is None:
             return
         self.injected[f"{kind}:{operation}"] += 1
-        if getattr(self.local, "last", None) == "SendEmail":
+        if getattr(self.local, "last", None) in SENDS:
             self._unrecorded_send()
         if kind == "crash_before":
             raise Crash(f"crashed before {operation}")
@@ -118,7 +121,7 @@ class FaultPlan:
                                            "Message": f"Transaction cancelled [{', '.join(codes)}]"},
                                  "CancellationReasons": [{"Code": code} for code in codes]}, operation)
         else:
-            code = "Throttling" if operation in ("SendEmail", "SendMessage") else \
+            code = "Throttling" if operation in (*SENDS, "SendMessage") else \
                 "ProvisionedThroughputExceededException"
             error = ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
         error.injected = True  # type: ignore[attr-defined]
@@ -129,6 +132,13 @@ class FaultPlan:
             body = params.get("body") or {}
             fields = body if isinstance(body, dict) else {k: v[0] for k, v in parse_qs(body).items()}
             self.local.subject = fields.get("Message.Subject.Data", "")
+        elif model.name == "SendRawEmail":  # the subject and the text part, which names the invoice id
+            body = params.get("body") or {}
+            fields = body if isinstance(body, dict) else {k: v[0] for k, v in parse_qs(body).items()}
+            raw = email.message_from_bytes(base64.b64decode(fields.get("RawMessage.Data", "")),
+                                           policy=email.policy.default)
+            text = raw.get_body(preferencelist=("plain",)) if raw.is_multipart() else None
+            self.local.subject = f"{raw['Subject']}\n{text.get_content() if text else ''}"
 
     def _unrecorded_send(self) -> None:
         self.injected[UNRECORDED_SEND] += 1
@@ -152,7 +162,7 @@ class FaultPlan:
         self.local.last = model.name
         if model.name in WRITES and self._roll(["crash_after"]):
             self.injected[f"crash_after:{model.name}"] += 1
-            if model.name == "SendEmail":
+            if model.name in SENDS:
                 self._unrecorded_send()
             raise Crash(f"crashed after {model.name}")
 
@@ -528,7 +538,7 @@ def forget_stream_records() -> None:
 
 
 def sent_emails() -> list[Any]:
-    return list(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
+    return _sent_emails()  # SendEmail and raw messages alike: .subject, .body, .destinations
 
 
 def _stamp(value: datetime) -> str:

@@ -117,7 +117,7 @@ def check_cycles_and_invoices(sim: Simulation, ledger: list[dict[str, Any]]) -> 
             problems.append(f"I5 {invoice_id}: payment record {payment} for total {invoice['total']}")
         elif invoice["status"] != {"succeeded": "paid", "declined": "payment_failed"}[payment["status"]]:
             problems.append(f"I5 {invoice_id}: status {invoice['status']} but the charge {payment['status']}")
-        copies = sum(1 for message in emails if invoice_id in message.subject)
+        copies = sum(1 for message in emails if invoice_id in message.subject or invoice_id in message.body)
         # a second copy only where a fault hit between SES taking this invoice's email and its record
         unrecorded = sum(1 for subject in sim.faults.unrecorded_subjects if invoice_id in subject)
         if invoice.get("emailed") != "sent" or not 1 <= copies <= 1 + unrecorded:

@@ -2,7 +2,7 @@
 leases, claims) for the use cases to be tested without AWS, handed in through bootstrap.Container."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -20,9 +20,9 @@ from usage_ledger.domain.billing import (
     PaygCycle,
 )
 from usage_ledger.domain.errors import PaymentMethodRejected, ProcessorUnavailable
-from usage_ledger.domain.ledger import Debit, ResourceLedger, TeamSnapshot
+from usage_ledger.domain.ledger import BalanceState, Debit, ResourceLedger, TeamSnapshot
 from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team, UsageEvent
-from usage_ledger.service.ports import Commit
+from usage_ledger.service.ports import Attachment, Commit
 
 
 @dataclass
@@ -54,6 +54,11 @@ class FakeLedgerStore:
 
     def team_and_member(self, team_id: str, user_id: str | None) -> tuple[Team | None, Member | None]:
         return self.teams.get(team_id), self.memberships.get((team_id, user_id or ""))
+
+    def team_member_balance(self, team_id: str, user_id: str | None,
+                            resource_id: str | None) -> tuple[Team | None, Member | None, BalanceState]:
+        balance = self.ledger(team_id, resource_id).state if resource_id else BalanceState()
+        return self.teams.get(team_id), self.memberships.get((team_id, user_id or "")), balance
 
     def existing_teams(self, team_ids: set[str]) -> set[str]:
         return {team_id for team_id in team_ids if team_id in self.teams}
@@ -336,19 +341,24 @@ class FakeAlertStore:
 @dataclass
 class FakeMailer:
     sent: list[tuple[list[str], str]] = field(default_factory=list)
+    attachments: list[tuple[Attachment, ...]] = field(default_factory=list)  # per message sent
     failures_left: int = 0
 
-    def send(self, to: list[str], subject: str, html: str, text: str) -> str:
+    def send(self, to: list[str], subject: str, html: str, text: str, attachments: Sequence[Attachment] = ()) -> str:
         if self.failures_left:
             self.failures_left -= 1
             raise ConnectionError("SES unreachable")
         self.sent.append((to, subject))
+        self.attachments.append(tuple(attachments))
         return f"msg-{len(self.sent)}"
 
 
 class FakeRenderer:
     def render(self, name: str, **context: Any) -> str:
         return f"{name}: {sorted(context)}"
+
+    def pdf(self, document: dict[str, Any]) -> bytes:
+        return f"%PDF-fake {document['title']}".encode()
 
 
 @dataclass

@@ -198,8 +198,9 @@ def charge_key(invoice_id: str, attempt: int = 1) -> str:
 
 
 def issue_invoice(cycle: PaygCycle, subscription: Subscription, team: Team | None, purchaser: Member | None,
-                  resource: Resource | None, now: datetime) -> Invoice:
-    """The one invoice of a cycle that took charged units."""
+                  resource: Resource | None, now: datetime, rolled_over_usage: Decimal = Decimal(0)) -> Invoice:
+    """The one invoice of a cycle that took charged units; `rolled_over_usage` is the partial usage
+    (base units) pending when it is issued, carried into the next cycle."""
     assert subscription.unit_amount is not None and subscription.currency is not None
     assert subscription.payment_method is not None
     amount = cycle.charged_units * subscription.unit_amount
@@ -216,6 +217,7 @@ def issue_invoice(cycle: PaygCycle, subscription: Subscription, team: Team | Non
         purchaser_user_id=subscription.purchaser_user_id,
         purchaser_email=purchaser.email if purchaser else None,
         payment_method=subscription.payment_method,
+        charge_unit_size=resource.charge_unit_size if resource else Decimal(1), rolled_over_usage=rolled_over_usage,
     )
 
 

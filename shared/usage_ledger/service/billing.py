@@ -31,7 +31,6 @@ from usage_ledger.domain.billing import (
     DECLINED,
     PAID,
     PAST_DUE_STATUSES,
-    PAYMENT_FAILED,
     Charge,
     CycleRef,
     Invoice,
@@ -42,9 +41,9 @@ from usage_ledger.domain.billing import (
 )
 from usage_ledger.domain.errors import Conflict, LedgerError, NotFound
 from usage_ledger.domain.model import Subscription
-from usage_ledger.domain.money import format_minor_units
 from usage_ledger.domain.pages import DEFAULT_PAGE
-from usage_ledger.service.ports import BillingStore, LedgerStore, Mailer, PaymentGateway, Renderer
+from usage_ledger.service.documents import INVOICE_EMAIL, RECEIPT_EMAIL, SUBJECTS, Issuer, email_kind, invoice_document
+from usage_ledger.service.ports import Attachment, BillingStore, LedgerStore, Mailer, PaymentGateway, Renderer
 
 logger = Logger(child=True)
 
@@ -62,9 +61,10 @@ class CloseSummary:
 
 class Billing:
     def __init__(self, ledger: LedgerStore, store: BillingStore, payments: PaymentGateway, mailer: Mailer,
-                 renderer: Renderer, grace: timedelta, portal_url: str) -> None:
+                 renderer: Renderer, grace: timedelta, portal_url: str, *, issuer: Issuer | None = None) -> None:
         self.ledger, self.store, self.payments = ledger, store, payments
         self.mailer, self.renderer, self.grace, self.portal_url = mailer, renderer, grace, portal_url
+        self.issuer = issuer or Issuer()
 
     # -------------------------------------------------------------- the close job
 
@@ -148,9 +148,11 @@ class Billing:
             subscription = self.ledger.get_subscription(cycle.team_id, cycle.resource_id, cycle.subscription_id)
             if subscription is None or not subscription.is_payg or subscription.payment_method is None:
                 raise LedgerError(f"cycle {ref} has no payg subscription to bill")
-            team, purchaser = self.ledger.team_and_member(cycle.team_id, subscription.purchaser_user_id)
+            team, purchaser, balance = self.ledger.team_member_balance(cycle.team_id, subscription.purchaser_user_id,
+                                                                       cycle.resource_id)
             resource = self.ledger.resource(cycle.resource_id)
-            invoice, created = self.store.issue(issue_invoice(cycle, subscription, team, purchaser, resource, now))
+            invoice, created = self.store.issue(issue_invoice(cycle, subscription, team, purchaser, resource, now,
+                                                              balance.pending_usage))  # rolls into the next cycle
             summary.invoiced += created
         if not self.store.close_cycle(ref, token, invoice.invoice_id if invoice else None):
             # our lease ran out and another run took over; it finishes idempotently
@@ -286,43 +288,12 @@ class Billing:
             self.store.email_has_no_recipient(invoice, token)
             return
         try:
-            subject, html, text = self.render_email(invoice)
-            message_id = self.mailer.send([invoice.purchaser_email], subject, html, text)
+            subject, html, text, attachments = self.render_email(invoice)
+            message_id = self.mailer.send([invoice.purchaser_email], subject, html, text, attachments)
         except Exception:
             self.store.release_email(invoice, token)
             raise
         self.store.email_sent(invoice, token, message_id, now)
-
-    # -------------------------------------------------------------- rendering
-
-    def _context(self, invoice: Invoice) -> dict[str, Any]:
-        card = invoice.payment_method
-        return {
-            "invoice": invoice.view(),
-            "team_name": invoice.team_name,
-            "resource_name": invoice.resource_name,
-            "unit": invoice.unit,
-            "purchaser_email": invoice.purchaser_email or "",
-            "card_brand": card.brand.title(),
-            "card_last4": card.last4,
-            "portal_url": self.portal_url,
-        }
-
-    def render_invoice_html(self, invoice: Invoice) -> str:
-        return self.renderer.render("invoice.html", **self._context(invoice))
-
-    def render_email(self, invoice: Invoice) -> tuple[str, str, str]:
-        """(subject, html, text): the invoice, or for a failed payment the notice to update the card."""
-        context = self._context(invoice)
-        total = format_minor_units(invoice.total, invoice.currency)
-        if invoice.status == PAYMENT_FAILED:
-            subject = f"Payment failed for invoice {invoice.invoice_id} ({total}): please update your card"
-            template = "payment_failed"
-        else:
-            subject = f"Your invoice {invoice.invoice_id} for {total}"
-            template = "invoice"
-        return (subject, self.renderer.render(f"{template}.html", **context),
-                self.renderer.render(f"{template}.txt", **context))
 
     # -------------------------------------------------------------- read side
 
@@ -335,3 +306,27 @@ class Billing:
     def list_invoices(self, team_id: str, limit: int = DEFAULT_PAGE, cursor: str | None = None) -> dict[str, Any]:
         invoices, next_cursor = self.store.list_invoices(team_id, limit, cursor)
         return {"items": [invoice.view() for invoice in invoices], "next_cursor": next_cursor}
+
+    # -------------------------------------------------------------- rendering (kept last: one block)
+
+    def _context(self, invoice: Invoice) -> dict[str, Any]:
+        """The invoice as every rendering shows it (HTML, text, PDF): display strings, no raw values."""
+        return invoice_document(invoice, self.issuer, self.portal_url)
+
+    def render_invoice_html(self, invoice: Invoice) -> str:
+        return self.renderer.render("invoice.html", **self._context(invoice))
+
+    def render_invoice_pdf(self, invoice: Invoice) -> bytes:
+        return self.renderer.pdf(self._context(invoice))
+
+    def render_email(self, invoice: Invoice) -> tuple[str, str, str, tuple[Attachment, ...]]:
+        """(subject, html, text, attachments) of the email the invoice's state calls for: the
+        invoice (with its PDF), a failed payment with its retry, the last failure, or a receipt."""
+        context = {**self._context(invoice), "email": True}
+        kind = email_kind(invoice)
+        subject = SUBJECTS[kind].format(**context["subject"])
+        attachments: tuple[Attachment, ...] = ()
+        if kind in (INVOICE_EMAIL, RECEIPT_EMAIL):
+            attachments = (Attachment(context["pdf_filename"], "application/pdf", self.renderer.pdf(context)),)
+        return (subject, self.renderer.render(f"{kind}.html", **context),
+                self.renderer.render(f"{kind}.txt", **context), attachments)

@@ -6,11 +6,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from usage_ledger.domain.alert import Alert, Notice, NoticeState
 from usage_ledger.domain.billing import Charge, CycleRef, Invoice, InvoiceRef, PaygCycle
-from usage_ledger.domain.ledger import Debit, ResourceLedger, TeamSnapshot
+from usage_ledger.domain.ledger import BalanceState, Debit, ResourceLedger, TeamSnapshot
 from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team, UsageBucket, UsageEvent
 
 
@@ -33,6 +33,8 @@ class LedgerStore(Protocol):
     def get_team(self, team_id: str) -> Team | None: ...
     def get_member(self, team_id: str, user_id: str) -> Member | None: ...
     def team_and_member(self, team_id: str, user_id: str | None) -> tuple[Team | None, Member | None]: ...
+    def team_member_balance(self, team_id: str, user_id: str | None,
+                            resource_id: str | None) -> tuple[Team | None, Member | None, BalanceState]: ...
     def existing_teams(self, team_ids: set[str]) -> set[str]: ...
     def put_team(self, team: Team) -> bool: ...
     def put_member(self, member: Member) -> bool: ...
@@ -151,12 +153,25 @@ class WorkQueue(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str  # e.g. "application/pdf"
+    data: bytes
+
+
 class Mailer(Protocol):
-    def send(self, to: list[str], subject: str, html: str, text: str) -> str: ...
+    def send(self, to: list[str], subject: str, html: str, text: str,
+             attachments: Sequence[Attachment] = ()) -> str:
+        """One message with an HTML and a plain-text part (and any attachments); its message id."""
+        ...
 
 
 class Renderer(Protocol):
     def render(self, name: str, **context: object) -> str: ...
+    def pdf(self, document: dict[str, Any]) -> bytes:
+        """The invoice document (Billing._context) as a PDF."""
+        ...
 
 
 class PaymentGateway(Protocol):

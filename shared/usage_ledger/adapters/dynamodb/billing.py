@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
@@ -73,6 +74,8 @@ def invoice_of(item: InvoiceItem) -> Invoice:
                     for line in item.lines),
         total=int(item.total), currency=item.currency, status=item.status, issued_at=item.issued_at,
         team_name=item.team_name, resource_name=item.resource_name, unit=item.unit,
+        charge_unit_size=Decimal(1) if item.charge_unit_size is None else item.charge_unit_size,
+        rolled_over_usage=item.rolled_over_usage or Decimal(0),
         purchaser_user_id=item.purchaser_user_id, purchaser_email=item.purchaser_email, payment_method=card,
         number=int(item.number) if item.number is not None else None,
         attempt_count=int(item.attempt_count or 0),
@@ -94,6 +97,7 @@ def invoice_item(invoice: Invoice) -> InvoiceItem:
                                     unit_amount=line.unit_amount, amount=line.amount) for line in invoice.lines],
         total=invoice.total, currency=invoice.currency, status=invoice.status, issued_at=invoice.issued_at,
         team_name=invoice.team_name, resource_name=invoice.resource_name, unit=invoice.unit,
+        charge_unit_size=invoice.charge_unit_size, rolled_over_usage=invoice.rolled_over_usage,
         purchaser_user_id=invoice.purchaser_user_id, purchaser_email=invoice.purchaser_email,
         payment_method=card_attribute(invoice.payment_method), number=invoice.number,
         attempt_count=invoice.attempt_count, attempts=_attempt_attributes(invoice),

@@ -165,15 +165,24 @@ class LedgerStore:
 
     def team_and_member(self, team_id: str, user_id: str | None) -> tuple[Team | None, Member | None]:
         """The team and one member in one BatchGetItem."""
+        team, member, _ = self.team_member_balance(team_id, user_id, None)
+        return team, member
+
+    def team_member_balance(self, team_id: str, user_id: str | None,
+                            resource_id: str | None) -> tuple[Team | None, Member | None, BalanceState]:
+        """The team, one member and the team's balance of one resource, in one BatchGetItem."""
         pk = keys.team_pk(team_id)
         wanted = [(pk, keys.TEAM_META_SK)] + ([(pk, keys.member_sk(user_id))] if user_id else [])
-        team = member = None
+        wanted += [(pk, keys.balance_sk(resource_id))] if resource_id else []
+        team, member, balance = None, None, BalanceState()
         for item in LedgerItem.batch_get(wanted, consistent_read=True):
             if isinstance(item, TeamItem):
                 team = team_of(item)
             elif isinstance(item, MemberItem):
                 member = member_of(item)
-        return team, member
+            elif isinstance(item, BalanceItem):
+                balance = balance_of(item)
+        return team, member, balance
 
     def existing_teams(self, team_ids: set[str]) -> set[str]:
         """Which of these teams exist: one BatchGetItem per 100 ids."""

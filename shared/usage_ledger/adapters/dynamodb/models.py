@@ -215,6 +215,8 @@ class InvoiceItem(LedgerItem, discriminator="invoice"):
     team_name = UnicodeAttribute()
     resource_name = UnicodeAttribute()
     unit = UnicodeAttribute()
+    charge_unit_size = ExactDecimalAttribute(null=True)  # absent on invoices issued before it was kept
+    rolled_over_usage = ExactDecimalAttribute(null=True)
     purchaser_user_id = UnicodeAttribute(null=True)
     purchaser_email = UnicodeAttribute(null=True)
     payment_method = CardAttribute()
