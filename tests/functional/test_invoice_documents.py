@@ -1,11 +1,20 @@
 """The invoice a business can send, through the handlers: the close job's email (HTML, text, the
 PDF attached, one "view online" link) and GET .../invoices/{id} as JSON, HTML or PDF."""
 import pytest
-from conftest import Identity, cloud_event, drain_events, reset_domain_caches, send_events, utc
+from conftest import (
+    CLOSE_METRICS,
+    Identity,
+    cloud_event,
+    drain_events,
+    reset_domain_caches,
+    run_job,
+    send_events,
+    summary,
+    utc,
+)
 from pdf_text import pdf_text
 from sent_mail import sent_emails
 
-from infra.lambdas import FakeLambdaContext, load_handler
 from infra.local import lambda_response
 
 ALICE = Identity.user("alice")
@@ -17,9 +26,8 @@ def close(stack, at):
     from usage_ledger import clock
 
     clock.now.set(at)
-    handler = load_handler(stack, "CloseBillingCyclesFunction")
-    return handler({"detail-type": "Scheduled Event", "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "detail": {}},
-                   FakeLambdaContext("CloseBillingCyclesFunction"))
+    event = {"detail-type": "Scheduled Event", "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "detail": {}}
+    return summary(run_job(stack, "CloseBillingCyclesFunction", event), CLOSE_METRICS)
 
 
 def billed_cycle(api, world, clock, team_id="team-a", minutes=238, **fields):
