@@ -14,9 +14,12 @@ class Action(Enum):
     READ_ALERTS = "read alerts"
     MANAGE_ALERTS = "create or delete alerts"
     LIST_MEMBERS = "list members"
+    READ_OWN_TEAMS = "read your own teams"  # GET /v1/me: no team in the path, any signed-in user
 
 
 def may(member: Member, action: Action) -> bool:
+    if action is Action.READ_OWN_TEAMS:
+        return True
     if action is Action.MANAGE_ALERTS:
         return member.manages_alerts
     if action in (Action.READ_BALANCES, Action.READ_NOTICES):
