@@ -125,3 +125,13 @@ def test_api_notice_low_at_zero_with_payg_says_payg_is_covering(api, world, team
     assert message.subject == "Calls API balance: 0 of 10 available; Pay as You Go is covering usage"
     for part in (message.text, message.html):
         assert "running low" not in part and "Pay as You Go is covering usage" in part
+
+
+def test_the_banner_says_payg_is_covering_at_zero_prepaid_not_running_low(api, world, team):
+    world.subscription("team-a", "calls", "flex", quantity=10)
+    world.subscription("team-a", "calls", "payg", unit_amount=250, currency="usd")
+    use(api, "calls", 260)
+    banner = api.get("/v1/teams/team-a/notices", as_=Identity.user("hank")).json["banner"]
+    assert banner["level"] == "warning" and banner["resource_ids"] == ["calls"]
+    assert banner["message"] == ("Prepaid API units used up, Pay as You Go is covering usage: "
+                                 "Calls (0 of 10 available).")
