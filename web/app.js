@@ -706,7 +706,8 @@
           el("h3", { id: headingId, class: "card__title" }, card.display_name || card.resource_id),
           el("span", { class: "kind" }, card.kind === "api" ? "API" : "Resource")
         ),
-        el("span", { class: "status status--" + status }, STATUS_LABELS[status])
+        el("span", { class: "status status--" + status },
+          available === 0 && card.payg && status !== "exhausted" ? "Pay as You Go" : STATUS_LABELS[status])
       ),
       el("p", { class: "card__balance" },
         el("span", { class: "available-text" }, num(available) + " of " + num(total) + " available"),
@@ -1252,10 +1253,6 @@
     });
   }
 
-  function defaultView() {
-    return capabilities().balances ? "balances" : "home";
-  }
-
   function render() {
     state.generation += 1;
     var generation = state.generation;
@@ -1280,9 +1277,7 @@
           replace(view, explain("You are not a member of any team", "Signed in as " + me.user_id + ". Ask a primary admin of your team to add you."));
           return;
         }
-        state.team = me.teams[0].team_id;
-        state.roles = me.teams[0].roles;
-        return go(link(state.team, defaultView()), true);
+        return go("#/teams/" + encodeURIComponent(me.teams[0].team_id), true);
       }
       if (state.team !== route.team) {
         state.balances = null;
@@ -1299,11 +1294,15 @@
           (me.teams.length ? " Choose one of your teams above." : "")));
         return;
       }
-      if (route.view === "home") return go(link(state.team, defaultView()), true);
+      if (route.view === "home" && capabilities().balances) return go(link(state.team, "balances"), true);
       drawChrome();
-      loadBanner(generation);
+      if (route.view === "home") {
+        $("banner").hidden = true;
+        replace(view, explain("Nothing to show for your role", whyNot("balances")));
+        return;
+      }
       if (route.view === "unknown") {
-        replace(view, explain("No such page", "This link does not name a view of this page.", el("p", null, el("a", { href: link(state.team, defaultView()) }, "Go to the team's page"))));
+        replace(view, explain("No such page", "This link does not name a view of this page.", el("p", null, el("a", { href: "#/teams/" + encodeURIComponent(state.team) }, "Go to the team's page"))));
         return;
       }
       var reason = whyNot(route.view);
@@ -1311,11 +1310,13 @@
         replace(view, explain(TAB_LABELS[route.view] + " are not shown to you", reason));
         return;
       }
-      if (route.view === "balances") return viewBalances(view, generation, route);
-      if (route.view === "usage") return viewUsage(view, generation, route);
-      if (route.view === "invoices") return viewInvoices(view, generation, route);
-      if (route.view === "alerts") return viewAlerts(view, generation);
-      if (route.view === "payment") return viewPayment(view, generation, route);
+      var shown = route.view === "balances" ? viewBalances(view, generation, route)
+        : route.view === "usage" ? viewUsage(view, generation, route)
+          : route.view === "invoices" ? viewInvoices(view, generation, route)
+            : route.view === "alerts" ? viewAlerts(view, generation)
+              : viewPayment(view, generation, route);
+      // the banner after the view: its resource names come from the cards the view loaded
+      return Promise.resolve(shown).then(function () { return loadBanner(generation); });
     }, function (error) {
       if (generation !== state.generation) return;
       state.me = null;
