@@ -422,7 +422,10 @@
       banner.hidden = true;
       return Promise.resolve();
     }
-    return api(teamPath("/notices")).then(
+    // the cards first (cached per team): the banner names its resources by their display names
+    return loadCards(generation).catch(function () { return []; }).then(function () {
+      return api(teamPath("/notices"));
+    }).then(
       function (body) {
         if (generation !== state.generation) return;
         var notice = body && body.banner;
@@ -521,20 +524,20 @@
     var box = section("usage", "Usage");
     replace(view, box);
     var body = el("div", { id: "usage", class: "usage-block", "aria-busy": "true" }, el("p", { class: "loading" }, "Loading usage…"));
+    box.appendChild(body); // loading until the controls and the first page are drawn
     return loadCards(generation).then(function () {
       if (generation !== state.generation) return;
       var asked = usageQuery(route);
       if (!asked.resource_id) {
-        box.appendChild(el("p", { class: "empty" }, "No resources to show usage for."));
+        replace(body, el("p", { class: "empty" }, "No resources to show usage for."));
         return;
       }
-      box.appendChild(usageControls(asked));
-      box.appendChild(el("p", { class: "note" }, "Usage is actual usage in " + unitWord(asked.resource_id, 2) +
-        " (base units, not charged units), by UTC day or month, refreshed on a delay of up to 30 minutes. One resource at a time: resources are counted in different units."));
-      box.appendChild(body);
+      box.insertBefore(usageControls(asked), body);
+      box.insertBefore(el("p", { class: "note" }, "Usage is actual usage in " + unitWord(asked.resource_id, 2) +
+        " (base units, not charged units), by UTC day or month, refreshed on a delay of up to 30 minutes. One resource at a time: resources are counted in different units."), body);
       return loadUsagePage(body, asked, generation, []);
     }, function (error) {
-      if (generation === state.generation) box.appendChild(errorBox(error, "Resources could not be loaded"));
+      if (generation === state.generation) replace(body, errorBox(error, "Resources could not be loaded"));
     });
   }
 
