@@ -204,6 +204,9 @@
       new URLSearchParams(text.slice(q + 1)).forEach(function (value, key) { query[key] = value; });
       text = text.slice(0, q);
     }
+    if (/^team=/.test(text)) { // the page's links before this scheme: #team=<team>&user=<user>
+      return { view: "home", team: new URLSearchParams(text).get("team") || null, item: null, query: query };
+    }
     var parts = text.split("/").filter(Boolean).map(function (part) {
       try { return decodeURIComponent(part); } catch (error) { return part; }
     });

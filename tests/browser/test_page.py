@@ -459,6 +459,31 @@ def test_the_create_alert_sidebar_takes_recipients_from_the_api(driver: WebDrive
     assert [a["name"] for a in api(base_url, f"/v1/teams/{TEAM}/alerts")["items"]] == [name]
 
 
+def test_a_saved_alert_shows_recipients_who_are_no_longer_admins(driver: WebDriver, base_url: str) -> None:
+    body = {"name": f"Carol's {uuid.uuid4().hex[:6]}", "windows_days": [5], "resource_ids": ["asset"],
+            "recipient_user_ids": ["alice", "dora"]}
+    member = {"email": "dora@example.com", "roles": ["secondary_admin"], "full_access": False}
+    assert call(base_url, "PUT", f"/v1/admin/teams/{TEAM}/members/dora", operator=True, body=member).status in (200, 201)
+    created = api(base_url, f"/v1/teams/{TEAM}/alerts", method="POST", body=body)
+    member["roles"] = []  # demoted: no longer receives the alert
+    assert call(base_url, "PUT", f"/v1/admin/teams/{TEAM}/members/dora", operator=True, body=member).status == 200
+    try:
+        sign_in(driver, base_url, "alice")
+        open_link(driver, alerts_link(base_url, TEAM))
+        item = visible(driver, f'#alerts li[data-alert-id="{created["alert_id"]}"]')
+        assert "dora (no longer an admin)" in item.find_element(By.CSS_SELECTOR, ".ineligible").text
+    finally:
+        api(base_url, f"/v1/teams/{TEAM}/alerts/{created['alert_id']}", method="DELETE")
+        assert call(base_url, "DELETE", f"/v1/admin/teams/{TEAM}/members/dora", operator=True).status == 204
+
+
+def test_a_link_of_the_old_scheme_opens_the_team(driver: WebDriver, base_url: str) -> None:
+    sign_in(driver, base_url, "alice")
+    open_link(driver, f"{base_url}/#team={LAB_TEAM_ID}&user=alice")
+    wait(driver).until(lambda d: d.current_url.endswith(f"#/teams/{LAB_TEAM_ID}/balances") and settled(d))
+    assert shown_cards(driver) == ["render-credits"]
+
+
 def test_no_user_is_hard_coded_in_the_page() -> None:
     for path in ("web/index.html", "web/app.js"):
         text = (ROOT / path).read_text()
