@@ -1313,7 +1313,7 @@
       }
       var reason = whyNot(route.view);
       if (reason) {
-        replace(view, explain(TAB_LABELS[route.view] + " are not shown to you", reason));
+        replace(view, explain("Not shown to you: " + TAB_LABELS[route.view], reason));
         return;
       }
       var shown = route.view === "balances" ? viewBalances(view, generation, route)

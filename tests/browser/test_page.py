@@ -499,6 +499,11 @@ def test_save_screenshots(driver: WebDriver, base_url: str, invoice: dict[str, A
     if os.environ.get("SAVE_SCREENSHOT") != "1":
         pytest.skip("set SAVE_SCREENSHOT=1 to write docs/screens/<view>.png")
     payg = cards_of(base_url, "alice")["processing-minutes"]["payg"]
+    for alert in api(base_url, f"/v1/teams/{TEAM}/alerts?limit=100")["items"]:  # a saved alert as a customer names it
+        api(base_url, f"/v1/teams/{TEAM}/alerts/{alert['alert_id']}", method="DELETE")
+    api(base_url, f"/v1/teams/{TEAM}/alerts", method="POST", body={
+        "name": "Capacity running out", "windows_days": [10, 5], "resource_ids": ["asset", "processing-minutes"],
+        "recipient_user_ids": ["alice", "bob"]})
     shots = [
         ("alice", "balances", balances_link(base_url, TEAM), None),
         ("alice", "balance-from-email", balances_link(base_url, TEAM, "processing-minutes"), None),
