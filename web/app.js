@@ -1314,7 +1314,8 @@
       var reason = whyNot(route.view);
       if (reason) {
         replace(view, explain("Not shown to you: " + TAB_LABELS[route.view], reason));
-        return;
+        return loadBanner(generation); // a hub admin's notices show on every view
+
       }
       var shown = route.view === "balances" ? viewBalances(view, generation, route)
         : route.view === "usage" ? viewUsage(view, generation, route)

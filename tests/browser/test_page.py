@@ -240,7 +240,7 @@ def test_a_hub_admin_sees_api_resources_and_is_told_why_the_rest_is_absent(drive
     assert options == sorted(api_cards)  # only what the hub admin may read: no request that would fail
 
     for link, absent in ((page_link(base_url, TEAM, "invoices"), "/invoices"), (alerts_link(base_url, TEAM), "/alerts"),
-                         (page_link(base_url, TEAM, "settings", "payment"), "/balances")):
+                         (page_link(base_url, TEAM, "settings", "payment"), "/invoices")):
         open_link(driver, link)
         box = visible(driver, "#view .explain")
         assert "hub admin" in box.text and "admins" in box.text
