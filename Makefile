@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 3000
 
-.PHONY: install run test test-fast bench close alerts lint soak clean openapi
+.PHONY: install run test test-fast bench close alerts invoice lint soak clean openapi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ close:
 	curl -s -X POST http://127.0.0.1:$(PORT)/_local/run/CloseBillingCyclesFunction; echo
 alerts:
 	curl -s -X POST http://127.0.0.1:$(PORT)/_local/run/EvaluateAlertsFunction; echo
+## invoice: close the demo's open Pay as You Go cycle as of two days after it ends: an invoice to open on the page
+invoice:
+	$(PY) -m infra.demo invoice http://127.0.0.1:$(PORT)
 
 ## openapi: regenerate docs/openapi.json from the handlers (tests fail when the committed file is stale)
 openapi: install

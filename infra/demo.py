@@ -10,6 +10,7 @@ from typing import Any
 from infra.client import Reply, call
 
 TEAM_ID = "team-demo"
+LAB_TEAM_ID = "team-lab"  # a second team, so that a member of several teams can switch between them
 EVENT_SOURCE = "urn:usage-ledger:demo"
 
 RESOURCES = {
@@ -130,6 +131,27 @@ def usage_events(now: datetime, count: int = 300, days: int = 10) -> list[dict[s
     return events
 
 
+def load_lab_team(base_url: str, today: datetime, now: datetime) -> int:
+    """A second, smaller team: alice is its secondary admin, bob its primary admin, hana has no role."""
+    created = {200, 201}
+    _expect(_call(base_url, "PUT", f"/v1/admin/teams/{LAB_TEAM_ID}", {"name": "Research Lab"}), "lab team", created)
+    for user_id, roles in (("alice", ["secondary_admin"]), ("bob", ["primary_admin"]), ("hana", [])):
+        member = {"email": MEMBERS[user_id]["email"], "roles": roles, "full_access": False}
+        _expect(_call(base_url, "PUT", f"/v1/admin/teams/{LAB_TEAM_ID}/members/{user_id}", member), "lab member", created)
+    grant = {"subscription_id": "sub-lab-render-flex", "resource_id": "render-credits", "type": "flex", "quantity": 500,
+             "starts_at": _iso(today - timedelta(days=10)), "ends_at": _iso(today + timedelta(days=355)),
+             "refresh_period": "month"}
+    _expect(_call(base_url, "POST", f"/v1/admin/teams/{LAB_TEAM_ID}/subscriptions", grant), "lab grant", {200, 201, 409})
+    rng = random.Random(20261126)
+    events = [{
+        "specversion": "1.0", "id": f"lab-{index:04d}", "source": EVENT_SOURCE, "type": "usage.recorded",
+        "subject": LAB_TEAM_ID, "time": _iso(now.replace(second=0, microsecond=0) - timedelta(minutes=rng.randint(1, 9 * 24 * 60))),
+        "datacontenttype": "application/json",
+        "data": {"resource_id": "render-credits", "quantity": rng.randint(1, 8), "user_id": rng.choice(["alice", "bob"])},
+    } for index in range(40)]
+    return post_events(base_url, sorted(events, key=lambda event: event["time"]))
+
+
 def post_events(base_url: str, events: list[dict[str, Any]]) -> int:
     """POST events as CloudEvents batches of at most 100; returns how many were accepted."""
     accepted = 0
@@ -170,12 +192,35 @@ def load_demo(base_url: str, stripe_api_base: str, now: datetime | None = None) 
         )
     events = usage_events(now)
     accepted = post_events(base_url, events)
+    load_lab_team(base_url, today, now)
     return {"team_id": TEAM_ID, "subscriptions": len(subscriptions(today)), "events": len(events), "accepted": accepted}
+
+
+def close_demo_cycle(base_url: str) -> dict[str, Any]:
+    """Run the billing-cycle close job as if it were the day after the demo's open Pay as You Go
+    cycle ended (the local runner takes a `time`): the demo's usage is invoiced now, no month's
+    wait. Returns the job's result and the team's invoices."""
+    reply = call(base_url.rstrip("/"), "GET", f"/v1/teams/{TEAM_ID}/balances/processing-minutes", user="alice")
+    payg = _expect(reply, "the demo's Pay as You Go card", {200}).get("payg")
+    if not payg:
+        raise DemoError("the demo team has no open Pay as You Go cycle")
+    end = datetime.fromisoformat(payg["cycle_end"]).replace(hour=12, tzinfo=UTC) + timedelta(days=2)  # past any zone and the grace
+    ran = _expect(call(base_url.rstrip("/"), "POST", "/_local/run/CloseBillingCyclesFunction", body={"time": _iso(end)}),
+                  "close job", {200})
+    invoices = _expect(call(base_url.rstrip("/"), "GET", f"/v1/teams/{TEAM_ID}/invoices", user="alice"), "invoices", {200})
+    return {"closed_as_of": _iso(end), "result": ran.get("result"),
+            "invoices": [{key: invoice.get(key) for key in ("invoice_id", "number", "period_start", "period_end", "total",
+                                                            "currency", "status")} for invoice in invoices["items"]],
+            "view": f"{base_url.rstrip('/')}/#/teams/{TEAM_ID}/invoices"}
 
 
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m infra.demo <stack base url> <localstripe url>")
-    print(json.dumps(load_demo(sys.argv[1], sys.argv[2]), indent=2))
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "invoice":
+        print(json.dumps(close_demo_cycle(args[1]), indent=2))
+    elif len(args) == 2:
+        print(json.dumps(load_demo(args[0], args[1]), indent=2))
+    else:
+        sys.exit("usage: python -m infra.demo <stack base url> <localstripe url> | invoice <stack base url>")

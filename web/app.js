@@ -1,27 +1,41 @@
 /* Resource and API Usage page: plain JS, no build step, no third-party code.
  * Every piece of API data is inserted with textContent / createElement (never innerHTML).
+ *
+ * One hash URL scheme for every view, the one shared/usage_ledger/domain/links.py builds for the
+ * emails (a test opens each email's link here):
+ *   #/teams/<team>/balances[/<resource>]
+ *   #/teams/<team>/usage?resource_id=&granularity=&group_by=&from=&to=
+ *   #/teams/<team>/invoices[/<invoice>]
+ *   #/teams/<team>/settings/alerts
+ *   #/teams/<team>/settings/payment[/<subscription>]
+ * The caller's teams and roles come from GET /v1/me; a view the roles do not allow makes no
+ * request and says why it is absent.
  */
 (function () {
   "use strict";
 
   // ------------------------------------------------------------------ state
 
+  var LOCAL_USER_KEY = "usage-ledger.local-user";
   var state = {
-    team: "team-demo",
-    user: "alice",
-    balances: [], // the last cards loaded, for names in the chart, alerts form and banner
-    generation: 0, // bumped on every full reload; stale responses are dropped
+    user: null, // the local identity shortcut's user (X-Local-User); a deployment signs in instead
+    me: null, // GET /v1/me: { user_id, teams: [{ team_id, name, roles }] }
+    team: null, // the team of the current route
+    roles: [],
+    route: null,
+    balances: null, // the team's cards (names, units, resources), loaded once per team and generation
+    balancesFor: null,
+    generation: 0, // bumped on every navigation; stale responses are dropped
   };
 
-  var TYPE_LABELS = {
-    free: "Free tier",
-    token_flex: "Token Flex (EBA)",
-    flex: "Flex",
-    payg: "Pay as You Go",
-  };
+  var TYPE_LABELS = { free: "Free tier", token_flex: "Token Flex (EBA)", flex: "Flex", payg: "Pay as You Go" };
   var STATUS_LABELS = { ok: "OK", low: "Low", exhausted: "Exhausted" };
+  var ROLE_LABELS = {
+    primary_admin: "primary admin", secondary_admin: "secondary admin", sso_admin: "SSO admin", hub_admin: "hub admin",
+  };
   var PALETTE = ["#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d", "#dc2626", "#475569", "#c2410c"];
   var MAX_MONTHS = 24;
+  var SERIES_PER_PAGE = 8;
 
   // ------------------------------------------------------------------ DOM helpers
 
@@ -75,6 +89,12 @@
     container.setAttribute("aria-busy", "true");
     while (container.firstChild) container.removeChild(container.firstChild);
     container.appendChild(el("p", { class: "loading" }, text));
+  }
+
+  function section(id, title, meta) {
+    return el("section", { class: "section", id: id + "-section", "aria-labelledby": id + "-title" },
+      el("div", { class: "section__head" }, el("h2", { id: id + "-title" }, title),
+        el("p", { class: "section__meta", id: id + "-meta", "aria-live": "polite" }, meta || "")));
   }
 
   // ------------------------------------------------------------------ formatting
@@ -157,11 +177,118 @@
     return new Date(Date.UTC(target.getUTCFullYear(), target.getUTCMonth(), Math.min(d.getUTCDate(), last)));
   }
 
+  function cards() {
+    return state.balances || [];
+  }
+
+  function cardOf(resourceId) {
+    for (var i = 0; i < cards().length; i++) if (cards()[i].resource_id === resourceId) return cards()[i];
+    return null;
+  }
+
   function resourceName(resourceId) {
-    for (var i = 0; i < state.balances.length; i++) {
-      if (state.balances[i].resource_id === resourceId) return state.balances[i].display_name || resourceId;
+    var card = cardOf(resourceId);
+    return card ? card.display_name || resourceId : resourceId;
+  }
+
+  // ------------------------------------------------------------------ routes (domain/links.py's scheme)
+
+  var VIEWS = ["balances", "usage", "invoices", "alerts", "payment"];
+
+  /** "#/teams/t/usage?x=1" -> { team, view, item, query }; view "home" for "#/" or "", "unknown" otherwise. */
+  function parseHash(hash) {
+    var text = String(hash || "").replace(/^#/, "");
+    var q = text.indexOf("?");
+    var query = {};
+    if (q >= 0) {
+      new URLSearchParams(text.slice(q + 1)).forEach(function (value, key) { query[key] = value; });
+      text = text.slice(0, q);
     }
-    return resourceId;
+    if (/^team=/.test(text)) { // the page's links before this scheme: #team=<team>&user=<user>
+      return { view: "home", team: new URLSearchParams(text).get("team") || null, item: null, query: query };
+    }
+    var parts = text.split("/").filter(Boolean).map(function (part) {
+      try { return decodeURIComponent(part); } catch (error) { return part; }
+    });
+    if (!parts.length) return { view: "home", team: null, item: null, query: query };
+    if (parts[0] !== "teams" || !parts[1]) return { view: "unknown", team: null, item: null, query: query };
+    var route = { team: parts[1], view: "unknown", item: null, query: query };
+    var rest = parts.slice(2);
+    if (!rest.length) route.view = "home";
+    else if (rest[0] === "balances" && rest.length <= 2) { route.view = "balances"; route.item = rest[1] || null; }
+    else if (rest[0] === "usage" && rest.length === 1) route.view = "usage";
+    else if (rest[0] === "invoices" && rest.length <= 2) { route.view = "invoices"; route.item = rest[1] || null; }
+    else if (rest[0] === "settings" && rest[1] === "alerts" && rest.length === 2) route.view = "alerts";
+    else if (rest[0] === "settings" && rest[1] === "payment" && rest.length <= 3) { route.view = "payment"; route.item = rest[2] || null; }
+    return route;
+  }
+
+  /** The page's link to a view: exactly what links.py's page_link builds. */
+  function link(team, view, item, query) {
+    var parts = view === "alerts" ? ["settings", "alerts"] : view === "payment" ? ["settings", "payment"] : [view];
+    if (item) parts.push(item);
+    var hash = "#/teams/" + [team].concat(parts).map(encodeURIComponent).join("/");
+    var params = new URLSearchParams();
+    Object.keys(query || {}).forEach(function (key) {
+      if (query[key] !== null && query[key] !== undefined && query[key] !== "") params.set(key, query[key]);
+    });
+    var text = params.toString();
+    return text ? hash + "?" + text : hash;
+  }
+
+  function go(hash, replaceEntry) {
+    if (window.location.hash === hash) return render();
+    if (replaceEntry) {
+      history.replaceState(null, "", hash);
+      render();
+    } else {
+      window.location.hash = hash; // hashchange renders (and back/forward come back here)
+    }
+  }
+
+  // ------------------------------------------------------------------ roles (contract section 2)
+
+  function has(role) {
+    return state.roles.indexOf(role) >= 0;
+  }
+
+  function capabilities() {
+    var admin = has("primary_admin") || has("secondary_admin") || has("sso_admin");
+    var hub = has("hub_admin");
+    return {
+      admin: admin,
+      hub: hub,
+      balances: admin || hub,
+      usage: admin || hub,
+      notices: admin || hub,
+      invoices: admin,
+      alerts: admin,
+      manageAlerts: has("primary_admin") || has("secondary_admin"),
+      members: admin,
+      payment: admin,
+    };
+  }
+
+  function rolesText(roles) {
+    if (!roles.length) return "no role";
+    return roles.map(function (role) { return ROLE_LABELS[role] || role; }).join(", ");
+  }
+
+  /** Why a view is absent for the caller's roles (null when it is not). */
+  function whyNot(view) {
+    var can = capabilities();
+    var who = "Your role in this team (" + rolesText(state.roles) + ")";
+    if (!can.balances) {
+      return who + " does not give access to this page. Balances, usage, invoices and alerts are shown to the team's " +
+        "admins (primary, secondary or SSO admin); API balances and notices also to hub admins. Ask a primary admin of the team for a role.";
+    }
+    if ((view === "invoices" || view === "payment") && !can.invoices) {
+      return who + " shows API resources and their notices only. Invoices and payment details are for the team's admins.";
+    }
+    if (view === "alerts" && !can.alerts) {
+      return who + " shows API resources and their notices only. Run-out alerts are read by the team's admins and managed by primary and secondary admins.";
+    }
+    return null;
   }
 
   // ------------------------------------------------------------------ API
@@ -175,27 +302,34 @@
     return "/v1/teams/" + encodeURIComponent(state.team) + suffix;
   }
 
-  /** fetch with the signed-in identity (web/auth.js); resolves with parsed JSON (or text), rejects with ApiError. */
+  /** The identity the page sends: the local runner's header shortcut. Sign-in replaces this one function. */
+  function identityHeaders() {
+    return state.user ? { "X-Local-User": state.user } : {};
+  }
+
+  /** The page's one fetch: identity, JSON or another Accept; resolves with the parsed body (or
+   * {body, headers} with options.withHeaders), rejects with ApiError (problem+json read). */
   function api(path, options) {
     options = options || {};
-    var headers = { Accept: options.accept || "application/json" };
+    var headers = identityHeaders();
+    headers.Accept = options.accept || "application/json";
     var init = { method: options.method || "GET", headers: headers, cache: "no-store" };
     if (options.body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(options.body);
     }
-    return Auth.fetch(path, init).then(
+    return fetch(path, init).then(
       function (response) {
         if (response.status === 204) return null;
         var type = response.headers.get("Content-Type") || "";
         var read = /json/.test(type) ? response.json().catch(function () { return null; }) : response.text();
         return read.then(function (body) {
           if (!response.ok) throw new ApiError(response.status, problemOf(response.status, body));
-          return body;
+          return options.withHeaders ? { body: body, headers: response.headers } : body;
         });
       },
       function () {
-        throw new ApiError(0, { title: "The API could not be reached", detail: "Check that the local stack is running, then refresh." });
+        throw new ApiError(0, { title: "The API could not be reached", detail: "Check your connection (locally: that `make run` is running), then reload." });
       }
     );
   }
@@ -238,11 +372,63 @@
     return box;
   }
 
-  // ------------------------------------------------------------------ banner
+  function explain(title, text, extra) {
+    return el("div", { class: "explain", role: "note" }, el("h2", null, title), el("p", null, text), extra || null);
+  }
+
+  // ------------------------------------------------------------------ chrome: team picker, tabs, banner
+
+  var TAB_LABELS = { balances: "Balances", usage: "Usage", invoices: "Invoices", alerts: "Settings · Alerts", payment: "Settings · Payment method" };
+
+  function drawChrome() {
+    var select = $("team-select");
+    while (select.firstChild) select.removeChild(select.firstChild);
+    var teams = (state.me && state.me.teams) || [];
+    teams.forEach(function (team) {
+      select.appendChild(el("option", { value: team.team_id }, (team.name || team.team_id) + " (" + rolesText(team.roles) + ")"));
+    });
+    if (state.team && !teams.some(function (team) { return team.team_id === state.team; })) {
+      select.appendChild(el("option", { value: state.team }, state.team + " (not a member)"));
+    }
+    select.value = state.team || "";
+    select.disabled = teams.length < 1;
+    $("who").textContent = state.me ? "Signed in as " + state.me.user_id + (state.team ? " · " + rolesText(state.roles) + " in this team" : "") : "";
+
+    var tabs = $("tabs");
+    replace(tabs);
+    if (!state.team) return;
+    VIEWS.forEach(function (view) {
+      var reason = whyNot(view);
+      var current = state.route && state.route.view === view;
+      if (reason) {
+        tabs.appendChild(el("span", { class: "tab tab--off", title: reason, "aria-disabled": "true", "data-view": view }, TAB_LABELS[view]));
+      } else {
+        tabs.appendChild(el("a", { class: "tab", href: link(state.team, view), "aria-current": current ? "page" : null, "data-view": view }, TAB_LABELS[view]));
+      }
+    });
+    var note = $("role-note");
+    var can = capabilities();
+    if (can.balances && !can.admin) {
+      note.textContent = "You are a hub admin of this team: you see its API resources and their notices. Other resources, invoices, alerts and payment details are for the team's admins.";
+      note.hidden = false;
+    } else if (can.alerts && !can.manageAlerts) {
+      note.textContent = "You can read this team's alerts; creating or deleting them is for primary and secondary admins.";
+      note.hidden = false;
+    } else {
+      note.hidden = true;
+    }
+  }
 
   function loadBanner(generation) {
     var banner = $("banner");
-    return api(teamPath("/notices")).then(
+    if (!capabilities().notices) {
+      banner.hidden = true;
+      return Promise.resolve();
+    }
+    // the cards first (cached per team): the banner names its resources by their display names
+    return loadCards(generation).catch(function () { return []; }).then(function () {
+      return api(teamPath("/notices"));
+    }).then(
       function (body) {
         if (generation !== state.generation) return;
         var notice = body && body.banner;
@@ -258,45 +444,221 @@
           el("div", { class: "banner__inner" },
             el("span", { class: "banner__icon", "aria-hidden": "true" }, level === "error" ? "⛔" : "⚠"),
             el("div", null,
-              el("p", { class: "banner__message" },
-                el("strong", null, notice.message || (level === "error" ? "An API balance is used up." : "An API balance is running low."))),
-              names.length ? el("p", { class: "banner__resources" }, "Affected " + (names.length === 1 ? "resource" : "resources") + ": " + names.join(", ")) : null
+              el("p", { class: "banner__message" }, el("strong", null, notice.message)),
+              names.length ? el("p", { class: "banner__resources" }, "Affected " + (names.length === 1 ? "resource" : "resources") + ": ",
+                names.map(function (name, i) {
+                  return [i ? ", " : "", el("a", { href: link(state.team, "balances", notice.resource_ids[i]) }, name)];
+                })) : null
             )
           )
         );
         banner.hidden = false;
       },
       function () {
-        // members without access to notices simply get no banner; the sections show the errors
-        if (generation !== state.generation) return;
-        banner.hidden = true;
+        if (generation === state.generation) banner.hidden = true;
       }
     );
   }
 
-  // ------------------------------------------------------------------ balances
-
-  function loadBalances(generation) {
-    var container = $("balances");
-    loading(container, "Loading balances…");
-    $("balances-meta").textContent = "";
-    return api(teamPath("/balances")).then(
-      function (body) {
-        if (generation !== state.generation) return;
-        var cards = (body && body.balances) || [];
-        state.balances = cards;
-        $("balances-meta").textContent = body && body.as_of ? "As of " + dateTime(body.as_of) : "";
-        if (!cards.length) replace(container, el("p", { class: "empty" }, "This team has no subscriptions yet."));
-        else replace(container, cards.map(balanceCard));
-        fillResourceChoices();
-      },
-      function (error) {
-        if (generation !== state.generation) return;
-        state.balances = [];
-        replace(container, errorBox(error, "Balances could not be loaded"));
-        fillResourceChoices();
+  function loadCards(generation) {
+    if (state.balancesFor === state.team && state.balances) return Promise.resolve(state.balances);
+    return api(teamPath("/balances")).then(function (body) {
+      if (generation === state.generation) {
+        state.balances = (body && body.balances) || [];
+        state.balancesFor = state.team;
+        state.balancesAsOf = body && body.as_of;
       }
+      return (body && body.balances) || [];
+    });
+  }
+
+  // ------------------------------------------------------------------ balances view
+
+  function viewBalances(view, generation, route) {
+    var box = section("balances", "Balances");
+    var container = el("div", { id: "balances", class: "cards", "aria-busy": "true" }, el("p", { class: "loading" }, "Loading balances…"));
+    box.appendChild(container);
+    replace(view, box);
+    state.balancesFor = null; // balances always fresh on their own view
+    return loadCards(generation).then(function (list) {
+      if (generation !== state.generation) return;
+      $("balances-meta").textContent = state.balancesAsOf ? "As of " + dateTime(state.balancesAsOf) : "";
+      if (!list.length) {
+        replace(container, el("p", { class: "empty" }, capabilities().admin ? "This team has no subscriptions yet." : "This team has no API resources."));
+        return;
+      }
+      var shown = list;
+      if (route.item) {
+        shown = list.filter(function (card) { return card.resource_id === route.item; });
+        if (!shown.length) {
+          replace(container, explain("Not shown", "Resource “" + route.item + "” has no balance card you can see in this team."));
+          return;
+        }
+      }
+      replace(container, shown.map(balanceCard));
+      if (route.item) {
+        container.firstChild.classList.add("card--focus");
+        box.appendChild(el("p", { class: "crumbs" }, el("a", { href: link(state.team, "balances") }, "Show every balance"), " · ",
+          el("a", { href: link(state.team, "usage", null, { resource_id: route.item }) }, "Usage of " + resourceName(route.item))));
+      }
+    }, function (error) {
+      if (generation === state.generation) replace(container, errorBox(error, "Balances could not be loaded"));
+    });
+  }
+
+  // ------------------------------------------------------------------ usage view
+
+  function usageQuery(route) {
+    var today = todayUtc();
+    var q = route.query;
+    var visible = cards();
+    var resource = q.resource_id && cardOf(q.resource_id) ? q.resource_id : visible.length ? visible[0].resource_id : null;
+    return {
+      resource_id: resource,
+      granularity: q.granularity === "month" ? "month" : "day",
+      group_by: q.group_by === "user" || q.group_by === "app" ? q.group_by : "resource",
+      from: /^\d{4}-\d{2}-\d{2}$/.test(q.from || "") ? q.from : isoDate(addDays(today, -29)),
+      to: /^\d{4}-\d{2}-\d{2}$/.test(q.to || "") ? q.to : isoDate(today),
+      limit: /^\d{1,3}$/.test(q.limit || "") ? q.limit : null,
+    };
+  }
+
+  function viewUsage(view, generation, route) {
+    var box = section("usage", "Usage");
+    replace(view, box);
+    var body = el("div", { id: "usage", class: "usage-block", "aria-busy": "true" }, el("p", { class: "loading" }, "Loading usage…"));
+    box.appendChild(body); // loading until the controls and the first page are drawn
+    return loadCards(generation).then(function () {
+      if (generation !== state.generation) return;
+      var asked = usageQuery(route);
+      if (!asked.resource_id) {
+        replace(body, el("p", { class: "empty" }, "No resources to show usage for."));
+        return;
+      }
+      box.insertBefore(usageControls(asked), body);
+      box.insertBefore(el("p", { class: "note" }, "Usage is actual usage in " + unitWord(asked.resource_id, 2) +
+        " (base units, not charged units), by UTC day or month, refreshed on a delay of up to 30 minutes. One resource at a time: resources are counted in different units."), body);
+      return loadUsagePage(body, asked, generation, []);
+    }, function (error) {
+      if (generation === state.generation) replace(body, errorBox(error, "Resources could not be loaded"));
+    });
+  }
+
+  function unitWord(resourceId, count) {
+    var card = cardOf(resourceId);
+    var unit = (card && card.unit) || "base unit";
+    return plural(count, unit).replace(/^[\d,]+ /, "");
+  }
+
+  function usageControls(asked) {
+    function field(id, label, control) {
+      return el("div", { class: "field" }, el("label", { for: id }, label), control);
+    }
+    function options(pairs, value) {
+      return pairs.map(function (pair) { return el("option", { value: pair[0], selected: pair[0] === value }, pair[1]); });
+    }
+    var form = el("form", { id: "usage-form", class: "controls", autocomplete: "off" },
+      field("usage-resource", "Resource", el("select", { id: "usage-resource" }, options(cards().map(function (card) {
+        return [card.resource_id, (card.display_name || card.resource_id) + " (" + unitWord(card.resource_id, 2) + ")"];
+      }), asked.resource_id))),
+      field("usage-group", "Show", el("select", { id: "usage-group" }, options([["resource", "Total"], ["user", "By user"], ["app", "By app"]], asked.group_by))),
+      field("usage-granularity", "Granularity", el("select", { id: "usage-granularity" }, options([["day", "Day"], ["month", "Month"]], asked.granularity))),
+      field("usage-from", "From (UTC)", el("input", { id: "usage-from", type: "date", value: asked.from, required: true })),
+      field("usage-to", "To (UTC)", el("input", { id: "usage-to", type: "date", value: asked.to, required: true })),
+      el("button", { type: "submit", class: "button" }, "Show usage"),
+      el("button", { type: "button", class: "button button--ghost", id: "usage-csv" }, "Download CSV")
     );
+    var today = todayUtc();
+    form.querySelector("#usage-to").max = isoDate(today);
+    form.querySelector("#usage-from").min = isoDate(addMonths(today, -MAX_MONTHS));
+    function current() {
+      return {
+        resource_id: form.querySelector("#usage-resource").value,
+        group_by: form.querySelector("#usage-group").value,
+        granularity: form.querySelector("#usage-granularity").value,
+        from: form.querySelector("#usage-from").value,
+        to: form.querySelector("#usage-to").value,
+        limit: asked.limit,
+      };
+    }
+    function apply() {
+      go(link(state.team, "usage", null, current()));
+    }
+    ["usage-resource", "usage-group", "usage-granularity"].forEach(function (id) {
+      form.querySelector("#" + id).addEventListener("change", apply);
+    });
+    form.addEventListener("submit", function (event) { event.preventDefault(); apply(); });
+    form.querySelector("#usage-csv").addEventListener("click", function (event) { downloadCsv(event.target, current()); });
+    return form;
+  }
+
+  function reportQuery(asked, cursor, limit) {
+    var params = new URLSearchParams();
+    params.set("from", asked.from);
+    params.set("to", asked.to);
+    params.set("granularity", asked.granularity);
+    params.set("group_by", asked.group_by);
+    params.set("resource_id", asked.resource_id);
+    params.set("limit", String(limit || asked.limit || SERIES_PER_PAGE));
+    if (cursor) params.set("cursor", cursor);
+    return "?" + params.toString();
+  }
+
+  /** One page of series (the report's next_cursor pages them); `cursors` are the pages before. */
+  function loadUsagePage(container, asked, generation, cursors) {
+    loading(container, "Loading usage…");
+    var cursor = cursors.length ? cursors[cursors.length - 1] : null;
+    return api(teamPath("/usage" + reportQuery(asked, cursor))).then(function (body) {
+      if (generation !== state.generation) return;
+      $("usage-meta").textContent = body && body.as_of ? "As of " + dateTime(body.as_of) : "";
+      renderUsage(container, body || {}, asked);
+      var page = cursors.length + 1;
+      if (body.next_cursor || cursors.length) {
+        container.appendChild(el("div", { class: "pager" },
+          el("span", { class: "pager__page" }, "Page " + page + " of the " + (asked.group_by === "user" ? "users" : "apps")),
+          cursors.length ? el("button", { type: "button", class: "button button--ghost button--small", id: "usage-prev",
+            onclick: function () { loadUsagePage(container, asked, generation, cursors.slice(0, -1)); } }, "Previous page") : null,
+          body.next_cursor ? el("button", { type: "button", class: "button button--ghost button--small", id: "usage-next",
+            onclick: function () { loadUsagePage(container, asked, generation, cursors.concat([body.next_cursor])); } }, "Next page") : null
+        ));
+      }
+    }, function (error) {
+      if (generation === state.generation) replace(container, errorBox(error, "Usage could not be loaded"));
+    });
+  }
+
+  /** Every page of the report as one CSV (the API pages CSV too: X-Next-Cursor), saved as a file. */
+  function downloadCsv(button, asked) {
+    button.disabled = true;
+    var rows = [];
+    function page(cursor, left) {
+      return api(teamPath("/usage" + reportQuery(asked, cursor, 100)), { accept: "text/csv", withHeaders: true }).then(function (answer) {
+        var lines = String(answer.body || "").split(/\r?\n/).filter(Boolean);
+        if (!rows.length) rows.push(lines[0]);
+        rows = rows.concat(lines.slice(1));
+        var next = answer.headers.get("X-Next-Cursor");
+        return next && left > 1 ? page(next, left - 1) : null;
+      });
+    }
+    page(null, 50).then(function () {
+      var blob = new Blob([rows.join("\r\n") + "\r\n"], { type: "text/csv" });
+      var anchor = el("a", { href: URL.createObjectURL(blob), download: "usage-" + state.team + "-" + asked.resource_id + "-" + asked.from + "-" + asked.to + ".csv", id: "usage-csv-file" });
+      document.body.appendChild(anchor);
+      anchor.click();
+      setTimeout(function () { URL.revokeObjectURL(anchor.href); anchor.remove(); }, 30000);
+      button.disabled = false;
+    }, function (error) {
+      button.disabled = false;
+      $("usage").appendChild(errorBox(error, "The CSV could not be downloaded"));
+    });
+  }
+
+  function seriesLabel(key, group) {
+    key = key || {};
+    if (group === "resource") return "Total";
+    var value = group === "user" ? key.user_id : key.app_id;
+    if (value === null || value === undefined || value === "") return group === "app" ? "(no app)" : "(no user)";
+    return String(value);
   }
 
   function balanceCard(card) {
@@ -314,6 +676,13 @@
       facts.appendChild(el("div", { class: "fact" + (extraClass ? " " + extraClass : "") }, el("dt", null, label), el("dd", null, value)));
     }
     fact("Total capacity purchased", plural(card.total_purchased || 0, chargedUnit) + (size > 1 ? " (1 unit = " + plural(size, unit) + ")" : ""));
+    // "N of M" counts this period's prepaid units (free tier included); "purchased" counts purchased ones only
+    var free = (card.subscriptions || []).reduce(function (sum, sub) { return sum + (sub.type === "free" ? sub.total || 0 : 0); }, 0);
+    if (total !== (card.total_purchased || 0)) {
+      fact("“of " + num(total) + "”", total - free === (card.total_purchased || 0) && free
+        ? "this period's prepaid units: " + num(total - free) + " purchased + " + num(free) + " free tier"
+        : "this period's prepaid units (purchased and free tier; a refreshing subscription counts its current period)", "fact--explain");
+    }
     if (size > 1 || card.pending_usage) {
       fact("Pending usage", plural(card.pending_usage || 0, unit) + (size > 1 ? " of " + num(size) + " toward the next unit" : ""));
     }
@@ -343,7 +712,8 @@
           el("h3", { id: headingId, class: "card__title" }, card.display_name || card.resource_id),
           el("span", { class: "kind" }, card.kind === "api" ? "API" : "Resource")
         ),
-        el("span", { class: "status status--" + status }, STATUS_LABELS[status])
+        el("span", { class: "status status--" + status },
+          available === 0 && card.payg && status !== "exhausted" ? "Pay as You Go" : STATUS_LABELS[status])
       ),
       el("p", { class: "card__balance" },
         el("span", { class: "available-text" }, num(available) + " of " + num(total) + " available"),
@@ -394,124 +764,6 @@
     );
   }
 
-  // ------------------------------------------------------------------ usage
-
-  function initUsageControls() {
-    applyRange("30d");
-    $("usage-range").addEventListener("change", function (event) {
-      if (event.target.value !== "custom") {
-        applyRange(event.target.value);
-        if (event.target.value.slice(-1) === "m") $("usage-granularity").value = "month";
-        else $("usage-granularity").value = "day";
-        loadUsage(state.generation);
-      }
-    });
-    ["usage-from", "usage-to"].forEach(function (id) {
-      $(id).addEventListener("change", function () { $("usage-range").value = "custom"; });
-    });
-    ["usage-granularity", "usage-group", "usage-resource"].forEach(function (id) {
-      $(id).addEventListener("change", function () { loadUsage(state.generation); });
-    });
-    $("usage-form").addEventListener("submit", function (event) {
-      event.preventDefault();
-      loadUsage(state.generation);
-    });
-    var today = todayUtc();
-    $("usage-to").max = isoDate(today);
-    $("usage-from").min = isoDate(addMonths(today, -MAX_MONTHS));
-  }
-
-  function applyRange(range) {
-    var today = todayUtc();
-    var from;
-    if (range === "7d") from = addDays(today, -6);
-    else if (range === "90d") from = addDays(today, -89);
-    else if (range === "12m") from = addMonths(today, -12);
-    else if (range === "24m") from = addMonths(today, -MAX_MONTHS);
-    else from = addDays(today, -29);
-    $("usage-from").value = isoDate(from);
-    $("usage-to").value = isoDate(today);
-  }
-
-  function fillResourceChoices() {
-    // usage filter
-    var select = $("usage-resource");
-    var current = select.value;
-    while (select.options.length > 1) select.remove(1);
-    state.balances.forEach(function (card) {
-      select.appendChild(el("option", { value: card.resource_id }, card.display_name || card.resource_id));
-    });
-    select.value = current;
-    if (select.value !== current) select.value = "";
-
-    // alert form
-    var box = $("alert-resources");
-    var checked = {};
-    Array.prototype.forEach.call(box.querySelectorAll("input[name=resource]"), function (input) { checked[input.value] = input.checked; });
-    if (!state.balances.length) {
-      replace(box, el("p", { class: "hint" }, "No resources to choose from (balances did not load)."));
-      return;
-    }
-    replace(box, state.balances.map(function (card) {
-      return el("label", { class: "check" },
-        el("input", { type: "checkbox", name: "resource", value: card.resource_id, checked: !!checked[card.resource_id] }),
-        " " + (card.display_name || card.resource_id) + (card.kind === "api" ? " (API)" : "")
-      );
-    }));
-  }
-
-  var usageRequest = 0;
-  var USAGE_PAGES = 10; // the report comes a page of series at a time (next_cursor); the chart takes this many
-
-  /** The report's first pages, their series concatenated; next_cursor is the last page's. */
-  function usagePages(query, pages, sofar) {
-    var cursor = sofar && sofar.next_cursor ? "&cursor=" + encodeURIComponent(sofar.next_cursor) : "";
-    return api(teamPath("/usage" + query + cursor)).then(function (page) {
-      page = page || {};
-      if (sofar) page.series = (sofar.series || []).concat(page.series || []);
-      return page.next_cursor && pages > 1 ? usagePages(query, pages - 1, page) : page;
-    });
-  }
-
-  function loadUsage(generation) {
-    var container = $("usage");
-    var from = $("usage-from").value;
-    var to = $("usage-to").value;
-    var granularity = $("usage-granularity").value;
-    var group = $("usage-group").value;
-    var resource = $("usage-resource").value;
-    var request = ++usageRequest;
-    loading(container, "Loading usage…");
-    $("usage-meta").textContent = "";
-    var query = "?from=" + encodeURIComponent(from) + "&to=" + encodeURIComponent(to) +
-      "&granularity=" + encodeURIComponent(granularity) + "&group_by=" + encodeURIComponent(group);
-    if (resource) query += "&resource_id=" + encodeURIComponent(resource);
-    return usagePages(query, USAGE_PAGES).then(
-      function (body) {
-        if (generation !== state.generation || request !== usageRequest) return;
-        $("usage-meta").textContent = (body && body.as_of ? "As of " + dateTime(body.as_of) : "") +
-          (body && body.next_cursor ? " · the first " + num((body.series || []).length) + " series are shown" : "");
-        renderUsage(container, body || {}, { from: from, to: to, granularity: granularity, group: group, resource: resource });
-      },
-      function (error) {
-        if (generation !== state.generation || request !== usageRequest) return;
-        replace(container, errorBox(error, "Usage could not be loaded"));
-      }
-    );
-  }
-
-  function seriesLabel(key, group) {
-    key = key || {};
-    if (group === "resource" || key.resource_id !== undefined) {
-      if (key.resource_id) return resourceName(key.resource_id);
-    }
-    var value = key.user_id !== undefined ? key.user_id : key.app_id !== undefined ? key.app_id : key.resource_id;
-    if (value === null || value === undefined || value === "") {
-      return group === "app" ? "(no app)" : group === "user" ? "(no user)" : "(none)";
-    }
-    return String(value);
-  }
-
   function periodsBetween(from, to, granularity) {
     var start = parseDate(from);
     var end = parseDate(to);
@@ -541,7 +793,7 @@
 
   function renderUsage(container, body, asked) {
     var granularity = body.granularity || asked.granularity;
-    var group = body.group_by || asked.group;
+    var group = body.group_by || asked.group_by;
     var series = (body.series || []).map(function (item, index) {
       var values = {};
       var total = 0;
@@ -552,7 +804,6 @@
       });
       return { label: seriesLabel(item.key, group), values: values, total: total, color: PALETTE[index % PALETTE.length] };
     });
-    // periods: the whole asked range, plus any the API returned outside it (never drop data)
     var periods = periodsBetween(body.from || asked.from, body.to || asked.to, granularity);
     var seen = {};
     periods.forEach(function (p) { seen[p] = true; });
@@ -560,38 +811,65 @@
       Object.keys(s.values).forEach(function (p) { if (!seen[p]) { seen[p] = true; periods.push(p); } });
     });
     periods.sort();
-
     var grand = series.reduce(function (sum, s) { return sum + s.total; }, 0);
     if (!series.length || grand === 0) {
-      replace(container, el("p", { class: "empty" }, "No usage in this period."));
+      replace(container, el("p", { class: "empty" }, "No " + resourceName(asked.resource_id) + " usage in this period."));
       return;
     }
-    var unitNote = asked.resource ? unitOf(asked.resource) : null;
+    var units = unitWord(asked.resource_id, 2);
     var figure = el("figure", { class: "chart" },
-      usageChart(series, periods, granularity),
+      usageChart(series, periods, granularity, units),
       el("figcaption", null,
-        legend(series),
-        el("p", { class: "chart__caption" },
-          "Total: " + (unitNote ? plural(grand, unitNote) : num(grand) + " base units") +
-          (asked.resource ? "" : " (quantities are in each resource's base unit)"))
-      )
+        usageLegend(series, asked.resource_id, periods.length > 1 && series.length > 1),
+        el("p", { class: "chart__caption" }, resourceName(asked.resource_id) + ", " +
+          (group === "resource" ? "total" : group === "user" ? "by user" : "by app") + ": " + plural(grand, cardOf(asked.resource_id) ? cardOf(asked.resource_id).unit : "base unit") +
+          (group === "resource" ? "" : " across the " + series.length + " " + (group === "user" ? "user" : "app") + (series.length === 1 ? "" : "s") + " on this page")))
     );
-    replace(container, figure, usageTable(series, periods, granularity, group));
+    replace(container, el("div", { class: "usage" }, figure, usageTable(series, periods, granularity, group, units)));
   }
 
-  function unitOf(resourceId) {
-    for (var i = 0; i < state.balances.length; i++) {
-      if (state.balances[i].resource_id === resourceId) return state.balances[i].unit;
-    }
-    return null;
-  }
-
-  function legend(series) {
-    return el("ul", { class: "legend" }, series.map(function (s) {
+  function usageLegend(series, resourceId, withTotal) {
+    var unit = cardOf(resourceId) ? cardOf(resourceId).unit : "base unit";
+    var items = series.map(function (s) {
       var swatch = el("span", { class: "legend__swatch", "aria-hidden": "true" });
       swatch.style.background = s.color;
-      return el("li", null, swatch, s.label + " (" + num(s.total) + ")");
-    }));
+      return el("li", null, swatch, s.label + " (" + plural(s.total, unit) + ")");
+    });
+    if (withTotal) {
+      items.push(el("li", { class: "legend__total" }, el("span", { class: "legend__line", "aria-hidden": "true" }), "Total of the series shown (dashed line)"));
+    }
+    return el("ul", { class: "legend" }, items);
+  }
+
+  function usageTable(series, periods, granularity, group, units) {
+    var groupLabel = group === "user" ? "user" : group === "app" ? "app" : "resource";
+    var rows = periods.filter(function (p) {
+      return series.some(function (s) { return s.values[p]; });
+    });
+    var many = series.length > 1;
+    return el("div", { class: "table-wrap usage__table", tabindex: "0", role: "region", "aria-label": "Usage table" },
+      el("table", { class: "table" },
+        el("caption", { class: "visually-hidden" }, "Usage in " + units + " per " + granularity + " by " + groupLabel + " (periods without usage are omitted)"),
+        el("thead", null, el("tr", null,
+          el("th", { scope: "col" }, granularity === "month" ? "Month" : "Day"),
+          series.map(function (s) { return el("th", { scope: "col", class: "num" }, s.label); }),
+          many ? el("th", { scope: "col", class: "num" }, "Total") : null
+        )),
+        el("tbody", null, rows.map(function (p) {
+          var total = 0;
+          return el("tr", null,
+            el("th", { scope: "row" }, periodLabel(p, granularity)),
+            series.map(function (s) { var v = s.values[p] || 0; total += v; return el("td", { class: "num" }, num(v)); }),
+            many ? el("td", { class: "num" }, num(total)) : null
+          );
+        })),
+        el("tfoot", null, el("tr", null,
+          el("th", { scope: "row" }, "Total (" + units + ")"),
+          series.map(function (s) { return el("td", { class: "num" }, num(s.total)); }),
+          many ? el("td", { class: "num" }, num(series.reduce(function (a, s) { return a + s.total; }, 0))) : null
+        ))
+      )
+    );
   }
 
   function niceStep(max, ticks) {
@@ -603,7 +881,7 @@
   }
 
   /** A stacked bar chart in inline SVG: one bar per period, one segment per series. */
-  function usageChart(series, periods, granularity) {
+  function usageChart(series, periods, granularity, unitName) {
     var width = 720, height = 300;
     var margin = { top: 12, right: 12, bottom: 42, left: 56 };
     var plotW = width - margin.left - margin.right;
@@ -620,7 +898,7 @@
 
     var root = svg("svg", {
       class: "chart__svg", viewBox: "0 0 " + width + " " + height, role: "img",
-      "aria-label": "Stacked bar chart of usage per " + granularity + " for " + series.length + " series; the table lists the same numbers",
+      "aria-label": "Stacked bar chart of " + unitName + " per " + granularity + " for " + series.length + " series; the table lists the same numbers",
       preserveAspectRatio: "xMidYMid meet",
     });
     var grid = svg("g", { class: "chart__grid" });
@@ -652,7 +930,7 @@
     var points = periods.map(function (p, i) {
       return (margin.left + i * band + band / 2).toFixed(2) + "," + y(totals[i]).toFixed(2);
     });
-    if (periods.length > 1) {
+    if (periods.length > 1 && series.length > 1) { // the legend names it: "Total (dashed line)"
       root.appendChild(svg("path", { class: "chart__total", d: "M" + points.join(" L"), fill: "none" }));
     }
 
@@ -676,122 +954,86 @@
     return num(value);
   }
 
-  function usageTable(series, periods, granularity, group) {
-    var groupLabel = group === "user" ? "user" : group === "app" ? "app" : "resource";
-    var rows = periods.filter(function (p) {
-      return series.some(function (s) { return s.values[p]; });
+  // ------------------------------------------------------------------ invoices view
+
+  function viewInvoices(view, generation, route) {
+    if (route.item) return viewInvoice(view, generation, route.item);
+    var box = section("invoices", "Invoices");
+    box.appendChild(el("p", { class: "note" }, "Pay as You Go is invoiced at the end of each billing cycle. Cycle dates are in the time zone of the purchase."));
+    var container = el("div", { id: "invoices", "aria-busy": "true" }, el("p", { class: "loading" }, "Loading invoices…"));
+    box.appendChild(container);
+    replace(view, box);
+    return loadCards(generation).catch(function () { return []; }).then(function () {
+      return loadInvoices(container, generation, null);
     });
-    return el("div", { class: "table-wrap usage__table", tabindex: "0", role: "region", "aria-label": "Usage by " + groupLabel + " table" },
-      el("table", { class: "table" },
-        el("caption", { class: "visually-hidden" }, "Usage per " + granularity + " by " + groupLabel + " (periods without usage are omitted)"),
-        el("thead", null, el("tr", null,
-          el("th", { scope: "col" }, granularity === "month" ? "Month" : "Day"),
-          series.map(function (s) { return el("th", { scope: "col", class: "num" }, s.label); }),
-          series.length > 1 ? el("th", { scope: "col", class: "num" }, "Total") : null
-        )),
-        el("tbody", null, rows.map(function (p) {
-          var total = 0;
-          return el("tr", null,
-            el("th", { scope: "row" }, periodLabel(p, granularity)),
-            series.map(function (s) { var v = s.values[p] || 0; total += v; return el("td", { class: "num" }, num(v)); }),
-            series.length > 1 ? el("td", { class: "num" }, num(total)) : null
-          );
-        })),
-        el("tfoot", null, el("tr", null,
-          el("th", { scope: "row" }, "Total"),
-          series.map(function (s) { return el("td", { class: "num" }, num(s.total)); }),
-          series.length > 1 ? el("td", { class: "num" }, num(series.reduce(function (a, s) { return a + s.total; }, 0))) : null
-        ))
-      )
-    );
   }
 
-  // ------------------------------------------------------------------ invoices
-
-  function loadInvoices(generation, cursor) {
-    var container = $("invoices");
-    if (!cursor) loading(container, "Loading invoices…");
+  function loadInvoices(container, generation, cursor) {
     var query = "?limit=20" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
-    return api(teamPath("/invoices" + query)).then(
-      function (body) {
-        if (generation !== state.generation) return;
-        var items = (body && body.items) || [];
-        var tbody;
-        if (cursor) {
-          tbody = container.querySelector("tbody");
-          var more = container.querySelector(".load-more");
-          if (more) more.remove();
+    return api(teamPath("/invoices" + query)).then(function (body) {
+      if (generation !== state.generation) return;
+      var items = (body && body.items) || [];
+      var tbody = cursor ? container.querySelector("tbody") : null;
+      var more = container.querySelector(".load-more");
+      if (more) more.remove();
+      if (!tbody) {
+        if (!items.length) {
+          replace(container, el("p", { class: "empty" }, "No invoices yet. Invoices appear after a Pay as You Go billing cycle with charged units closes."));
+          return;
         }
-        if (!tbody) {
-          if (!items.length) {
-            replace(container, el("p", { class: "empty" }, "No invoices yet. Invoices appear after a Pay as You Go billing cycle with charged units closes."));
-            return;
-          }
-          tbody = el("tbody");
-          replace(container, el("div", { class: "table-wrap" }, el("table", { class: "table invoices" },
-            el("caption", { class: "visually-hidden" }, "Invoices, newest first"),
-            el("thead", null, el("tr", null,
-              el("th", { scope: "col" }, "Billing period"),
-              el("th", { scope: "col", class: "num" }, "Total"),
-              el("th", { scope: "col" }, "Status"),
-              el("th", { scope: "col" }, el("span", { class: "visually-hidden" }, "Actions"))
-            )),
-            tbody
-          )));
-        }
-        items.forEach(function (invoice) { tbody.appendChild(invoiceRow(invoice)); });
-        if (body && body.next_cursor) {
-          container.appendChild(el("button", {
-            type: "button", class: "button button--ghost load-more",
-            onclick: function () { loadInvoices(generation, body.next_cursor); },
-          }, "Load more invoices"));
-        }
-      },
-      function (error) {
-        if (generation !== state.generation) return;
-        if (cursor) container.appendChild(errorBox(error, "More invoices could not be loaded"));
-        else replace(container, errorBox(error, "Invoices could not be loaded"));
+        tbody = el("tbody");
+        replace(container, el("div", { class: "table-wrap" }, el("table", { class: "table invoices" },
+          el("caption", { class: "visually-hidden" }, "Invoices, newest first"),
+          el("thead", null, el("tr", null,
+            el("th", { scope: "col" }, "Invoice"),
+            el("th", { scope: "col" }, "Billing period"),
+            el("th", { scope: "col", class: "num" }, "Total"),
+            el("th", { scope: "col" }, "Status"),
+            el("th", { scope: "col" }, el("span", { class: "visually-hidden" }, "Actions"))
+          )),
+          tbody
+        )));
       }
-    );
+      items.forEach(function (invoice) { tbody.appendChild(invoiceRow(invoice)); });
+      if (body && body.next_cursor) {
+        container.appendChild(el("button", { type: "button", class: "button button--ghost load-more",
+          onclick: function () { loadInvoices(container, generation, body.next_cursor); } }, "Load more invoices"));
+      }
+    }, function (error) {
+      if (generation === state.generation) replace(container, errorBox(error, "Invoices could not be loaded"));
+    });
   }
+
+  var INVOICE_STATUS = { paid: ["Paid", "ok"], payment_failed: ["Payment failed", "exhausted"], open: ["Open", "low"], uncollectible: ["Uncollectible", "exhausted"] };
 
   function invoiceRow(invoice) {
-    var status = invoice.status === "paid" ? "paid" : invoice.status === "payment_failed" ? "failed" : "other";
-    var statusText = invoice.status === "paid" ? "Paid" : invoice.status === "payment_failed" ? "Payment failed" : String(invoice.status || "–");
+    var status = INVOICE_STATUS[invoice.status] || [String(invoice.status || "–"), "low"];
     var period = date(invoice.period_start) + " – " + date(invoice.period_end);
     return el("tr", { "data-invoice-id": invoice.invoice_id },
+      el("td", null, invoice.number || invoice.invoice_id, el("span", { class: "sub" }, (invoice.lines || []).map(function (line) { return resourceName(line.resource_id); }).join(", "))),
       el("td", null, period, invoice.issued_at ? el("span", { class: "sub" }, "Issued " + date(invoice.issued_at)) : null),
       el("td", { class: "num" }, money(invoice.total, invoice.currency)),
-      el("td", null, el("span", { class: "status status--" + (status === "paid" ? "ok" : status === "failed" ? "exhausted" : "low") }, statusText)),
-      el("td", { class: "actions" }, el("button", {
-        type: "button", class: "button button--small invoice-open", "aria-label": "View invoice for " + period,
-        onclick: function () { openInvoice(invoice, period); },
-      }, "View"))
+      el("td", null, el("span", { class: "status status--" + status[1] }, status[0])),
+      el("td", { class: "actions" }, el("a", { class: "button button--small invoice-open", href: link(state.team, "invoices", invoice.invoice_id), "aria-label": "View invoice for " + period }, "View"))
     );
   }
 
-  function openInvoice(invoice, period) {
-    var dialog = $("invoice-dialog");
-    var view = $("invoice-view");
-    $("invoice-dialog-title").textContent = "Invoice " + period;
-    loading(view, "Loading invoice…");
-    if (typeof dialog.showModal === "function") {
-      if (!dialog.open) dialog.showModal();
-    } else {
-      dialog.setAttribute("open", "");
-    }
-    api(teamPath("/invoices/" + encodeURIComponent(invoice.invoice_id)), { accept: "text/html" }).then(
-      function (html) {
-        if (typeof html !== "string") html = "<pre>" + escapeForSrcdoc(JSON.stringify(html, null, 2)) + "</pre>";
-        // sandbox="" : no scripts, no forms, no navigation of this page; srcdoc is a property, not markup
-        var frame = el("iframe", { class: "invoice-frame", sandbox: "", title: "Invoice " + period, referrerpolicy: "no-referrer" });
-        frame.srcdoc = html;
-        replace(view, frame);
-      },
-      function (error) {
-        replace(view, errorBox(error, "The invoice could not be shown"));
-      }
-    );
+  function viewInvoice(view, generation, invoiceId) {
+    var box = section("invoice", "Invoice");
+    box.appendChild(el("p", { class: "crumbs" }, el("a", { href: link(state.team, "invoices") }, "← All invoices")));
+    var container = el("div", { id: "invoice-view", "aria-busy": "true" }, el("p", { class: "loading" }, "Loading invoice…"));
+    box.appendChild(container);
+    replace(view, box);
+    return api(teamPath("/invoices/" + encodeURIComponent(invoiceId)), { accept: "text/html" }).then(function (html) {
+      if (generation !== state.generation) return;
+      if (typeof html !== "string") html = "<pre>" + escapeForSrcdoc(JSON.stringify(html, null, 2)) + "</pre>";
+      // sandbox="" : no scripts, no forms, no navigation of this page; srcdoc is a property, not markup
+      var frame = el("iframe", { class: "invoice-frame", sandbox: "", title: "Invoice " + invoiceId, referrerpolicy: "no-referrer" });
+      frame.srcdoc = html;
+      replace(container, frame);
+    }, function (error) {
+      if (generation === state.generation) replace(container, errorBox(error, "The invoice could not be shown"));
+    });
   }
 
   function escapeForSrcdoc(text) {
@@ -800,65 +1042,138 @@
     });
   }
 
-  function closeInvoice() {
-    var dialog = $("invoice-dialog");
-    if (typeof dialog.close === "function" && dialog.open) dialog.close();
-    else dialog.removeAttribute("open");
-    replace($("invoice-view"));
+  // ------------------------------------------------------------------ settings: alerts view and sidebar
+
+  function viewAlerts(view, generation) {
+    var can = capabilities();
+    var box = section("alerts", "Run-out alerts");
+    box.appendChild(el("p", { class: "note" }, "An alert emails its recipients when a resource is projected to run out within 10 or 5 days at the last 7 days' rate of use, once per window, again after the balance recovers."));
+    if (can.manageAlerts) {
+      box.appendChild(el("p", null, el("button", { type: "button", class: "button", id: "alert-new", onclick: openSidebar }, "Create alert")));
+    }
+    var container = el("div", { id: "alerts", "aria-busy": "true" }, el("p", { class: "loading" }, "Loading alerts…"));
+    box.appendChild(container);
+    replace(view, box);
+    return loadCards(generation).catch(function () { return []; }).then(function () { return loadAlerts(container, generation); });
   }
 
-  // ------------------------------------------------------------------ alerts
-
-  function loadAlerts(generation) {
-    var container = $("alerts");
-    loading(container, "Loading alerts…");
-    return api(teamPath("/alerts")).then(
-      function (body) {
-        if (generation !== state.generation) return;
-        var items = (body && body.items) || [];
-        if (!items.length) {
-          replace(container, el("p", { class: "empty" }, "No saved alerts."));
-          return;
-        }
-        replace(container, el("ul", { class: "alert-list" }, items.map(alertItem)));
-      },
-      function (error) {
-        if (generation !== state.generation) return;
-        replace(container, errorBox(error, "Alerts could not be loaded"));
+  function loadAlerts(container, generation) {
+    container = container || $("alerts");
+    return api(teamPath("/alerts?limit=100")).then(function (body) {
+      if (generation !== state.generation || !container) return;
+      var items = (body && body.items) || [];
+      if (!items.length) {
+        replace(container, el("p", { class: "empty" }, "No saved alerts." + (capabilities().manageAlerts ? " Create one to be told before a resource runs out." : "")));
+        return;
       }
-    );
+      replace(container, el("ul", { class: "alert-list" }, items.map(alertItem)));
+    }, function (error) {
+      if (generation === state.generation) replace(container, errorBox(error, "Alerts could not be loaded"));
+    });
   }
 
   function alertItem(alert) {
     var windows = (alert.windows_days || []).slice().sort(function (a, b) { return b - a; });
+    var ineligible = alert.ineligible_recipient_user_ids || [];
     var message = el("div", { class: "alert-item__message", role: "status", "aria-live": "polite" });
     var item = el("li", { class: "alert-item", "data-alert-id": alert.alert_id },
       el("div", { class: "alert-item__main" },
         el("p", { class: "alert-item__name" }, alert.name || "(unnamed)"),
         el("p", { class: "alert-item__detail" }, "Notify when projected to run out within " + windows.join(" and ") + " days"),
         el("p", { class: "alert-item__detail" }, "Resources: " + (alert.resource_ids || []).map(resourceName).join(", ")),
-        el("p", { class: "alert-item__detail" }, "Recipients: " + (alert.recipient_user_ids || []).join(", ")),
+        el("p", { class: "alert-item__detail" }, "Recipients: ", (alert.recipient_user_ids || []).map(function (user, i) {
+          var gone = ineligible.indexOf(user) >= 0;
+          return [i ? ", " : "", gone ? el("span", { class: "ineligible", title: "No longer an admin of the team: receives nothing" }, user + " (no longer an admin)") : user];
+        })),
+        ineligible.length && ineligible.length === (alert.recipient_user_ids || []).length
+          ? el("p", { class: "ineligible" }, "No recipient is an admin any more: the team's primary admins receive this alert.") : null,
         alert.created_at ? el("p", { class: "alert-item__meta" }, "Created " + dateTime(alert.created_at) + (alert.created_by ? " by " + alert.created_by : "")) : null,
         message
       )
     );
-    var button = el("button", {
-      type: "button", class: "button button--danger button--small alert-delete", "aria-label": "Delete alert " + (alert.name || ""),
-    }, "Delete");
-    button.addEventListener("click", function () {
-      button.disabled = true;
-      button.textContent = "Deleting…";
-      api(teamPath("/alerts/" + encodeURIComponent(alert.alert_id)), { method: "DELETE" }).then(
-        function () { loadAlerts(state.generation); },
-        function (error) {
-          button.disabled = false;
-          button.textContent = "Delete";
-          replace(message, errorBox(error, "Not deleted"));
-        }
-      );
-    });
-    item.appendChild(button);
+    if (capabilities().manageAlerts) {
+      var button = el("button", { type: "button", class: "button button--danger button--small alert-delete", "aria-label": "Delete alert " + (alert.name || "") }, "Delete");
+      button.addEventListener("click", function () {
+        button.disabled = true;
+        button.textContent = "Deleting…";
+        var generation = state.generation;
+        api(teamPath("/alerts/" + encodeURIComponent(alert.alert_id)), { method: "DELETE" }).then(
+          function () { loadAlerts(null, generation); },
+          function (error) {
+            button.disabled = false;
+            button.textContent = "Delete";
+            replace(message, errorBox(error, "Not deleted"));
+          }
+        );
+      });
+      item.appendChild(button);
+    }
     return item;
+  }
+
+  /** Every member, a page at a time (GET /members pages by user id). */
+  function allMembers(cursor, sofar, pages) {
+    var query = "?limit=100" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
+    return api(teamPath("/members" + query)).then(function (body) {
+      var items = (sofar || []).concat((body && body.items) || []);
+      return body && body.next_cursor && pages > 1 ? allMembers(body.next_cursor, items, pages - 1) : items;
+    });
+  }
+
+  function isAdminRoles(roles) {
+    return (roles || []).some(function (role) { return role === "primary_admin" || role === "secondary_admin" || role === "sso_admin"; });
+  }
+
+  function openSidebar() {
+    var sidebar = $("sidebar");
+    var body = $("sidebar-body");
+    sidebar.hidden = false;
+    loading(body, "Loading the team's members…");
+    var generation = state.generation;
+    allMembers(null, [], 50).then(function (members) {
+      if (generation !== state.generation) return;
+      replace(body, alertForm(members));
+      $("alert-name").focus();
+    }, function (error) {
+      if (generation === state.generation) replace(body, errorBox(error, "Members could not be loaded"));
+    });
+  }
+
+  function closeSidebar() {
+    $("sidebar").hidden = true;
+    replace($("sidebar-body"));
+  }
+
+  function alertForm(members) {
+    var admins = members.filter(function (member) { return isAdminRoles(member.roles); });
+    var others = members.filter(function (member) { return !isAdminRoles(member.roles); });
+    var form = el("form", { id: "alert-form", novalidate: true, autocomplete: "off" },
+      el("div", { class: "field" }, el("label", { for: "alert-name" }, "Alert name"),
+        el("input", { id: "alert-name", name: "name", type: "text", maxlength: 200, required: true })),
+      el("fieldset", { class: "field" }, el("legend", null, "Notify when a resource is projected to run out within"),
+        el("label", { class: "check" }, el("input", { type: "checkbox", name: "window", value: "10", checked: true }), " 10 days"),
+        el("label", { class: "check" }, el("input", { type: "checkbox", name: "window", value: "5" }), " 5 days")),
+      el("fieldset", { class: "field" }, el("legend", null, "Resources to monitor"),
+        el("div", { id: "alert-resources", class: "checks" }, cards().length ? cards().map(function (card) {
+          return el("label", { class: "check" }, el("input", { type: "checkbox", name: "resource", value: card.resource_id }),
+            " " + (card.display_name || card.resource_id) + (card.kind === "api" ? " (API)" : ""));
+        }) : el("p", { class: "hint" }, "This team has no resources to monitor."))),
+      el("fieldset", { class: "field" }, el("legend", null, "Recipients (the team's admins)"),
+        el("div", { id: "alert-recipients", class: "checks" },
+          admins.map(function (member) {
+            return el("label", { class: "check" }, el("input", { type: "checkbox", name: "recipient", value: member.user_id, checked: member.user_id === state.me.user_id }),
+              " " + member.user_id + " · " + member.email + " (" + rolesText(member.roles) + ")");
+          }),
+          others.map(function (member) {
+            return el("label", { class: "check check--off", title: "Alerts go to admins only" },
+              el("input", { type: "checkbox", name: "ineligible", value: member.user_id, disabled: true }),
+              " " + member.user_id + " · " + (member.roles.length ? rolesText(member.roles) : "no role") + ": not an admin, cannot receive alerts");
+          }))),
+      el("div", { id: "alert-form-message", class: "form-message", role: "status", "aria-live": "polite" }),
+      el("button", { type: "submit", class: "button", id: "alert-submit" }, "Create alert")
+    );
+    form.addEventListener("submit", submitAlert);
+    return form;
   }
 
   function checkedValues(form, name) {
@@ -871,14 +1186,11 @@
     event.preventDefault();
     var form = $("alert-form");
     var message = $("alert-form-message");
-    var others = $("alert-recipients-other").value.split(/[\s,;]+/).filter(Boolean);
-    var recipients = checkedValues(form, "recipient");
-    others.forEach(function (id) { if (recipients.indexOf(id) < 0) recipients.push(id); });
     var payload = {
       name: $("alert-name").value.trim(),
       windows_days: checkedValues(form, "window").map(Number),
       resource_ids: checkedValues(form, "resource"),
-      recipient_user_ids: recipients,
+      recipient_user_ids: checkedValues(form, "recipient"),
     };
     var missing = [];
     if (!payload.name) missing.push({ path: "name", message: "Give the alert a name." });
@@ -893,96 +1205,159 @@
     button.disabled = true;
     replace(message, el("p", { class: "hint" }, "Saving…"));
     var generation = state.generation;
-    api(teamPath("/alerts"), { method: "POST", body: payload }).then(
-      function (created) {
-        button.disabled = false;
-        replace(message, el("p", { class: "success" }, "Alert “" + ((created && created.name) || payload.name) + "” created."));
-        $("alert-name").value = "";
-        loadAlerts(generation);
-      },
-      function (error) {
-        button.disabled = false;
-        if (error.status === 409) {
-          replace(message, errorBox(error, "Not created: an alert with this configuration already exists", true));
-        } else {
-          replace(message, errorBox(error, "Not created"));
-        }
+    api(teamPath("/alerts"), { method: "POST", body: payload }).then(function (created) {
+      button.disabled = false;
+      replace(message, el("p", { class: "success" }, "Alert “" + ((created && created.name) || payload.name) + "” created."));
+      $("alert-name").value = "";
+      loadAlerts(null, generation);
+    }, function (error) {
+      button.disabled = false;
+      replace(message, error.status === 409
+        ? errorBox(error, "Not created: an alert with this configuration already exists", true)
+        : errorBox(error, "Not created"));
+    });
+  }
+
+  // ------------------------------------------------------------------ settings: payment method view
+
+  function viewPayment(view, generation, route) {
+    var box = section("payment", "Payment method");
+    box.appendChild(el("p", { class: "note" }, "Pay as You Go subscriptions are charged to their payment method when a billing cycle closes. Their current cycles:"));
+    var container = el("div", { id: "payment", class: "cards", "aria-busy": "true" }, el("p", { class: "loading" }, "Loading…"));
+    box.appendChild(container);
+    replace(view, box);
+    state.balancesFor = null;
+    return loadCards(generation).then(function (list) {
+      if (generation !== state.generation) return;
+      var payg = list.filter(function (card) {
+        return card.payg && (!route.item || (card.subscriptions || []).some(function (sub) { return sub.subscription_id === route.item; }));
+      });
+      if (!payg.length) {
+        replace(container, el("p", { class: "empty" }, route.item ? "Subscription “" + route.item + "” is not a Pay as You Go subscription of this team." : "This team has no Pay as You Go subscription."));
+        return;
       }
-    );
+      replace(container, payg.map(function (card) {
+        var subs = (card.subscriptions || []).filter(function (sub) { return sub.type === "payg"; });
+        return el("article", { class: "card", "data-resource-id": card.resource_id },
+          el("header", { class: "card__head" }, el("h3", { class: "card__title" }, card.display_name || card.resource_id), el("span", { class: "kind" }, "Pay as You Go")),
+          el("p", null, subs.map(function (sub) { return el("span", { class: "chip", "data-subscription-id": sub.subscription_id }, "Subscription " + sub.subscription_id); })),
+          paygBlock(card.payg, (card.charge_unit_size || 1) > 1 ? "charged unit" : card.unit)
+        );
+      }));
+    }, function (error) {
+      if (generation === state.generation) replace(container, errorBox(error, "Balances could not be loaded"));
+    });
   }
 
-  // ------------------------------------------------------------------ wiring
+  // ------------------------------------------------------------------ rendering a route
 
-  function readHash() {
-    var params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
-    var team = params.get("team");
-    if (team) state.team = team;
+  function loadMe() {
+    if (state.me && state.me.user_id === state.user) return Promise.resolve(state.me);
+    return api("/v1/me").then(function (me) {
+      state.me = me;
+      return me;
+    });
   }
 
-  function writeHash() {
-    var hash = "#team=" + encodeURIComponent(state.team);
-    if (window.location.hash !== hash) history.replaceState(null, "", hash);
-  }
-
-  function reloadAll() {
+  function render() {
     state.generation += 1;
     var generation = state.generation;
-    writeHash();
-    document.title = "Resource and API Usage · " + state.team;
-    replace($("alert-form-message"));
-    // balances first: their names label the banner, the chart and the alert form
-    var balances = loadBalances(generation);
-    loadInvoices(generation);
-    balances.then(function () {
+    var view = $("view");
+    closeSidebar();
+    loading(view, "Loading…");
+    return loadMe().then(function (me) {
       if (generation !== state.generation) return;
-      loadBanner(generation);
-      loadUsage(generation);
-      loadAlerts(generation);
+      var route = parseHash(window.location.hash);
+      state.route = route;
+      if (!route.team) {
+        if (route.view === "unknown") {
+          state.team = null;
+          drawChrome();
+          replace(view, explain("No such page", "This link does not name a view of this page.", el("p", null, el("a", { href: "#/" }, "Go to your team"))));
+          return;
+        }
+        if (!me.teams.length) {
+          state.team = null;
+          state.roles = [];
+          drawChrome();
+          replace(view, explain("You are not a member of any team", "Signed in as " + me.user_id + ". Ask a primary admin of your team to add you."));
+          return;
+        }
+        return go("#/teams/" + encodeURIComponent(me.teams[0].team_id), true);
+      }
+      if (state.team !== route.team) {
+        state.balances = null;
+        state.balancesFor = null;
+      }
+      state.team = route.team;
+      var membership = me.teams.filter(function (team) { return team.team_id === route.team; })[0];
+      state.roles = membership ? membership.roles : [];
+      document.title = "Resource and API Usage · " + (membership ? membership.name || route.team : route.team);
+      if (!membership) {
+        drawChrome();
+        $("banner").hidden = true;
+        replace(view, explain("Team not found", "Team “" + route.team + "” does not exist, or " + me.user_id + " is not a member of it." +
+          (me.teams.length ? " Choose one of your teams above." : "")));
+        return;
+      }
+      if (route.view === "home" && capabilities().balances) return go(link(state.team, "balances"), true);
+      drawChrome();
+      if (route.view === "home") {
+        $("banner").hidden = true;
+        replace(view, explain("Nothing to show for your role", whyNot("balances")));
+        return;
+      }
+      if (route.view === "unknown") {
+        replace(view, explain("No such page", "This link does not name a view of this page.", el("p", null, el("a", { href: "#/teams/" + encodeURIComponent(state.team) }, "Go to the team's page"))));
+        return;
+      }
+      var reason = whyNot(route.view);
+      if (reason) {
+        replace(view, explain("Not shown to you: " + TAB_LABELS[route.view], reason));
+        return loadBanner(generation); // a hub admin's notices show on every view
+
+      }
+      var shown = route.view === "balances" ? viewBalances(view, generation, route)
+        : route.view === "usage" ? viewUsage(view, generation, route)
+          : route.view === "invoices" ? viewInvoices(view, generation, route)
+            : route.view === "alerts" ? viewAlerts(view, generation)
+              : viewPayment(view, generation, route);
+      // the banner after the view: its resource names come from the cards the view loaded
+      return Promise.resolve(shown).then(function () { return loadBanner(generation); });
+    }, function (error) {
+      if (generation !== state.generation) return;
+      state.me = null;
+      drawChrome();
+      replace(view, errorBox(error, error.status === 401 ? "You are not signed in" : "Your teams could not be loaded"));
     });
   }
 
   function start() {
-    readHash();
-    $("team-input").value = state.team;
-    initUsageControls();
-    $("context-form").addEventListener("submit", function (event) {
-      event.preventDefault();
-      var team = $("team-input").value.trim();
-      if (!team) {
-        $("team-input").focus();
-        return;
-      }
-      state.team = team;
-      reloadAll();
+    var saved = null;
+    try { saved = window.localStorage.getItem(LOCAL_USER_KEY); } catch (error) { saved = null; }
+    state.user = saved || "alice";
+    $("user-input").value = state.user;
+    $("user-input").addEventListener("change", function (event) {
+      var user = event.target.value.trim();
+      if (!/^[A-Za-z0-9_.@-]{1,128}$/.test(user)) return;
+      state.user = user;
+      state.me = null;
+      try { window.localStorage.setItem(LOCAL_USER_KEY, user); } catch (error) { /* private mode: this tab only */ }
+      go("#/", false);
     });
-    $("team-input").addEventListener("change", function () {
-      var team = $("team-input").value.trim();
-      if (team && team !== state.team) {
-        state.team = team;
-        reloadAll();
-      }
+    $("context-form").addEventListener("submit", function (event) { event.preventDefault(); });
+    $("team-select").addEventListener("change", function (event) {
+      var view = state.route && VIEWS.indexOf(state.route.view) >= 0 ? state.route.view : "balances";
+      go(link(event.target.value, view));
     });
-    $("alert-form").addEventListener("submit", submitAlert);
-    $("invoice-close").addEventListener("click", closeInvoice);
-    $("invoice-dialog").addEventListener("close", function () { replace($("invoice-view")); });
-    window.addEventListener("hashchange", function () {
-      var before = state.team;
-      readHash();
-      if (state.team !== before) {
-        $("team-input").value = state.team;
-        reloadAll();
-      }
+    $("sidebar-close").addEventListener("click", closeSidebar);
+    document.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && !$("sidebar").hidden) closeSidebar();
     });
-    reloadAll();
+    window.addEventListener("hashchange", render);
+    render();
   }
 
-  function signedIn() {
-    Auth.ready().then(function (user) {
-      state.user = user.sub;
-      start();
-    });
-  }
-
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", signedIn);
-  else signedIn();
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();

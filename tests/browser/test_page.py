@@ -2,24 +2,30 @@
 
 Needs Debian's chromium and chromium-driver (`bash infra/install_browser.sh`) and the `selenium`
 package; skipped with the reason when either is missing. Set BROWSER_BASE_URL to drive a runner
-that is already up instead of starting one; SAVE_SCREENSHOT=1 writes docs/screenshot.png.
+that is already up instead of starting one; SAVE_SCREENSHOT=1 writes docs/screens/<view>.png.
+
+Every view is opened by its URL (domain/links.py's scheme, the one the emails use), as each of
+the demo's roles: alice (primary admin), bob (secondary admin), hana (hub admin), carl (no role).
+The local identity shortcut (X-Local-User, kept in localStorage) stands in for sign-in here.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from local_stack import call, start_local_stack
+from usage_ledger.domain.links import alerts_link, balances_link, invoice_link, page_link, payment_method_link
+
+from infra.demo import LAB_TEAM_ID, close_demo_cycle
 
 pytestmark = pytest.mark.browser
 
@@ -43,7 +49,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = ROOT / "docs" / "screenshot.png"
+SCREENS = ROOT / "docs" / "screens"
 WAIT_SECONDS = 20
 TEAM = "team-demo"
 
@@ -95,30 +101,49 @@ def driver() -> Iterator[WebDriver]:
 
 # ------------------------------------------------------------------------------ page helpers
 
-
-def open_page(driver: WebDriver, base_url: str, user: str = "alice", team: str = TEAM) -> None:
-    """The page as `user`, by the local runner's header shortcut (?local_user=: the page sends
-    X-Local-User instead of signing in; tests/browser/test_sign_in.py signs in for real)."""
-    driver.get("about:blank")  # a URL differing only in its #fragment would not reload the page
-    driver.get(f"{base_url}/?local_user={user}#team={team}")
-    # every section leaves its loading state, with data or an error
-    wait(driver).until(
-        lambda d: all(
-            d.find_element(By.ID, section).get_attribute("aria-busy") == "false"
-            for section in ("balances", "invoices", "alerts")
-        )
-    )
+ROLES = {"alice": "primary admin", "bob": "secondary admin", "hana": "hub admin", "carl": "no role"}
 
 
 def wait(driver: WebDriver, seconds: float = WAIT_SECONDS) -> WebDriverWait:
     return WebDriverWait(driver, seconds)
 
 
+def settled(driver: WebDriver) -> bool:
+    """The view has drawn: nothing is loading any more."""
+    return driver.execute_script(
+        "var v = document.getElementById('view');"
+        "return !!v && v.getAttribute('aria-busy') === 'false' && !document.querySelector('#main .loading, #main [aria-busy=true]');"
+    )
+
+
+def sign_in(driver: WebDriver, base_url: str, user: str) -> None:
+    """The local identity shortcut: the page sends X-Local-User with the user kept in localStorage."""
+    driver.get(f"{base_url}/")
+    driver.execute_script("localStorage.setItem('usage-ledger.local-user', arguments[0])", user)
+
+
+def open_link(driver: WebDriver, url: str) -> None:
+    """Open a link as a customer would (a fresh load, not an in-page hash change)."""
+    driver.get("about:blank")  # a URL differing only in its #fragment would not reload the page
+    driver.get(url)
+    wait(driver).until(settled)
+
+
+def view_text(driver: WebDriver) -> str:
+    return driver.find_element(By.ID, "main").text
+
+
 def visible(driver: WebDriver, css: str, seconds: float = WAIT_SECONDS) -> WebElement:
     try:
         return wait(driver, seconds).until(EC.visibility_of_element_located((By.CSS_SELECTOR, css)))
     except TimeoutException:
-        pytest.fail(f"{css!r} did not appear; page shows:\n{driver.find_element(By.TAG_NAME, 'main').text}")
+        pytest.fail(f"{css!r} did not appear; page shows:\n{view_text(driver)}")
+
+
+def requested(driver: WebDriver) -> list[str]:
+    """Every API path the page asked for since it loaded."""
+    names = driver.execute_script("return performance.getEntriesByType('resource').map(function (e) { return e.name; })")
+    return [name.split("://", 1)[-1].split("/", 1)[-1] for name in names if "/v1/" in name]
 
 
 def console_errors(driver: WebDriver) -> list[str]:
@@ -126,153 +151,185 @@ def console_errors(driver: WebDriver) -> list[str]:
         entries = driver.get_log("browser")
     except Exception:  # noqa: BLE001 - some drivers do not keep the log
         return []
-    # failed fetches (4xx/5xx answers the page renders) are logged by Chromium too: only script errors count
-    return [
-        e["message"] for e in entries if e.get("level") == "SEVERE" and "Failed to load resource" not in e["message"]
-    ]
+    return [e["message"] for e in entries if e.get("level") == "SEVERE" and "Failed to load resource" not in e["message"]]
 
 
-def balances(base_url: str, user: str = "alice") -> dict[str, dict[str, Any]]:
-    reply = call(base_url, "GET", f"/v1/teams/{TEAM}/balances", user=user)
-    assert reply.status == 200, reply.body
-    return {card["resource_id"]: card for card in reply.body["balances"]}
+def api(base_url: str, path: str, user: str = "alice", **kwargs: Any) -> Any:
+    reply = call(base_url, kwargs.pop("method", "GET"), path, user=user, **kwargs)
+    assert reply.status in (200, 201, 204), (path, reply.status, reply.body)
+    return reply.body
 
 
-def asset_events(count: int) -> list[dict[str, Any]]:
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    return [
-        {
-            "specversion": "1.0",
-            "id": f"browser-{uuid.uuid4()}",
-            "source": "urn:usage-ledger:browser-test",
-            "type": "usage.recorded",
-            "subject": TEAM,
-            "time": now,
-            "datacontenttype": "application/json",
-            "data": {"resource_id": "asset", "quantity": 1, "user_id": "bob"},
-        }
-        for _ in range(count)
-    ]
+def cards_of(base_url: str, user: str, team: str = TEAM) -> dict[str, dict[str, Any]]:
+    return {card["resource_id"]: card for card in api(base_url, f"/v1/teams/{team}/balances", user)["balances"]}
 
 
-def close_first_payg_cycle(base_url: str) -> None:
-    """Runs the close job at a time after the demo's open payg cycle (local dates) plus grace."""
-    card = balances(base_url)["processing-minutes"]
-    assert card["payg"], card
-    cycle_end = date.fromisoformat(card["payg"]["cycle_end"])
-    # the cycle ends at local midnight after cycle_end; +2 days clears any time zone and the grace period
-    when = datetime(cycle_end.year, cycle_end.month, cycle_end.day, 12, tzinfo=UTC) + timedelta(days=2)
-    reply = call(base_url, "POST", "/_local/run/CloseBillingCyclesFunction", body={"time": when.isoformat()})
-    assert reply.status == 200, reply.body
+def shown_cards(driver: WebDriver) -> list[str]:
+    return [card.get_attribute("data-resource-id") for card in driver.find_elements(By.CSS_SELECTOR, "#balances .card")]
 
 
-# ------------------------------------------------------------------------------ tests
+def tabs(driver: WebDriver) -> dict[str, bool]:
+    """Each view's tab: True when it is a link, False when it is shown as not available (with why)."""
+    return {tab.get_attribute("data-view"): tab.tag_name == "a" for tab in driver.find_elements(By.CSS_SELECTOR, "#tabs .tab")}
 
 
-def test_cards_show_the_balance_after_new_usage(driver: WebDriver, base_url: str) -> None:
-    before = balances(base_url)["asset"]
-    posted = call(
-        base_url,
-        "POST",
-        "/v1/events",
-        operator=True,
-        body=asset_events(3),
-        content_type="application/cloudevents-batch+json",
-    )
-    assert posted.status == 202, posted.body
-    assert call(base_url, "POST", "/_local/drain").status == 200
-    after = balances(base_url)["asset"]
-    assert after["available"] - after["shortfall_units"] == before["available"] - before["shortfall_units"] - 3
+@pytest.fixture(scope="module")
+def invoice(base_url: str) -> dict[str, Any]:
+    """The demo's Pay as You Go cycle closed (`make invoice`): the newest invoice."""
+    items = api(base_url, f"/v1/teams/{TEAM}/invoices")["items"]
+    if not items:
+        assert close_demo_cycle(base_url)["result"]["invoiced"] == 1
+        items = api(base_url, f"/v1/teams/{TEAM}/invoices")["items"]
+    return items[0]
 
-    open_page(driver, base_url)
 
-    card = visible(driver, '.card[data-resource-id="asset"]')
-    assert (
-        card.find_element(By.CSS_SELECTOR, ".available-text").text
-        == f"{after['available']} of {after['total']} available"
-    )
-    assert after["display_name"] in card.text
-    assert card.find_element(By.CSS_SELECTOR, ".status").text.lower() == after["status"]
-    assert f"{after['total_purchased']} assets" in card.text
-    if after["refreshes_in_days"] is not None:
-        assert f"Refreshes in {after['refreshes_in_days']} day" in card.text
+# ------------------------------------------------------------------------------ every view, every role
+
+
+def test_each_view_as_a_primary_admin(driver: WebDriver, base_url: str, invoice: dict[str, Any]) -> None:
+    sign_in(driver, base_url, "alice")
+    cards = cards_of(base_url, "alice")
+
+    open_link(driver, balances_link(base_url, TEAM))
+    assert sorted(shown_cards(driver)) == sorted(cards)
+    asset = cards["asset"]
+    card = driver.find_element(By.CSS_SELECTOR, '.card[data-resource-id="asset"]')
+    assert card.find_element(By.CSS_SELECTOR, ".available-text").text == f"{asset['available']} of {asset['total']} available"
+    # "N of M" beside "purchased P": the card says what M counts
+    assert f"{asset['total_purchased']} purchased + {asset['total'] - asset['total_purchased']} free tier" in card.text
     minutes = driver.find_element(By.CSS_SELECTOR, '.card[data-resource-id="processing-minutes"]')
-    payg = balances(base_url)["processing-minutes"]["payg"]
-    assert "$" in minutes.find_element(By.CSS_SELECTOR, ".payg__amount").text
+    payg = cards["processing-minutes"]["payg"]
     assert minutes.find_element(By.CSS_SELECTOR, ".payg__amount").text == f"${payg['amount'] / 100:,.2f}"
+    assert tabs(driver) == {"balances": True, "usage": True, "invoices": True, "alerts": True, "payment": True}
+    assert "primary admin" in driver.find_element(By.ID, "who").text
+
+    open_link(driver, page_link(base_url, TEAM, "usage", resource_id="asset"))
+    visible(driver, "#usage svg.chart__svg")
+    open_link(driver, page_link(base_url, TEAM, "invoices"))
+    assert visible(driver, f'#invoices tr[data-invoice-id="{invoice["invoice_id"]}"]').text.count(
+        f"${invoice['total'] / 100:,.2f}") == 1
+    open_link(driver, alerts_link(base_url, TEAM))
+    visible(driver, "#alert-new")
+    open_link(driver, payment_method_link(base_url, TEAM, payg["subscription_id"]))
+    chip = visible(driver, f'#payment [data-subscription-id="{payg["subscription_id"]}"]')
+    assert chip.text == f"Subscription {payg['subscription_id']}"
     assert console_errors(driver) == []
 
 
-def test_banner_names_the_low_api_resource(driver: WebDriver, base_url: str) -> None:
-    notices = call(base_url, "GET", f"/v1/teams/{TEAM}/notices", user="alice")
-    assert notices.status == 200, notices.body
-    open_page(driver, base_url)
-    banner = driver.find_element(By.ID, "banner")
-    if notices.body["banner"] is None:
-        assert not banner.is_displayed()
-        return
-    visible(driver, "#banner")
-    assert f"banner--{notices.body['banner']['level']}" in banner.get_attribute("class")
-    assert notices.body["banner"]["message"] in banner.text
-    assert "Processing minutes" in banner.text
+def test_a_secondary_admin_sees_and_manages_what_a_primary_admin_does(driver: WebDriver, base_url: str) -> None:
+    sign_in(driver, base_url, "bob")
+    open_link(driver, balances_link(base_url, TEAM))
+    assert sorted(shown_cards(driver)) == sorted(cards_of(base_url, "bob"))
+    assert all(tabs(driver).values())
+    open_link(driver, alerts_link(base_url, TEAM))
+    visible(driver, "#alert-new")  # secondary admins create and delete alerts
+    assert "secondary admin" in driver.find_element(By.ID, "who").text
 
 
-def test_usage_chart_and_table_draw(driver: WebDriver, base_url: str) -> None:
-    open_page(driver, base_url)
+def test_a_hub_admin_sees_api_resources_and_is_told_why_the_rest_is_absent(driver: WebDriver, base_url: str) -> None:
+    sign_in(driver, base_url, "hana")
+    open_link(driver, balances_link(base_url, TEAM))
+    api_cards = cards_of(base_url, "hana")
+    assert api_cards and {card["kind"] for card in api_cards.values()} == {"api"}
+    assert sorted(shown_cards(driver)) == sorted(api_cards)
+    assert "hub admin" in driver.find_element(By.ID, "role-note").text
+    assert tabs(driver) == {"balances": True, "usage": True, "invoices": False, "alerts": False, "payment": False}
 
-    chart = visible(driver, "#usage svg.chart__svg")
-    bars = chart.find_elements(By.CSS_SELECTOR, "rect")
-    assert bars, "the chart has no bars"
-    rows = driver.find_elements(By.CSS_SELECTOR, "#usage table tbody tr")
-    assert rows, "the usage table has no rows"
-    assert (
-        "Usage is in UTC and refreshed on a delay (up to 30 minutes)"
-        in driver.find_element(By.ID, "usage-section").text
-    )
+    open_link(driver, page_link(base_url, TEAM, "usage"))
+    options = [o.get_attribute("value") for o in Select(driver.find_element(By.ID, "usage-resource")).options]
+    assert options == sorted(api_cards)  # only what the hub admin may read: no request that would fail
 
-    # group by user: the demo's usage is by alice and bob
-    Select(driver.find_element(By.ID, "usage-group")).select_by_value("user")
-    wait(driver).until(lambda d: "bob" in d.find_element(By.CSS_SELECTOR, "#usage").text)
-    assert driver.find_elements(By.CSS_SELECTOR, "#usage svg.chart__svg rect")
-
-    # month granularity still draws
-    Select(driver.find_element(By.ID, "usage-granularity")).select_by_value("month")
-    wait(driver).until(lambda d: "Month" in d.find_element(By.CSS_SELECTOR, "#usage").text)
-    assert driver.find_elements(By.CSS_SELECTOR, "#usage svg.chart__svg rect")
+    for link, absent in ((page_link(base_url, TEAM, "invoices"), "/invoices"), (alerts_link(base_url, TEAM), "/alerts"),
+                         (page_link(base_url, TEAM, "settings", "payment"), "/invoices")):
+        open_link(driver, link)
+        box = visible(driver, "#view .explain")
+        assert "hub admin" in box.text and "admins" in box.text
+        assert not [path for path in requested(driver) if absent in path or "/members" in path], requested(driver)
+    assert console_errors(driver) == []
 
 
-def test_usage_error_is_readable(driver: WebDriver, base_url: str) -> None:
-    open_page(driver, base_url)
-    # `to` before `from`: the API answers 422 (problem+json), and the section says so
-    today = datetime.now(UTC).date()
-    driver.execute_script(
-        "document.getElementById('usage-from').value = arguments[0];"
-        "document.getElementById('usage-to').value = arguments[1];",
-        today.isoformat(),
-        (today - timedelta(days=3)).isoformat(),
-    )
-    driver.find_element(By.CSS_SELECTOR, "#usage-form button[type=submit]").click()
-
-    error = visible(driver, "#usage .error")
-    assert "Usage could not be loaded" in error.text
-    assert "HTTP 422" in error.text
+def test_a_member_without_a_role_gets_an_explanation_and_no_failing_request(driver: WebDriver, base_url: str) -> None:
+    sign_in(driver, base_url, "carl")
+    open_link(driver, f"{base_url}/#/")
+    wait(driver).until(lambda d: f"#/teams/{TEAM}" in d.current_url)
+    wait(driver).until(settled)
+    box = visible(driver, "#view .explain")
+    assert "Nothing to show for your role" in box.text and "Ask a primary admin" in box.text
+    assert not driver.find_elements(By.CSS_SELECTOR, "#view .error")
+    assert set(tabs(driver).values()) == {False}
+    for link in (balances_link(base_url, TEAM), page_link(base_url, TEAM, "usage"), alerts_link(base_url, TEAM)):
+        open_link(driver, link)
+        assert "no role" in visible(driver, "#view .explain").text
+        assert requested(driver) == ["v1/me"]  # nothing the role is known to fail
 
 
-def test_an_invoice_opens(driver: WebDriver, base_url: str) -> None:
-    invoices = call(base_url, "GET", f"/v1/teams/{TEAM}/invoices", user="alice")
-    assert invoices.status == 200, invoices.body
-    if not invoices.body["items"]:
-        close_first_payg_cycle(base_url)
-        invoices = call(base_url, "GET", f"/v1/teams/{TEAM}/invoices", user="alice")
-        assert invoices.body["items"], "closing the demo's payg cycle issued no invoice"
-    newest = invoices.body["items"][0]
+# ------------------------------------------------------------------------------ routing
 
-    open_page(driver, base_url)
-    row = visible(driver, f'#invoices tr[data-invoice-id="{newest["invoice_id"]}"]')
-    assert f"${newest['total'] / 100:,.2f}" in row.text
-    row.find_element(By.CSS_SELECTOR, ".invoice-open").click()
 
-    frame = visible(driver, "#invoice-dialog iframe.invoice-frame")
+def test_a_member_of_several_teams_switches_and_back_forward_work(driver: WebDriver, base_url: str) -> None:
+    sign_in(driver, base_url, "alice")
+    me = api(base_url, "/v1/me")
+    assert [team["team_id"] for team in me["teams"]] == [TEAM, LAB_TEAM_ID]
+    open_link(driver, balances_link(base_url, TEAM))
+    options = {o.get_attribute("value"): o.text for o in Select(driver.find_element(By.ID, "team-select")).options}
+    assert options == {TEAM: "Demo Team (primary admin)", LAB_TEAM_ID: "Research Lab (secondary admin)"}
+
+    Select(driver.find_element(By.ID, "team-select")).select_by_value(LAB_TEAM_ID)
+    wait(driver).until(lambda d: d.current_url.endswith(f"#/teams/{LAB_TEAM_ID}/balances"))
+    wait(driver).until(lambda d: shown_cards(d) == ["render-credits"])
+    assert "secondary admin" in driver.find_element(By.ID, "who").text
+
+    driver.find_element(By.CSS_SELECTOR, '#tabs a[data-view="usage"]').click()
+    wait(driver).until(lambda d: "/usage" in d.current_url and settled(d))
+    driver.back()
+    wait(driver).until(lambda d: d.current_url.endswith(f"#/teams/{LAB_TEAM_ID}/balances"))
+    driver.back()
+    wait(driver).until(lambda d: d.current_url.endswith(f"#/teams/{TEAM}/balances"))
+    wait(driver).until(lambda d: settled(d) and "asset" in shown_cards(d))
+    driver.forward()
+    wait(driver).until(lambda d: settled(d) and shown_cards(d) == ["render-credits"])
+
+
+def test_a_team_the_user_is_not_in_is_explained(driver: WebDriver, base_url: str) -> None:
+    sign_in(driver, base_url, "carl")
+    open_link(driver, balances_link(base_url, LAB_TEAM_ID))
+    assert "Team not found" in visible(driver, "#view .explain").text
+    open_link(driver, f"{base_url}/#/teams/{TEAM}/nowhere")
+    assert "No such page" in visible(driver, "#view .explain").text
+
+
+def test_every_alert_email_link_lands_on_its_view(driver: WebDriver, base_url: str) -> None:
+    for alert in api(base_url, f"/v1/teams/{TEAM}/alerts?limit=100")["items"]:
+        api(base_url, f"/v1/teams/{TEAM}/alerts/{alert['alert_id']}", method="DELETE")
+    body = {"name": f"Email links {uuid.uuid4().hex[:6]}", "windows_days": [10, 5],
+            "resource_ids": ["asset", "processing-minutes"], "recipient_user_ids": ["alice", "bob"]}
+    api(base_url, f"/v1/teams/{TEAM}/alerts", method="POST", body=body)
+    ran = call(base_url, "POST", "/_local/run/EvaluateAlertsFunction")
+    assert ran.status == 200, ran.body
+    emails = [email for email in call(base_url, "GET", "/_local/emails").body["items"]
+              if body["name"] in email["subject"] or "API balance" in email["subject"]]
+    assert len([email for email in emails if body["name"] in email["subject"]]) == 4  # 2 resources x 2 windows
+    assert any("API balance" in email["subject"] for email in emails)  # hana's API notice
+    for email in emails:
+
+
+        links = re.findall(r'href="([^"]+)"', email["html"])
+        assert len(links) == 1, (email["subject"], links)  # one "view online" link
+        resource_id = links[0].rsplit("/", 1)[-1]
+        assert links[0] == balances_link(base_url, TEAM, resource_id)
+        recipient = email["to"][0].split("@")[0]
+        sign_in(driver, base_url, recipient)
+        open_link(driver, links[0].replace("&amp;", "&"))
+        assert shown_cards(driver) == [resource_id], (email["subject"], view_text(driver))
+        card = driver.find_element(By.CSS_SELECTOR, f'.card[data-resource-id="{resource_id}"]')
+        assert "card--focus" in card.get_attribute("class")
+        assert card.find_element(By.CSS_SELECTOR, ".card__title").text in email["subject"]
+
+
+def test_invoice_and_payment_links_open_their_views(driver: WebDriver, base_url: str, invoice: dict[str, Any]) -> None:
+    sign_in(driver, base_url, "alice")
+    open_link(driver, invoice_link(base_url, TEAM, invoice["invoice_id"]))
+    frame = visible(driver, "#invoice-view iframe.invoice-frame")
     assert frame.get_attribute("sandbox") == ""
     driver.switch_to.frame(frame)
     try:
@@ -280,9 +337,68 @@ def test_an_invoice_opens(driver: WebDriver, base_url: str) -> None:
         text = driver.find_element(By.TAG_NAME, "body").text
     finally:
         driver.switch_to.default_content()
-    assert f"{newest['total'] / 100:,.2f}" in text, text
-    driver.find_element(By.ID, "invoice-close").click()
-    wait(driver).until(lambda d: not d.find_element(By.ID, "invoice-dialog").is_displayed())
+    assert f"{invoice['total'] / 100:,.2f}" in text
+    driver.find_element(By.LINK_TEXT, "← All invoices").click()
+    wait(driver).until(lambda d: d.current_url.endswith(f"#/teams/{TEAM}/invoices") and settled(d))
+    driver.back()
+    wait(driver).until(lambda d: invoice["invoice_id"] in d.current_url)
+
+
+# ------------------------------------------------------------------------------ usage
+
+
+def test_usage_is_one_resource_at_a_time_with_paging_and_csv(driver: WebDriver, base_url: str, tmp_path: Path) -> None:
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    sign_in(driver, base_url, "alice")
+    cards = cards_of(base_url, "alice")
+    open_link(driver, page_link(base_url, TEAM, "usage", resource_id="processing-minutes"))
+    picker = Select(driver.find_element(By.ID, "usage-resource"))
+    assert sorted(o.get_attribute("value") for o in picker.options) == sorted(cards)
+    assert "All" not in " ".join(o.text for o in picker.options)  # never a total across units
+    caption = visible(driver, "#usage .chart__caption").text
+    assert caption.startswith("Processing minutes, total: ") and caption.endswith("processing minutes")
+
+    # by user, every series' legend; the dashed total line is in the legend too
+    Select(driver.find_element(By.ID, "usage-group")).select_by_value("user")
+    wait(driver).until(lambda d: "group_by=user" in d.current_url and settled(d))
+    legend = visible(driver, "#usage .legend").text
+    assert "alice (" in legend and "bob (" in legend and "Total of the series shown (dashed line)" in legend
+    assert driver.find_elements(By.CSS_SELECTOR, "#usage path.chart__total")
+
+    # a page of one series at a time: next_cursor pages through the users
+    open_link(driver, page_link(base_url, TEAM, "usage", resource_id="processing-minutes", group_by="user", limit="1"))
+    first = visible(driver, "#usage .legend").text
+    driver.find_element(By.ID, "usage-next").click()
+    wait(driver).until(lambda d: settled(d) and d.find_element(By.CSS_SELECTOR, "#usage .legend").text != first)
+    second = driver.find_element(By.CSS_SELECTOR, "#usage .legend").text
+    assert {first.split(" (")[0], second.split(" (")[0]} == {"alice", "bob"}
+    assert "Page 2" in driver.find_element(By.CSS_SELECTOR, "#usage .pager").text
+    assert not driver.find_elements(By.ID, "usage-next")
+    driver.find_element(By.ID, "usage-prev").click()
+    wait(driver).until(lambda d: settled(d) and d.find_element(By.CSS_SELECTOR, "#usage .legend").text == first)
+
+    # group by app, per resource
+    Select(driver.find_element(By.ID, "usage-group")).select_by_value("app")
+    wait(driver).until(lambda d: "group_by=app" in d.current_url and settled(d))
+    assert "app-1" in driver.find_element(By.CSS_SELECTOR, "#usage .legend").text
+
+    # the CSV is every page of the report the view shows, as the API's text/csv gives it
+    driver.find_element(By.ID, "usage-csv").click()
+    wait(driver).until(lambda d: d.find_elements(By.ID, "usage-csv-file"))
+    wait(driver).until(lambda d: [p for p in tmp_path.iterdir() if p.suffix == ".csv"])
+    [saved] = [p for p in tmp_path.iterdir() if p.suffix == ".csv"]
+    assert saved.name.startswith(f"usage-{TEAM}-processing-minutes-")
+    csv = saved.read_text()
+    query = driver.current_url.split("?", 1)[1].replace("limit=1", "limit=100")
+    expected = call(base_url, "GET", f"/v1/teams/{TEAM}/usage?{query}", user="alice")
+    assert csv.splitlines()[0] == "period,key,quantity"
+    assert driver.find_element(By.ID, "usage-csv-file").get_attribute("download").endswith(".csv")
+    json_rows = sum(len(series["points"]) for series in expected.body["series"])
+    assert len(csv.splitlines()) - 1 == json_rows
+    assert all(",app-1," in line or ",," in line for line in csv.splitlines()[1:])
+
+
+# ------------------------------------------------------------------------------ settings: alerts
 
 
 def _fill_alert(driver: WebDriver, name: str, windows: set[str], resources: set[str], recipients: set[str]) -> None:
@@ -298,105 +414,126 @@ def _fill_alert(driver: WebDriver, name: str, windows: set[str], resources: set[
     driver.find_element(By.ID, "alert-submit").click()
 
 
-def test_alert_is_created_and_a_duplicate_refused(driver: WebDriver, base_url: str) -> None:
-    for alert in call(base_url, "GET", f"/v1/teams/{TEAM}/alerts?limit=100", user="alice").body["items"]:
-        assert call(base_url, "DELETE", f"/v1/teams/{TEAM}/alerts/{alert['alert_id']}", user="alice").status == 204
-    open_page(driver, base_url)
-    visible(driver, '#alert-resources input[value="asset"]')
-    name = f"Assets running out {uuid.uuid4().hex[:6]}"
+def test_the_create_alert_sidebar_takes_recipients_from_the_api(driver: WebDriver, base_url: str) -> None:
+    for alert in api(base_url, f"/v1/teams/{TEAM}/alerts?limit=100")["items"]:
+        api(base_url, f"/v1/teams/{TEAM}/alerts/{alert['alert_id']}", method="DELETE")
+    members = api(base_url, f"/v1/teams/{TEAM}/members?limit=100")["items"]
+    admins = sorted(m["user_id"] for m in members if {"primary_admin", "secondary_admin", "sso_admin"} & set(m["roles"]))
+    others = sorted(m["user_id"] for m in members if m["user_id"] not in admins)
+    sign_in(driver, base_url, "bob")
+    open_link(driver, alerts_link(base_url, TEAM))
+    assert "No saved alerts" in driver.find_element(By.ID, "alerts").text
+    driver.find_element(By.ID, "alert-new").click()
+    visible(driver, "#sidebar #alert-form")
+    recipients = driver.find_elements(By.CSS_SELECTOR, "#alert-recipients input[name=recipient]")
+    assert sorted(box.get_attribute("value") for box in recipients) == admins
+    ineligible = driver.find_elements(By.CSS_SELECTOR, "#alert-recipients input[name=ineligible]")
+    assert sorted(box.get_attribute("value") for box in ineligible) == others
+    assert all(not box.is_enabled() for box in ineligible)
+    assert "not an admin, cannot receive alerts" in driver.find_element(By.ID, "alert-recipients").text
 
-    _fill_alert(driver, name, {"10", "5"}, {"asset", "processing-minutes"}, {"alice", "bob"})
-    message = visible(driver, "#alert-form-message .success")
-    assert name in message.text
-    wait(driver).until(lambda d: name in d.find_element(By.ID, "alerts").text)
-
-    saved = call(base_url, "GET", f"/v1/teams/{TEAM}/alerts", user="alice")
-    created = next(item for item in saved.body["items"] if item["name"] == name)
-
-    # the same configuration under another name, in another order, is refused with a readable message
-    _fill_alert(driver, "Same again", {"5", "10"}, {"processing-minutes", "asset"}, {"bob", "alice"})
-    error = visible(driver, "#alert-form-message .error")
-    assert "already exists" in error.text
-    assert "HTTP 409" in error.text
-    duplicate = call(
-        base_url,
-        "POST",
-        f"/v1/teams/{TEAM}/alerts",
-        user="alice",
-        body={
-            "name": "Same again",
-            "windows_days": [5, 10],
-            "resource_ids": ["asset", "processing-minutes"],
-            "recipient_user_ids": ["alice", "bob"],
-        },
-    )
-    assert duplicate.status == 409, duplicate.body
-    if isinstance(duplicate.body, dict) and duplicate.body.get("detail"):
-        assert duplicate.body["detail"] in error.text
-    assert driver.find_element(By.ID, "alerts").text.count("Same again") == 0
-
-    # a different alert can be deleted from the list (the first stays, for the screenshot)
-    other = f"Minutes only {uuid.uuid4().hex[:6]}"
-    _fill_alert(driver, other, {"5"}, {"processing-minutes"}, {"alice"})
-    wait(driver).until(lambda d: other in d.find_element(By.ID, "alerts").text)
-    item = driver.find_element(By.XPATH, f'//li[contains(@class,"alert-item")][.//p[text()="{other}"]]')
-    item.find_element(By.CSS_SELECTOR, ".alert-delete").click()
-    wait(driver).until(lambda d: other not in d.find_element(By.ID, "alerts").text)
-    assert name in driver.find_element(By.ID, "alerts").text
-    ids = {a["alert_id"] for a in call(base_url, "GET", f"/v1/teams/{TEAM}/alerts", user="alice").body["items"]}
-    assert created["alert_id"] in ids
-
-
-def test_the_form_checks_empty_choices(driver: WebDriver, base_url: str) -> None:
-    open_page(driver, base_url)
-    visible(driver, '#alert-resources input[value="asset"]')
     _fill_alert(driver, "Nothing chosen", set(), set(), {"alice"})
     error = visible(driver, "#alert-form-message .error")
     assert "windows_days" in error.text and "resource_ids" in error.text
 
+    name = f"Assets running out {uuid.uuid4().hex[:6]}"
+    _fill_alert(driver, name, {"10", "5"}, {"asset", "processing-minutes"}, {"alice", "bob"})
+    assert name in visible(driver, "#alert-form-message .success").text
+    wait(driver).until(lambda d: name in d.find_element(By.ID, "alerts").text)
+    _fill_alert(driver, "Same again", {"5", "10"}, {"processing-minutes", "asset"}, {"bob", "alice"})
+    error = visible(driver, "#alert-form-message .error")
+    assert "already exists" in error.text and "HTTP 409" in error.text
+    driver.find_element(By.ID, "sidebar-close").click()
+    assert not driver.find_element(By.ID, "sidebar").is_displayed()
 
-def test_a_member_without_a_role_sees_readable_errors(driver: WebDriver, base_url: str) -> None:
-    open_page(driver, base_url, user="carl")
-
-    for section in ("balances", "invoices", "alerts"):
-        error = visible(driver, f"#{section} .error")
-        assert "could not be loaded" in error.text
-        assert "HTTP 403" in error.text
-    assert "Signed in as carl" in driver.find_element(By.ID, "auth-status").text
-
-
-def test_hub_admin_sees_api_resources_only(driver: WebDriver, base_url: str) -> None:
-    open_page(driver, base_url, user="hana")
-    wait(driver).until(lambda d: d.find_element(By.ID, "balances").get_attribute("aria-busy") == "false")
-    kinds = {
-        card.find_element(By.CSS_SELECTOR, ".kind").text for card in driver.find_elements(By.CSS_SELECTOR, ".card")
-    }
-    assert kinds == {"API"}
-
-
-def test_unknown_team_is_not_a_blank_page(driver: WebDriver, base_url: str) -> None:
-    open_page(driver, base_url, team="no-such-team")
-
-    error = visible(driver, "#balances .error")
-    assert "HTTP 404" in error.text
-    assert driver.find_element(By.ID, "team-input").get_attribute("value") == "no-such-team"
+    other = f"Minutes only {uuid.uuid4().hex[:6]}"
+    driver.find_element(By.ID, "alert-new").click()
+    visible(driver, "#sidebar #alert-form")
+    _fill_alert(driver, other, {"5"}, {"processing-minutes"}, {"bob"})
+    wait(driver).until(lambda d: other in d.find_element(By.ID, "alerts").text)
+    driver.find_element(By.ID, "sidebar-close").click()
+    item = driver.find_element(By.XPATH, f'//li[contains(@class,"alert-item")][.//p[text()="{other}"]]')
+    item.find_element(By.CSS_SELECTOR, ".alert-delete").click()
+    wait(driver).until(lambda d: other not in d.find_element(By.ID, "alerts").text)
+    assert name in driver.find_element(By.ID, "alerts").text
+    assert [a["name"] for a in api(base_url, f"/v1/teams/{TEAM}/alerts")["items"]] == [name]
 
 
-def test_save_screenshot(driver: WebDriver, base_url: str) -> None:
-    """Writes docs/screenshot.png (the page with demo data) when SAVE_SCREENSHOT=1."""
+def test_a_saved_alert_shows_recipients_who_are_no_longer_admins(driver: WebDriver, base_url: str) -> None:
+    body = {"name": f"Carol's {uuid.uuid4().hex[:6]}", "windows_days": [5], "resource_ids": ["asset"],
+            "recipient_user_ids": ["alice", "dora"]}
+    member = {"email": "dora@example.com", "roles": ["secondary_admin"], "full_access": False}
+    assert call(base_url, "PUT", f"/v1/admin/teams/{TEAM}/members/dora", operator=True, body=member).status in (200, 201)
+    created = api(base_url, f"/v1/teams/{TEAM}/alerts", method="POST", body=body)
+    member["roles"] = []  # demoted: no longer receives the alert
+    assert call(base_url, "PUT", f"/v1/admin/teams/{TEAM}/members/dora", operator=True, body=member).status == 200
+    try:
+        sign_in(driver, base_url, "alice")
+        open_link(driver, alerts_link(base_url, TEAM))
+        item = visible(driver, f'#alerts li[data-alert-id="{created["alert_id"]}"]')
+        assert "dora (no longer an admin)" in item.find_element(By.CSS_SELECTOR, ".ineligible").text
+    finally:
+        api(base_url, f"/v1/teams/{TEAM}/alerts/{created['alert_id']}", method="DELETE")
+        assert call(base_url, "DELETE", f"/v1/admin/teams/{TEAM}/members/dora", operator=True).status == 204
+
+
+def test_a_link_of_the_old_scheme_opens_the_team(driver: WebDriver, base_url: str) -> None:
+    sign_in(driver, base_url, "alice")
+    open_link(driver, f"{base_url}/#team={LAB_TEAM_ID}&user=alice")
+    wait(driver).until(lambda d: d.current_url.endswith(f"#/teams/{LAB_TEAM_ID}/balances") and settled(d))
+    assert shown_cards(driver) == ["render-credits"]
+
+
+def test_no_user_is_hard_coded_in_the_page() -> None:
+    for path in ("web/index.html", "web/app.js"):
+        text = (ROOT / path).read_text()
+        for user in ("bob", "hana", "carl"):
+            assert f'"{user}"' not in text and f">{user}<" not in text, (path, user)
+
+
+# ------------------------------------------------------------------------------ screenshots
+
+
+def test_save_screenshots(driver: WebDriver, base_url: str, invoice: dict[str, Any]) -> None:
+    """docs/screens/<view>.png with the demo data, when SAVE_SCREENSHOT=1."""
     if os.environ.get("SAVE_SCREENSHOT") != "1":
-        pytest.skip("set SAVE_SCREENSHOT=1 to write docs/screenshot.png")
-    open_page(driver, base_url)
-    visible(driver, "#usage svg.chart__svg")
-    for details in driver.find_elements(By.CSS_SELECTOR, ".card details"):
-        driver.execute_script("arguments[0].open = true", details)
-    for _ in range(4):  # the window includes some browser chrome: grow until the page fits
-        inner, height = driver.execute_script("return [window.innerHeight, document.documentElement.scrollHeight]")
-        if inner >= height:
-            break
-        driver.set_window_size(1400, min(driver.get_window_size()["height"] + height - inner, 5000))
-        time.sleep(0.2)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOT))
+        pytest.skip("set SAVE_SCREENSHOT=1 to write docs/screens/<view>.png")
+    payg = cards_of(base_url, "alice")["processing-minutes"]["payg"]
+    for alert in api(base_url, f"/v1/teams/{TEAM}/alerts?limit=100")["items"]:  # a saved alert as a customer names it
+        api(base_url, f"/v1/teams/{TEAM}/alerts/{alert['alert_id']}", method="DELETE")
+    api(base_url, f"/v1/teams/{TEAM}/alerts", method="POST", body={
+        "name": "Capacity running out", "windows_days": [10, 5], "resource_ids": ["asset", "processing-minutes"],
+        "recipient_user_ids": ["alice", "bob"]})
+    shots = [
+        ("alice", "balances", balances_link(base_url, TEAM), None),
+        ("alice", "balance-from-email", balances_link(base_url, TEAM, "processing-minutes"), None),
+        ("alice", "usage", page_link(base_url, TEAM, "usage", resource_id="processing-minutes", group_by="user"), None),
+        ("alice", "invoices", page_link(base_url, TEAM, "invoices"), None),
+        ("alice", "invoice", invoice_link(base_url, TEAM, invoice["invoice_id"]), None),
+        ("alice", "settings-alerts", alerts_link(base_url, TEAM), None),
+        ("alice", "create-alert-sidebar", alerts_link(base_url, TEAM), "#alert-new"),
+        ("alice", "payment-method", payment_method_link(base_url, TEAM, payg["subscription_id"]), None),
+        ("hana", "hub-admin-balances", balances_link(base_url, TEAM), None),
+        ("hana", "hub-admin-invoices", page_link(base_url, TEAM, "invoices"), None),
+        ("carl", "no-role", f"{base_url}/#/teams/{TEAM}", None),
+    ]
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    for user, name, link, click in shots:
+        sign_in(driver, base_url, user)
+        driver.set_window_size(1400, 1000)
+        open_link(driver, link)
+        if click:
+            driver.find_element(By.CSS_SELECTOR, click).click()
+            visible(driver, "#sidebar #alert-form")
+        if name == "invoice":
+            time.sleep(1)
+        for _ in range(4):  # grow until the page fits
+            inner, height = driver.execute_script("return [window.innerHeight, document.documentElement.scrollHeight]")
+            if inner >= height:
+                break
+            driver.set_window_size(1400, min(driver.get_window_size()["height"] + height - inner, 4000))
+            time.sleep(0.2)
+        path = SCREENS / f"{name}.png"
+        driver.save_screenshot(str(path))
+        assert path.stat().st_size > 10_000
     driver.set_window_size(1400, 1000)
-    assert SCREENSHOT.stat().st_size > 10_000

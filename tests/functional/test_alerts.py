@@ -268,12 +268,12 @@ def test_a_window_fires_once_across_repeated_runs(api, team):
     messages = sent()
     assert len(messages) == 1
     assert sorted(messages[0].destinations["ToAddresses"]) == ["alice@example.com", "bob@example.com"]
-    assert "60 of 100" in messages[0].body and "2026-12-05" in messages[0].body
-    assert "http://127.0.0.1:3000/#/teams/team-a/balances" in messages[0].body
+    assert "60 of 100" in messages[0].body and "December 5, 2026" in messages[0].body
+    assert "http://127.0.0.1:3000/#/teams/team-a/balances/minutes" in messages[0].body
     use(api, team, "minutes", 30)  # 30 left at 70 a week: 3 days, inside the 5-day window
     evaluate(api.stack)
     evaluate(api.stack)
-    assert len(sent()) == 2 and "within 5 days" in sent()[1].body
+    assert len(sent()) == 2 and "5-day window" in sent()[1].body and "5-day alert" in sent()[1].subject
 
 
 def test_a_jump_past_both_windows_sends_one_email_per_window(api, team):
@@ -281,7 +281,8 @@ def test_a_jump_past_both_windows_sends_one_email_per_window(api, team):
     use(api, team, "minutes", 80)  # 20 left at 80 a week: 1 day
     reply = evaluate(api.stack)
     assert reply == {"teams": 1, "emails_sent": 2}
-    assert sorted("within 10 days" in m.body for m in sent()) == [False, True]
+    assert sorted("10-day window" in m.body for m in sent()) == [False, True]
+    assert len({m.subject for m in sent()}) == 2  # the two windows' emails tell themselves apart
 
 
 def test_an_alert_rearms_after_a_refill_and_fires_again(api, world, team):

@@ -271,3 +271,36 @@ def test_app_owners_api_emails_stop_with_the_app_and_with_the_membership(api, wo
     assert evaluate(api.stack)["emails_sent"] == 1
     (message,) = sent()
     assert message.destinations["ToAddresses"] == ["hank@example.com"]  # the hub admin only
+
+
+# ------------------------------------------------------------------ GET /v1/me
+
+
+def test_me_lists_the_callers_teams_and_roles_in_each(api, world, team, dynamodb_calls):
+    world.team("team-b", admins=())
+    world.member("team-b", "hank", ["secondary_admin"])
+    world.team("team-c", admins=())  # hank is not in it
+    dynamodb_calls.clear()
+    reply = api.get("/v1/me", as_=HANK)
+    assert reply.status == 200, reply.text
+    assert reply.json == {"user_id": "hank", "teams": [
+        {"team_id": "team-a", "name": "TEAM-A", "roles": ["hub_admin"]},
+        {"team_id": "team-b", "name": "TEAM-B", "roles": ["secondary_admin"]}]}
+    # one index Query of the user's keys and one BatchGetItem of those teams and memberships
+    assert [operation for operation, _ in dynamodb_calls] == ["Query", "BatchGetItem"]
+    # a member without a role sees the team (the page explains that nothing is shown to them)
+    assert api.get("/v1/me", as_=OLGA).json["teams"] == [{"team_id": "team-a", "name": "TEAM-A", "roles": []}]
+    assert api.get("/v1/me", as_=Identity.user("stranger")).json == {"user_id": "stranger", "teams": []}
+
+
+def test_me_follows_role_changes_and_removal(api, world, team):
+    world.member("team-a", "olga", ["primary_admin"])
+    assert api.get("/v1/me", as_=OLGA).json["teams"][0]["roles"] == ["primary_admin"]
+    assert remove(api, "members", "team-a", "olga").status == 204
+    assert api.get("/v1/me", as_=OLGA).json["teams"] == []
+
+
+def test_me_needs_a_signed_in_user(api, team):
+    reply = api.get("/v1/me", as_=ANONYMOUS)
+    assert reply.status == 401 and reply.content_type == "application/problem+json"
+    assert api.get("/v1/me", as_=OPERATOR).status in (401, 403)

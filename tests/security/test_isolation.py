@@ -68,7 +68,9 @@ PAYERS = frozenset({"primary_admin"})  # and the subscription's purchaser (bravo
 NEW_CARD = "<a card made at localstripe when asked>"  # ask() swaps in a real PaymentMethod id
 
 TEMPLATE_ROUTES = routes_of(Stack(template=load_template(), parameters={}))
-TEAM_ROUTES = [route for route in TEMPLATE_ROUTES if route.authorizer == "JWT"]
+# GET /v1/me names no team (it answers the caller's own teams: tests/functional/test_members.py)
+SELF_ROUTES = [route for route in TEMPLATE_ROUTES if route.authorizer == "JWT" and "{team_id}" not in route.path]
+TEAM_ROUTES = [route for route in TEMPLATE_ROUTES if route.authorizer == "JWT" and route not in SELF_ROUTES]
 IAM_ROUTES = [route for route in TEMPLATE_ROUTES if route.authorizer == "AWS_IAM"]
 
 
@@ -353,6 +355,7 @@ def assert_refused_without_leaking(bed, reply, request_text: str, status: int) -
 
 def test_every_team_route_of_the_template_has_a_matrix_entry():
     assert TEAM_ROUTES, "no JWT routes found in template.yaml"
+    assert [route.route_key for route in SELF_ROUTES] == ["GET /v1/me"]
     assert {route.route_key for route in TEAM_ROUTES} == set(ENTRIES)
     assert IAM_ROUTES and {route.route_key for route in IAM_ROUTES} == set(IAM_BODIES)
     covered = {case.route.route_key for case in CASES}

@@ -91,6 +91,10 @@ class FakeLedgerStore:
         page = mine[:limit]
         return page, page[-1].user_id if len(mine) > limit else None
 
+    def teams_of(self, user_id: str, limit: int) -> list[tuple[Team, Member]]:
+        return [(self.teams[team], member) for (team, user), member in sorted(self.memberships.items())
+                if user == user_id and team in self.teams][:limit]
+
     def members(self, team_id: str, user_ids: Iterable[str]) -> dict[str, Member]:
         self.member_reads.append(sorted(set(user_ids)))
         return {user: self.memberships[(team_id, user)] for user in set(user_ids) if (team_id, user) in self.memberships}

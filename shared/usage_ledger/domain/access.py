@@ -15,6 +15,7 @@ class Action(Enum):
     MANAGE_ALERTS = "create or delete alerts"
     LIST_MEMBERS = "list members"
     PAY = "set this subscription's payment method or pay its invoices"
+    READ_OWN_TEAMS = "read your own teams"  # GET /v1/me: no team in the path, any signed-in user
 
 
 # actions decided per subscription: the guard looks up the subscription's purchaser for them
@@ -24,6 +25,8 @@ PER_SUBSCRIPTION = frozenset({Action.PAY})
 def may(member: Member, action: Action, *, purchaser_user_id: str | None = None) -> bool:
     """`purchaser_user_id`: for PER_SUBSCRIPTION actions, the purchaser of the subscription the
     request names (None when there is none: then only a primary_admin may go on, to a 404)."""
+    if action is Action.READ_OWN_TEAMS:
+        return True
     if action is Action.PAY:
         return member.is_primary_admin or (purchaser_user_id is not None and purchaser_user_id == member.user_id)
     if action is Action.MANAGE_ALERTS:

@@ -14,6 +14,9 @@ from usage_ledger.domain.errors import Forbidden, NotFound, Unauthorized
 from usage_ledger.domain.model import Member
 
 
+CALLER = "caller_user_id"  # the guard's context key for routes without a team (GET /v1/me)
+
+
 def _authorizer(event: dict[str, Any]) -> dict[str, Any]:
     return (event.get("requestContext") or {}).get("authorizer") or {}
 
@@ -91,6 +94,8 @@ def team_guard(*routers: TeamRouter) -> Callable[[dict[str, Any]], dict[str, Any
         route = next((found for router in routers if (found := router.match(request.http_method, request.path))),
                      None)
         # the team the handler will serve: from the same match, not API Gateway's decoded copy
+        if route is not None and route[0] is Action.READ_OWN_TEAMS:
+            return {CALLER: caller_user_id(event)}  # 401 without a caller; nothing else to check
         team_id = route[1].get("team_id", "") if route else (event.get("pathParameters") or {}).get("team_id", "")
         member = team_member(event, team_id)
         if route is None:

@@ -222,6 +222,17 @@ class Members(Answer):
     next_cursor: Cursor
 
 
+class MyTeam(Answer):
+    team_id: str
+    name: str
+    roles: list[Role]
+
+
+class Me(Answer):
+    user_id: str
+    teams: list[MyTeam]
+
+
 class Alert(Answer):
     alert_id: str
     name: str

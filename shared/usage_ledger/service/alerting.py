@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -26,6 +26,7 @@ from usage_ledger.domain.balance import Projection, project
 from usage_ledger.domain.commands import CreateAlert
 from usage_ledger.domain.errors import Conflict, FieldError, NotFound, ValidationFailed
 from usage_ledger.domain.ledger import TeamSnapshot
+from usage_ledger.domain.links import balances_link
 from usage_ledger.domain.model import Resource
 from usage_ledger.service.ports import AlertStore, LedgerStore, Mailer, Renderer
 
@@ -60,10 +61,29 @@ class _TeamView:
     states: dict[Notice, NoticeState] = field(default_factory=dict)
 
 
-def _days_left(days: int) -> str:
-    if days == 0:
-        return "capacity has run out"
-    return f"about {days} day{'s' if days != 1 else ''} of capacity left"
+def _days(count: int) -> str:
+    return f"{count} day{'s' if count != 1 else ''}"
+
+
+def in_words(day: date | None) -> str | None:
+    """2026-12-05 -> "December 5, 2026" (emails say dates in words, never raw ISO)."""
+    return f"{day:%B} {day.day}, {day.year}" if day else None
+
+
+def situation(resource: Resource, projection: Projection) -> str:
+    """One line that says where a balance stands, right at zero with Pay as You Go accruing:
+    the subject's and the heading's words."""
+    balance = f"{projection.available:,} of {projection.total:,} available"
+    if projection.available == 0 and projection.has_payg:
+        return f"{balance}; Pay as You Go is covering usage"
+    if projection.available == 0:
+        return f"{balance}; prepaid capacity has run out"
+    if projection.days_remaining == 0:
+        return f"{balance}; projected to run out today"
+    if projection.days_remaining is not None:
+        when = in_words(projection.projected_depletion_date)
+        return f"projected to run out in about {_days(projection.days_remaining)}" + (f", on {when}" if when else "")
+    return f"{balance}"
 
 
 class Alerting:
@@ -163,7 +183,9 @@ class Alerting:
                     context = {**self._context(view, resource, projection), "alert_name": alert.name,
                                "window_days": decision.notice.window,  # type: ignore[union-attr]
                                "fallback": chosen.fallback}
-                    subject = f"{resource.display_name}: {_days_left(projection.days_remaining)} ({alert.name})"
+                    window = decision.notice.window  # type: ignore[union-attr]
+                    subject = (f"{resource.display_name}: {situation(resource, projection)} "
+                               f"({window}-day alert \"{alert.name}\")")
                 self._act(view, decision, recipients, "alert_runout", subject, context, outcome)
         # hub admins and the owners of the team's apps; an owner who is no longer a member, or an
         # app that was removed, is not in the snapshot and hears nothing (_emails keeps members only)
@@ -174,8 +196,12 @@ class Alerting:
                 continue
             for decision in api_decisions(resource_id, projection.status):
                 assert isinstance(decision.notice, ApiNotice)
-                subject = (f"{resource.display_name} API balance is running low" if decision.notice.status == "low"
-                           else f"{resource.display_name} API balance is used up")
+                if decision.notice.status == "low":
+                    subject = f"{resource.display_name} API balance: " + (
+                        situation(resource, projection) if projection.available == 0
+                        else f"running low, {projection.available:,} of {projection.total:,} available")
+                else:
+                    subject = f"{resource.display_name} API balance is used up"
                 self._act(view, decision, api_recipients, "api_status", subject,
                           self._context(view, resource, projection), outcome)
         outcome.teams += 1
@@ -224,17 +250,24 @@ class Alerting:
 
     def _context(self, view: _TeamView, resource: Resource, projection: Projection) -> dict[str, Any]:
         team = view.snapshot.team
+        size = int(resource.charge_unit_size) if resource.charge_unit_size == int(resource.charge_unit_size) else \
+            resource.charge_unit_size
         return {
             "team_name": team.name if team else view.team_id,
             "resource_name": resource.display_name,
             "unit": resource.unit,
-            "available": projection.available,
-            "total": projection.total,
+            "charge_unit_size": size,
+            "available": f"{projection.available:,}",
+            "total": f"{projection.total:,}",
+            "at_zero": projection.available == 0,
+            "has_payg": projection.has_payg,
+            "situation": situation(resource, projection),
             "status": projection.status,
             "days_remaining": projection.days_remaining,
-            "projected_date": projection.projected_depletion_date.isoformat()
-            if projection.projected_depletion_date else None,
-            "balances_url": f"{self.portal_url}/#/teams/{view.team_id}/balances",
+            "projected_date": in_words(projection.projected_depletion_date),
+            "as_of": in_words(clock.now().date()),
+            # the one "view online" link: the resource's balance card (links.py is the page's scheme)
+            "view_url": balances_link(self.portal_url, view.team_id, resource.resource_id),
         }
 
     @staticmethod

@@ -49,10 +49,14 @@ class Balances:
         """`error` while an api resource is exhausted, else `warning` while one is low."""
         by_status: dict[str, list[str]] = {"exhausted": [], "low": []}
         names: dict[str, str] = {}
+        covering: dict[str, str] = {}  # low at zero prepaid: Pay as You Go is covering usage, not "running low"
         for card in self.cards(snapshot, None, now):
             if card["kind"] == "api" and card["status"] in by_status:
                 by_status[card["status"]].append(card["resource_id"])
                 names[card["resource_id"]] = card["display_name"]
+                if card["status"] == "low" and card["available"] == 0 and card.get("payg"):
+                    covering[card["resource_id"]] = (f"{card['display_name']} ({card['available']:,} of "
+                                                     f"{card['total']:,} available)")
         if by_status["exhausted"]:
             ids = by_status["exhausted"]
             return {"level": "error", "resource_ids": ids,
@@ -60,8 +64,11 @@ class Balances:
                     + ". Calls past the balance are recorded as shortfall; add capacity to avoid interruption."}
         if by_status["low"]:
             ids = by_status["low"]
-            return {"level": "warning", "resource_ids": ids,
-                    "message": "API balance running low: " + ", ".join(names[i] for i in ids) + "."}
+            running_low = [names[i] for i in ids if i not in covering]
+            parts = (["API balance running low: " + ", ".join(running_low) + "."] if running_low else []) + (
+                ["Prepaid API units used up, Pay as You Go is covering usage: " + ", ".join(covering.values()) + "."]
+                if covering else [])
+            return {"level": "warning", "resource_ids": ids, "message": " ".join(parts)}
         return None
 
     def notices(self, team_id: str, now: datetime) -> dict[str, Any]:

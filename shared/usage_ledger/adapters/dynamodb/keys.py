@@ -18,6 +18,7 @@ OPEN_CYCLES = "CYCLE#OPEN"  # cycles not yet closed, sorted by their end (the du
 API_RESOURCES_INDEX = "APIBAL"  # every (team, api resource): the scheduled alert run's api notices
 ALERTS_INDEX = "ALERT"  # every alert
 PAYMENTS_DUE = "PAYMENTS_DUE"  # invoices with work left (an attempt or its email), sorted by when it is due
+USER_PREFIX = "USER#"  # USER#<user_id>: the teams a user is a member of (GSI1SK = team id), for GET /v1/me
 GSI1 = "GSI1"
 
 
@@ -34,6 +35,10 @@ MEMBER_PREFIX = "MEMBER#"
 
 def member_sk(user_id: str) -> str:
     return f"{MEMBER_PREFIX}{user_id}"
+
+
+def user_gsi1pk(user_id: str) -> str:
+    return f"{USER_PREFIX}{user_id}"
 
 
 def app_sk(app_id: str) -> str:

@@ -16,6 +16,7 @@ from usage_ledger.adapters.dynamodb.models import (
     BalanceItem,
     CardAttribute,
     CycleItem,
+    IndexedKey,
     LedgerItem,
     MemberItem,
     ResourceItem,
@@ -198,7 +199,25 @@ class LedgerStore:
     def put_member(self, member: Member) -> bool:
         return self._put_reporting_creation(MemberItem(
             keys.team_pk(member.team_id), keys.member_sk(member.user_id), team_id=member.team_id,
-            user_id=member.user_id, email=member.email, roles=sorted(member.roles), full_access=member.full_access))
+            user_id=member.user_id, email=member.email, roles=sorted(member.roles), full_access=member.full_access,
+            GSI1PK=keys.user_gsi1pk(member.user_id), GSI1SK=member.team_id))
+
+    def teams_of(self, user_id: str, limit: int) -> list[tuple[Team, Member]]:
+        """The teams a user is a member of (up to `limit`, by team id): one GSI1 Query of the
+        user's keys, then one consistent BatchGetItem of those member and team items (an index
+        entry the table no longer holds, a member removed since, is dropped)."""
+        team_ids = [key.GSI1SK for key in IndexedKey.gsi1.query(keys.user_gsi1pk(user_id), limit=limit)
+                    if key.GSI1SK][:limit]
+        wanted = [(keys.team_pk(team_id), sk) for team_id in team_ids
+                  for sk in (keys.TEAM_META_SK, keys.member_sk(user_id))]
+        teams: dict[str, Team] = {}
+        members: dict[str, Member] = {}
+        for item in LedgerItem.batch_get(wanted, consistent_read=True) if wanted else ():
+            if isinstance(item, TeamItem):
+                teams[item.team_id] = team_of(item)
+            elif isinstance(item, MemberItem):
+                members[item.team_id] = member_of(item)
+        return [(teams[team_id], members[team_id]) for team_id in sorted(members) if team_id in teams]
 
     def put_app(self, app: App) -> bool:
         return self._put_reporting_creation(AppItem(

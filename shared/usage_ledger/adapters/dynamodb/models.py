@@ -108,6 +108,8 @@ class MemberItem(LedgerItem, discriminator="member"):
     email = UnicodeAttribute()
     roles = ListAttribute(of=UnicodeAttribute, default=list)
     full_access = BooleanAttribute(default=False)
+    GSI1PK = UnicodeAttribute(null=True)  # USER#<user_id>: the user's teams (GET /v1/me)
+    GSI1SK = UnicodeAttribute(null=True)
 
 
 class AppItem(LedgerItem, discriminator="app"):
