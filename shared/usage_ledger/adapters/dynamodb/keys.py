@@ -61,6 +61,16 @@ def cycle_sk(resource_id: str, subscription_id: str, index: int) -> str:
     return f"{RESOURCE_PREFIX}{resource_id}#CYCLE#{subscription_id}#{index:06d}"
 
 
+def closed_cycles_pk(team_id: str) -> str:
+    """Closed cycles leave the team's `RES#` range (read by every card and ingest apply) for
+    their own partition, with their invoice link."""
+    return f"TEAM#{team_id}#CYCLE"
+
+
+def closed_cycle_sk(resource_id: str, subscription_id: str, index: int) -> str:
+    return f"{resource_id}#{subscription_id}#{index:06d}"
+
+
 def api_resource_gsi1sk(team_id: str, resource_id: str) -> str:
     return f"{team_id}#{resource_id}"
 
