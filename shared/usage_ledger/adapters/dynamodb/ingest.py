@@ -108,7 +108,8 @@ class IngestStore:
         balance = BalanceItem(
             keys.team_pk(team_id), keys.balance_sk(resource_id), team_id=team_id, resource_id=resource_id,
             kind=resource.kind, usage_total=state.usage_total, pending_usage=state.pending_usage,
-            charged_units=state.charged_units, consumed=state.consumed, payg_units=state.payg_units,
+            charged_units=state.charged_units, consumed=state.consumed, retired_units=state.retired_units,
+            payg_units=state.payg_units,
             shortfall_units=state.shortfall_units, daily_units=state.daily_units,
         )
         if ledger.has_balance:  # the version read: the write is conditional on it (else: on no item)
