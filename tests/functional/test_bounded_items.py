@@ -50,7 +50,7 @@ def test_20000_distinct_users_in_one_month_lose_nothing_and_no_item_grows(api, w
     world.team("team-a")
     world.subscription("team-a", "minutes", "flex", quantity=10)
     quantity = {number: Decimal(1 + number % 13) / 4 for number in range(USERS)}  # 0.25 .. 3.25
-    events = [cloud_event("team-a", "minutes", str(quantity[number]),
+    events = [cloud_event("team-a", "minutes", float(quantity[number]),  # quarters: exact as floats
                           utc(2026, 11, 1 + number % 24, number % 24), user_id=f"user-{number:05d}",
                           app_id=f"app-{number % APPS}")
               for number in range(USERS)]
