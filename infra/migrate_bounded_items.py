@@ -33,8 +33,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shared"))
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer  # noqa: E402
-from botocore.exceptions import ClientError  # noqa: E402
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 
 OLD_USER, OLD_APP = "u:", "a:"
 CHUNK = 99  # share updates per transaction, beside the day item's own update
@@ -109,7 +109,7 @@ def migrate_usage(client: Any, usage_table: str) -> Counter[str]:
     for item in _scan(client, usage_table):
         sk = item["SK"]["S"]
         shares = _old_shares(item)
-        if not shares or not (sk.startswith("D#") or sk.startswith("M#")):
+        if not shares or not sk.startswith(("D#", "M#")):
             continue
         resource_id = sk.split("#")[1]
         period = keys.period_of_usage_sk(sk)
@@ -152,7 +152,6 @@ def migrate_usage(client: Any, usage_table: str) -> Counter[str]:
 
 def prune_balances(now: datetime) -> int:
     from pynamodb.exceptions import PutError
-
     from usage_ledger.adapters.dynamodb import keys
     from usage_ledger.adapters.dynamodb.errors import is_condition_failure
     from usage_ledger.adapters.dynamodb.ledger import balance_of, subscription_of
@@ -184,7 +183,6 @@ def prune_balances(now: datetime) -> int:
 def move_closed_cycles() -> int:
     from pynamodb.exceptions import TransactWriteError
     from pynamodb.transactions import TransactWrite
-
     from usage_ledger.adapters.dynamodb import keys
     from usage_ledger.adapters.dynamodb.errors import CONDITION_FAILED, cancellation_codes
     from usage_ledger.adapters.dynamodb.models import CycleItem, connection

@@ -1,16 +1,15 @@
 """Issue 18: the balance keeps `consumed` only for refresh periods that may still take units.
 Pruning never changes what a card, an entitlement or a debit computes, and keeps I2 exact."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from usage_ledger.domain.balance import balance_card
 from usage_ledger.domain.ledger import CONSUMED_HORIZON, BalanceState, apply_usage, pruned
 from usage_ledger.domain.model import Resource, Subscription, UsageEvent
 
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+START = datetime(2024, 1, 1, tzinfo=UTC)
 SIZE = Decimal(5)
 RESOURCE = Resource("minutes", "api", "Minutes", "minute", SIZE)
 
