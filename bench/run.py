@@ -323,6 +323,7 @@ def main() -> None:
         "reads": read_paths(),
         "close_billing_cycles": optional("close", "close_cycles"),
         "evaluate_alerts": optional("alerts", "alerts"),
+        "bounded_items": optional("bounded items", "scale_items"),
         "imports": imports.run(),  # each handler against `import boto3`, alternated (bench/imports.py)
     }
     results["cost_table"] = cost_table(results)
