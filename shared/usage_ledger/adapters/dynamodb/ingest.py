@@ -5,7 +5,8 @@
    (stable across redeliveries and DLQ redrives); a marker owned by another batch is a duplicate.
 2. commit: one transaction of an AppliedMarker for (batch, team, resource), the balance
    (conditional on the version it was read at), the payg cycles (conditional on being open, or for
-   a new one on not having been closed and moved out already) and the usage aggregates; aggregates that do not fit follow in chunks, each under its own marker.
+   a new one on not having been closed and moved out already) and the usage aggregates;
+   aggregates that do not fit follow in chunks, each under its own marker.
 A crash between any two writes and a redelivery replay both steps: the claim is re-taken by the
 same batch, and an AppliedMarker that exists means "already done".
 3. set aside: events that could not be applied (a SetAsideItem per batch, team and resource),
