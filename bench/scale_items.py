@@ -13,16 +13,17 @@ print(s.run(run.fresh_stack, run.counting))"`.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import conftest
-from bench.run import ADMIN, NOW
-from infra.lambdas import FakeLambdaContext, load_handler
 from usage_ledger import clock
 
+from bench.run import ADMIN, NOW
+from infra.lambdas import FakeLambdaContext, load_handler
+
 MEASURED_EVENTS = 1_000
-MONTH_START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+MONTH_START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _events(team: str, users: int, count: int, offset: int) -> list[dict[str, Any]]:
