@@ -13,6 +13,8 @@ print(s.run(run.fresh_stack, run.counting))"`.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +25,41 @@ from bench.run import ADMIN, NOW
 from infra.lambdas import FakeLambdaContext, load_handler
 
 MEASURED_EVENTS = 1_000
+
+
+@contextmanager
+def without_moto_transaction_snapshots() -> Iterator[list[str]]:
+    """In-process moto deep-copies a whole table for every item of every TransactWriteItems (to
+    roll back if it fails): quadratic in the table's size, hours for tens of thousands of items.
+    Meanwhile the copy is skipped; the list it yields collects every cancelled transaction, and a
+    caller that finds one must fail (without the snapshot a cancelled transaction may have left
+    part of its writes). Without cancellations the tables are what moto would have left."""
+    import copy as real_copy
+
+    import moto.dynamodb.models as moto_models
+    from moto.dynamodb.models.table import Table
+    from usage_ledger.adapters import aws
+
+    class Copy:
+        @staticmethod
+        def deepcopy(value: Any, *args: Any) -> Any:
+            return value if isinstance(value, Table) else real_copy.deepcopy(value, *args)
+
+    cancelled: list[str] = []
+
+    def record(parsed: dict[str, Any], **_: Any) -> None:
+        if parsed.get("Error", {}).get("Code") == "TransactionCanceledException":
+            cancelled.append(str(parsed.get("CancellationReasons")))
+
+    original = moto_models.copy
+    moto_models.copy = Copy  # type: ignore[assignment]
+    events = aws.client("dynamodb").meta.events
+    events.register("after-call.dynamodb.TransactWriteItems", record)
+    try:
+        yield cancelled
+    finally:
+        moto_models.copy = original
+        events.unregister("after-call.dynamodb.TransactWriteItems", record)
 MONTH_START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -41,7 +78,7 @@ def _ingest(api: Any, events: list[dict[str, Any]]) -> None:
 
 
 def _write_units(fresh_stack: Any, counting: Any, users: int) -> dict[str, Any]:
-    with fresh_stack() as api:
+    with fresh_stack() as api, without_moto_transaction_snapshots() as cancelled:
         world = conftest.World(api)
         world.resource("minutes", size=1)
         team = world.team("team-a")
@@ -54,6 +91,7 @@ def _write_units(fresh_stack: Any, counting: Any, users: int) -> dict[str, Any]:
         with counting() as meter:  # the apply only (the accept's cost does not depend on users)
             conftest.drain_events(api.stack)
         summary = meter.summary(per=MEASURED_EVENTS)
+        assert not cancelled, cancelled
         return {"users": users, "wru_per_event": summary["wru"], "wru_by_table": summary["wru_by_table"],
                 "largest_item_bytes": _largest_item(api)}
 
