@@ -320,6 +320,7 @@ def main() -> None:
         "close_billing_cycles": optional("close", "close_cycles"),
         "evaluate_alerts": optional("alerts", "alerts"),
         "scale_writer": optional("scale_writer", "scale_writer"),  # issue 18: one writer per hot key, fan-out
+        "bounded_items": optional("bounded items", "scale_items"),
         "imports": imports.run(),  # each handler against `import boto3`, alternated (bench/imports.py)
     }
     results["cost_table"] = cost_table(results)

@@ -54,9 +54,10 @@ def check_balances(sim: Simulation, ledger: list[dict[str, Any]]) -> list[str]:
             problems.append(f"I1 {where}: usage {usage} != {charged} x {size} + pending {pending}")
         consumed = {period: int(units) for period, units in (balance.get("consumed") or {}).items()}
         payg, shortfall = int(balance.get("payg_units", 0)), int(balance.get("shortfall_units", 0))
-        if charged != sum(consumed.values()) + payg + shortfall:
-            problems.append(f"I2 {where}: charged {charged} != debits {sum(consumed.values())} + payg {payg} "
-                            f"+ shortfall {shortfall}")
+        retired = int(balance.get("retired_units", 0))
+        if charged != sum(consumed.values()) + retired + payg + shortfall:
+            problems.append(f"I2 {where}: charged {charged} != debits {sum(consumed.values())} + retired {retired} "
+                            f"+ payg {payg} + shortfall {shortfall}")
         cycle_units = sum(int(cycle.get("charged_units", 0)) for cycle in cycles.get(key, []))
         if payg != cycle_units:
             problems.append(f"I2 {where}: payg_units {payg} != units across its cycles {cycle_units}")

@@ -2,13 +2,14 @@
 
 Invariants this module keeps (docs/invariants.md):
 - usage_total == charged_units x charge_unit_size + pending_usage, 0 <= pending < unit size;
-- charged_units == prepaid debits + payg units + shortfall units;
-- no prepaid subscription's period is debited past its quantity.
+- charged_units == prepaid debits (kept in `consumed`, or retired once pruned) + payg units + shortfall units;
+- no prepaid subscription's period is debited past its quantity;
+- the balance keeps `consumed` of the periods that may still take units only (CONSUMED_HORIZON).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from usage_ledger.domain.calendar import cycle_at, cycle_by_index, refresh_period_at, utc_day
@@ -18,10 +19,62 @@ from usage_ledger.domain.model import App, Member, Resource, Subscription, Team,
 DAILY_HISTORY_DAYS = 40
 
 
+# How far back an apply can meet an event: the edge takes events up to 730 days old
+# (http.schemas.EVENT_HISTORY_LIMIT), a message lives 14 days in the events queue and 14 more in
+# its DLQ (template.yaml), plus a margin. A prepaid period that ended longer ago takes no units
+# (an event that old can only come from replaying a set-aside message later still: its units go
+# on down the consumption order, never into a period whose debits the balance no longer keeps),
+# so the balance keeps `consumed` only for periods that ended since: bounded, and never read again
+# once pruned (prune_consumed).
+CONSUMED_HORIZON = timedelta(days=730 + 14 + 14 + 32)
+
+
 def period_key(subscription: Subscription, at: datetime) -> str:
     """Identifies the refresh period of a prepaid subscription that contains `at`."""
     period = refresh_period_at(subscription.starts_at, subscription.refresh_period, at)
     return f"{subscription.subscription_id}@{period.start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def _period_end(subscription: Subscription, start: datetime) -> datetime | None:
+    """When the refresh period starting at `start` stops taking units (its end or the
+    subscription's, whichever is first; None: not yet known)."""
+    end = refresh_period_at(subscription.starts_at, subscription.refresh_period, start).end
+    ends = [moment for moment in (end, subscription.ends_at) if moment is not None]
+    return min(ends) if ends else None
+
+
+def is_past_horizon(subscription: Subscription, at: datetime, now: datetime) -> bool:
+    """The period containing `at` ended before the horizon: it takes no more units."""
+    start = refresh_period_at(subscription.starts_at, subscription.refresh_period, at).start
+    end = _period_end(subscription, start)
+    return end is not None and end <= now - CONSUMED_HORIZON
+
+
+def pruned(state: BalanceState, subscriptions: list[Subscription], now: datetime) -> BalanceState:
+    """The state without `consumed` entries of periods past the horizon (is_past_horizon: no
+    debit, card or entitlement reads them again), their units moved to `retired_units` so that
+    charged_units == sum(consumed) + retired_units + payg_units + shortfall_units still holds."""
+    consumed = prune_consumed(state.consumed, subscriptions, now)
+    if len(consumed) == len(state.consumed):
+        return state
+    retired = sum(state.consumed.values()) - sum(consumed.values())
+    return replace(state, consumed=consumed, retired_units=state.retired_units + retired)
+
+
+def prune_consumed(consumed: dict[str, int], subscriptions: list[Subscription], now: datetime) -> dict[str, int]:
+    """`consumed` without the periods past the horizon. Entries of a subscription not given are kept."""
+    by_id = {subscription.subscription_id: subscription for subscription in subscriptions}
+    kept = {}
+    for key, units in consumed.items():
+        subscription_id, _, start = key.rpartition("@")
+        subscription = by_id.get(subscription_id)
+        if subscription is not None and subscription.is_prepaid:
+            period_start = datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            end = _period_end(subscription, period_start)
+            if end is not None and end <= now - CONSUMED_HORIZON:
+                continue
+        kept[key] = units
+    return kept
 
 
 @dataclass(frozen=True)
@@ -32,6 +85,7 @@ class BalanceState:
     pending_usage: Decimal = Decimal(0)
     charged_units: int = 0
     consumed: dict[str, int] = field(default_factory=dict)  # period_key -> units debited
+    retired_units: int = 0  # debited from periods pruned from `consumed` (past CONSUMED_HORIZON)
     payg_units: int = 0
     shortfall_units: int = 0
     daily_units: dict[str, int] = field(default_factory=dict)  # UTC day -> charged units
@@ -100,6 +154,8 @@ def apply_usage(
             if not subscription.is_active(event.time):
                 continue
             if subscription.is_prepaid:
+                if is_past_horizon(subscription, event.time, now):
+                    continue
                 key = period_key(subscription, event.time)
                 left = (subscription.quantity or 0) - consumed.get(key, 0)
                 take = min(max(left, 0), remaining)
@@ -129,7 +185,7 @@ def apply_usage(
         daily_units=daily,
         version=state.version + 1,
     )
-    return Debit(new_state, payg_by_cycle)
+    return Debit(pruned(new_state, subscriptions, now), payg_by_cycle)
 
 
 def billing_cycle_of_unit(subscription: Subscription, at: datetime, now: datetime, closed: frozenset[CycleKey],

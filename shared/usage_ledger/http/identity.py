@@ -13,7 +13,6 @@ from usage_ledger.domain.access import PER_SUBSCRIPTION, Action, require
 from usage_ledger.domain.errors import Forbidden, NotFound, Unauthorized
 from usage_ledger.domain.model import Member
 
-
 CALLER = "caller_user_id"  # the guard's context key for routes without a team (GET /v1/me)
 
 

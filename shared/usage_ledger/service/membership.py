@@ -8,7 +8,6 @@ from usage_ledger.domain.errors import NotFound
 from usage_ledger.domain.model import Member
 from usage_ledger.service.ports import LedgerStore
 
-
 MY_TEAMS = 100  # GET /v1/me lists this many of a user's teams (one BatchGetItem's worth of reads)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from enum import Enum
 from typing import Any, Protocol
 
@@ -78,20 +79,15 @@ class IngestStore(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class UsageSelect:
-    """What a usage read needs of each period: the total, and the shares of these users and apps
-    (None: usage recorded without one). The other users' and apps' shares are left out."""
-
-    total: bool = False
-    users: tuple[str | None, ...] = ()
-    apps: tuple[str | None, ...] = ()
-
-
 class UsageStore(Protocol):
-    def buckets(self, team_id: str, resource_id: str, granularity: str, first: str, last: str,
-                select: UsageSelect | None = None) -> list[UsageBucket]:
-        """Stored periods between two periods, in order: whole (select None) or only what select names."""
+    def buckets(self, team_id: str, resource_id: str, granularity: str, first: str, last: str) -> list[UsageBucket]:
+        """The resource's stored totals between two periods (inclusive), in period order."""
+        ...
+
+    def shares(self, team_id: str, resource_id: str, group_by: str, first: date, last: date,
+               after: str | None, wanted: int) -> Iterator[tuple[str | None, dict[str, Decimal]]]:
+        """Users (apps) after `after` in series order with usage between two UTC days, each with
+        its usage by day; read lazily, about `wanted` keys at a time."""
         ...
 
     def page_cursor(self, team_id: str, group_by: str, last_key: str) -> str: ...
@@ -202,5 +198,5 @@ class PaymentGateway(Protocol):
         ...
 
 
-__all__ = ["Commit", "LedgerStore", "IngestStore", "UsageSelect", "UsageStore", "BillingStore", "AlertStore",
+__all__ = ["Commit", "LedgerStore", "IngestStore", "UsageStore", "BillingStore", "AlertStore",
            "EventQueue", "WorkQueue", "CannotFold", "Mailer", "Renderer", "PaymentGateway"]

@@ -6,16 +6,16 @@ Series are ordered by key and paged with an opaque cursor (the store's). A page 
 so one page stays far below Lambda's and API Gateway's 6 MB response limit whatever the team's
 size: 24 months by day is ~27 KB a series, about 29 series a page.
 
-Who used a resource in a month is on its month item (one item per resource and month holds every
-user's and app's share): a page of users or apps finds its keys there, then reads only those keys'
-attributes of the day (or month) items. DynamoDB still reads, and charges, the whole items of the
-range for every page (docs/data-model.md; the item layout is issue 18's).
+A page of users or apps reads the share items (one per key, resource and month: usage by day and
+month) of its own keys only, in key order from the cursor on: what a page reads stays the size of
+the page whatever the size of the team (docs/data-model.md).
 """
 from __future__ import annotations
 
+import heapq
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -27,7 +27,7 @@ from usage_ledger.domain.calendar import add_months, iso, utc_day
 from usage_ledger.domain.errors import FieldError, ValidationFailed
 from usage_ledger.domain.model import Member, UsageBucket
 from usage_ledger.domain.pages import DEFAULT_PAGE, MAX_PAGE
-from usage_ledger.service.ports import LedgerStore, UsageSelect, UsageStore
+from usage_ledger.service.ports import LedgerStore, UsageStore
 
 GRANULARITIES = ("day", "month")
 GROUPS = ("resource", "user", "app")
@@ -153,64 +153,38 @@ class UsageReports:
 
     # -------------------------------------------------------------- reading
 
-    def _buckets(self, team_id: str, resource_id: str, span: Span, select: UsageSelect | None) -> list[UsageBucket]:
-        """The span's buckets of one resource, by day or month. Month buckets of partly covered
+    def _buckets(self, team_id: str, resource_id: str, span: Span) -> list[UsageBucket]:
+        """The span's totals of one resource, by day or month. Month buckets of partly covered
         edge months are summed from their days (one bucket per day, the month as its period), so
         totals are exact."""
         if span.granularity == "day":
-            return self.usage.buckets(team_id, resource_id, "day", span.first.isoformat(), span.last.isoformat(),
-                                      select)
+            return self.usage.buckets(team_id, resource_id, "day", span.first.isoformat(), span.last.isoformat())
         buckets: list[UsageBucket] = []
         if span.whole is not None:
             buckets.extend(self.usage.buckets(team_id, resource_id, "month", span.whole[0].isoformat()[:7],
-                                              span.whole[1].isoformat()[:7], select))
+                                              span.whole[1].isoformat()[:7]))
         for edge_first, edge_last in span.edges:
             buckets.extend(replace(bucket, period=bucket.period[:7]) for bucket in self.usage.buckets(
-                team_id, resource_id, "day", edge_first.isoformat(), edge_last.isoformat(), select))
+                team_id, resource_id, "day", edge_first.isoformat(), edge_last.isoformat()))
         return buckets
 
-    @staticmethod
-    def _shares(bucket: UsageBucket, group_by: str) -> dict[str | None, Decimal]:
-        return bucket.by_user if group_by == "user" else bucket.by_app
-
-    def _keys(self, team_id: str, resource_ids: list[str], span: Span, group_by: str, after: str | None,
-              wanted: int) -> tuple[list[str | None], bool]:
-        """The first `wanted` users (apps) after `after` with usage in the span, and whether more
-        follow. A key on the month item of a month the span covers whole is in the report; one only
-        on the partly covered edge months' items is in it if those months' days in the span have it."""
-        sure: set[str | None] = set()
-        maybe: set[str | None] = set()
-        for resource_id in resource_ids:
-            for bucket in self.usage.buckets(team_id, resource_id, "month", *span.months):
-                (sure if span.covers(bucket.period) else maybe).update(self._shares(bucket, group_by))
-        maybe -= sure
-        candidates = sorted((key for key in sure | maybe if after is None or order(key) > order(after)), key=order)
-        found: list[str | None] = []
-        position = 0
-        while len(found) <= wanted and position < len(candidates):
-            chunk = candidates[position:position + wanted + 1 - len(found)]
-            position += len(chunk)
-            doubtful = [key for key in chunk if key in maybe]
-            used = self._used_on_edges(team_id, resource_ids, span, group_by, doubtful) if doubtful else set()
-            found.extend(key for key in chunk if key in sure or key in used)
-        return found[:wanted], len(found) > wanted
-
-    def _used_on_edges(self, team_id: str, resource_ids: list[str], span: Span, group_by: str,
-                       keys: list[str | None]) -> set[str | None]:
-        select = self._select(group_by, keys)
-        used: set[str | None] = set()
-        for resource_id in resource_ids:
-            for edge_first, edge_last in span.edges:
-                for bucket in self.usage.buckets(team_id, resource_id, "day", edge_first.isoformat(),
-                                                 edge_last.isoformat(), select):
-                    used.update(self._shares(bucket, group_by))
-        return used
-
-    @staticmethod
-    def _select(group_by: str, keys: Iterable[str | None]) -> UsageSelect:
-        if group_by == "resource":
-            return UsageSelect(total=True)
-        return UsageSelect(users=tuple(keys)) if group_by == "user" else UsageSelect(apps=tuple(keys))
+    def _shares(self, team_id: str, resource_ids: list[str], span: Span, group_by: str, after: str | None,
+                wanted: int) -> tuple[dict[str | None, dict[str, Decimal]], bool]:
+        """The first `wanted` users (apps) after `after` with usage in the span, each with its usage
+        by period summed over the resources, and whether more follow. Each resource's share items
+        are read in key order from `after` on, only as far as the page needs (one item per key and
+        month: what a page reads does not grow with the team)."""
+        streams = [self.usage.shares(team_id, rid, group_by, span.first, span.last, after, wanted)
+                   for rid in resource_ids]
+        found: dict[str | None, dict[str, Decimal]] = {}
+        for key, days in heapq.merge(*streams, key=lambda pair: order(pair[0])):
+            if key not in found:
+                if len(found) == wanted:
+                    return found, True
+                found[key] = defaultdict(Decimal)
+            for day, quantity in days.items():
+                found[key][day if span.granularity == "day" else day[:7]] += quantity
+        return found, False
 
     # -------------------------------------------------------------- the report
 
@@ -269,20 +243,17 @@ class UsageReports:
         span = Span(first, last, granularity)
         wanted = min(limit, max(1, PAGE_BYTES // span.smallest_series))
         page: list[str | None]
+        values: dict[str | None, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
         if group_by == "resource":  # a zero-filled series for every resource shown
             following = [rid for rid in resource_ids if after is None or order(rid) > order(after)]
             page, more = list(following[:wanted]), len(following) > wanted
+            for rid in page:
+                for bucket in self._buckets(team_id, rid, span):
+                    values[rid][bucket.period] += bucket.quantity
         else:
-            page, more = self._keys(team_id, resource_ids, span, group_by, after, wanted)
-        values: dict[str | None, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-        if page:
-            for rid in resource_ids if group_by != "resource" else page:
-                for bucket in self._buckets(team_id, rid, span, self._select(group_by, page)):
-                    if group_by == "resource":
-                        values[rid][bucket.period] += bucket.quantity
-                    else:
-                        for key, quantity in self._shares(bucket, group_by).items():
-                            values[key][bucket.period] += quantity
+            shares, more = self._shares(team_id, resource_ids, span, group_by, after, wanted)
+            page = list(shares)
+            values.update(shares)
 
         key_name = KEY_NAMES[group_by]
         series: list[dict[str, Any]] = []

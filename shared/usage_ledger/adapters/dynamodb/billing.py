@@ -124,6 +124,11 @@ def _is_invoice_id(value: str) -> bool:
 
 
 class BillingStore:
+    def __init__(self) -> None:
+        # the cycles this container claimed, as the claim left them (their units are final): the
+        # close moves them out of RES# without reading them again
+        self._claimed: dict[tuple[CycleRef, str], CycleItem] = {}
+
     # -------------------------------------------------------------- cycles
 
     def due_cycles(self, due_before: datetime) -> Iterator[CycleRef]:
@@ -138,20 +143,43 @@ class BillingStore:
         takeable = (CycleItem.status == OPEN) | ((CycleItem.status == CLOSING) & lease_free(CycleItem.lease_until, now))
         updated = _update(item, [CycleItem.status.set(CLOSING), CycleItem.lease_until.set(lease_until),
                                  CycleItem.lease_token.set(token)], CycleItem.SK.exists() & takeable)
-        return cycle_of(item) if updated else None
+        if not updated:
+            return None
+        self._claimed[(ref, token)] = item
+        return cycle_of(item)
 
     def release_cycle(self, ref: CycleRef, token: str) -> None:
         """Give up this run's lease so the next run retries the cycle at once (it stays closing)."""
+        self._claimed.pop((ref, token), None)
         _update(_cycle_key(ref), [CycleItem.lease_until.remove(), CycleItem.lease_token.remove()],
                 CycleItem.lease_token == token)
 
     def close_cycle(self, ref: CycleRef, token: str, invoice_id: str | None) -> bool:
-        """closing -> closed and out of the due-cycle index; False when the lease was lost."""
-        actions = [CycleItem.status.set(CLOSED), CycleItem.GSI1PK.remove(), CycleItem.GSI1SK.remove(),
-                   CycleItem.lease_until.remove(), CycleItem.lease_token.remove()]
-        if invoice_id:
-            actions.append(CycleItem.invoice_id.set(invoice_id))
-        return _update(_cycle_key(ref), actions, CycleItem.lease_token == token)
+        """closing -> closed, out of the due-cycle index and out of the team's `RES#` range: one
+        transaction deletes the cycle under this run's lease and puts it, closed and with its
+        invoice id, under `TEAM#<team>#CYCLE` (keys.closed_cycle_sk); False when the lease was lost."""
+        item = self._claimed.pop((ref, token), None)
+        if item is None:  # claimed elsewhere: read it (the transaction still checks the lease)
+            try:
+                item = CycleItem.get(keys.team_pk(ref.team_id), keys.cycle_sk(ref.resource_id, ref.subscription_id,
+                                                                              ref.index), consistent_read=True)
+            except CycleItem.DoesNotExist:
+                return False
+        closed = CycleItem(keys.closed_cycles_pk(ref.team_id),
+                           keys.closed_cycle_sk(ref.resource_id, ref.subscription_id, ref.index),
+                           team_id=item.team_id, resource_id=item.resource_id, subscription_id=item.subscription_id,
+                           cycle_index=item.cycle_index, cycle_start=item.cycle_start, cycle_end=item.cycle_end,
+                           ends_at=item.ends_at, status=CLOSED, charged_units=item.charged_units,
+                           invoice_id=invoice_id or item.invoice_id)
+        try:
+            with TransactWrite(connection=connection()) as transaction:
+                transaction.delete(_cycle_key(ref), condition=CycleItem.lease_token == token)
+                transaction.save(closed)
+        except TransactWriteError as error:
+            if CONDITION_FAILED in cancellation_codes(error):
+                return False
+            raise
+        return True
 
     # -------------------------------------------------------------- invoices
 

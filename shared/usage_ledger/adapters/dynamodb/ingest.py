@@ -4,8 +4,9 @@
    (100 per transaction). The owner is the batch id that POST /v1/events wrote into the message
    (stable across redeliveries and DLQ redrives); a marker owned by another batch is a duplicate.
 2. commit: one transaction of an AppliedMarker for (batch, team, resource), the balance
-   (conditional on the version it was read at), the payg cycles (conditional on being open) and
-   the usage aggregates; aggregates that do not fit follow in chunks, each under its own marker.
+   (conditional on the version it was read at), the payg cycles (conditional on being open, or for
+   a new one on not having been closed and moved out already) and the usage aggregates;
+   aggregates that do not fit follow in chunks, each under its own marker.
 A crash between any two writes and a redelivery replay both steps: the claim is re-taken by the
 same batch, and an AppliedMarker that exists means "already done".
 3. set aside: events that could not be applied (a SetAsideItem per batch, team and resource),
@@ -110,7 +111,8 @@ class IngestStore:
         balance = BalanceItem(
             keys.team_pk(team_id), keys.balance_sk(resource_id), team_id=team_id, resource_id=resource_id,
             kind=resource.kind, usage_total=state.usage_total, pending_usage=state.pending_usage,
-            charged_units=state.charged_units, consumed=state.consumed, payg_units=state.payg_units,
+            charged_units=state.charged_units, consumed=state.consumed, retired_units=state.retired_units,
+            payg_units=state.payg_units,
             shortfall_units=state.shortfall_units, daily_units=state.daily_units,
         )
         if ledger.has_balance:  # the version read: the write is conditional on it (else: on no item)
@@ -121,11 +123,12 @@ class IngestStore:
         subscriptions = {s.subscription_id: s for s in ledger.subscriptions}
         aggregates = self.usage.aggregate_updates(team_id, resource_id, events)
         markers = [batch_id, *also]
+        cycles = 2 * len(debit.payg_by_cycle)  # each open cycle's update and its "not closed" check
         if also and (len(aggregates) > FIRST_CHUNK_AGGREGATES
-                     or len(markers) + 1 + len(debit.payg_by_cycle) + len(aggregates) > MAX_TRANSACTION_ITEMS):
+                     or len(markers) + 1 + cycles + len(aggregates) > MAX_TRANSACTION_ITEMS):
             raise CannotFold(f"{len(markers)} batches' debit does not fit one transaction")
         aggregates = aggregates[:FIRST_CHUNK_AGGREGATES]
-        if 2 + len(debit.payg_by_cycle) + len(aggregates) > MAX_TRANSACTION_ITEMS:
+        if 2 + cycles + len(aggregates) > MAX_TRANSACTION_ITEMS:
             raise LedgerError("a message spans too many billing cycles to apply in one transaction")
         transaction = _Transaction(connection=connection())
         for marked in markers:  # first: a marker's condition failing means done before
@@ -137,6 +140,14 @@ class IngestStore:
             assert subscription.purchased_at and subscription.timezone
             cycle = cycle_by_index(subscription.purchased_at, subscription.timezone, key.index)
             item = CycleItem(keys.team_pk(team_id), keys.cycle_sk(resource_id, key.subscription_id, key.index))
+            if key in ledger.cycle_units:  # read open: still open (a close moves it out of RES#)
+                condition = CycleItem.status == OPEN
+            else:  # a new cycle: never one the close job already moved out (a reader's late clock)
+                condition = CycleItem.PK.does_not_exist()
+                transaction.condition_check(
+                    CycleItem, keys.closed_cycles_pk(team_id),
+                    keys.closed_cycle_sk(resource_id, key.subscription_id, key.index),
+                    condition=CycleItem.PK.does_not_exist())
             transaction.update(item, actions=[
                 CycleItem.entity.set(CycleItem), CycleItem.team_id.set(team_id),
                 CycleItem.resource_id.set(resource_id), CycleItem.subscription_id.set(key.subscription_id),
@@ -145,7 +156,7 @@ class IngestStore:
                 CycleItem.status.set(CycleItem.status | OPEN),
                 CycleItem.GSI1PK.set(CycleItem.GSI1PK | keys.OPEN_CYCLES), CycleItem.GSI1SK.set(iso(cycle.ends_at)),
                 CycleItem.charged_units.add(units),
-            ], condition=CycleItem.PK.does_not_exist() | (CycleItem.status == OPEN))
+            ], condition=condition)
         for update in aggregates:
             transaction.update_raw(update)
         return self._commit(transaction, markers=len(markers))
@@ -190,12 +201,14 @@ class IngestStore:
 
     @staticmethod
     def _commit(transaction: _Transaction, markers: int = 1) -> Commit:
-        """The first items are AppliedMarkers: a condition of theirs failing means done before."""
+        """The first puts are the AppliedMarkers: a condition of theirs failing means done before
+        (pynamodb sends condition checks and deletes before puts)."""
         try:
             transaction.commit()
         except TransactWriteError as error:
             codes = cancellation_codes(error)
             if not lost_a_race(codes):  # invalid items: another attempt would fail the same way
                 raise
-            return Commit.ALREADY_APPLIED if CONDITION_FAILED in codes[:markers] else Commit.RACED
+            first = len(transaction._condition_check_items) + len(transaction._delete_items)
+            return Commit.ALREADY_APPLIED if CONDITION_FAILED in codes[first:first + markers] else Commit.RACED
         return Commit.APPLIED

@@ -66,6 +66,16 @@ def cycle_sk(resource_id: str, subscription_id: str, index: int) -> str:
     return f"{RESOURCE_PREFIX}{resource_id}#CYCLE#{subscription_id}#{index:06d}"
 
 
+def closed_cycles_pk(team_id: str) -> str:
+    """Closed cycles leave the team's `RES#` range (read by every card and ingest apply) for
+    their own partition, with their invoice link."""
+    return f"TEAM#{team_id}#CYCLE"
+
+
+def closed_cycle_sk(resource_id: str, subscription_id: str, index: int) -> str:
+    return f"{resource_id}#{subscription_id}#{index:06d}"
+
+
 def api_resource_gsi1sk(team_id: str, resource_id: str) -> str:
     return f"{team_id}#{resource_id}"
 
@@ -154,6 +164,53 @@ def usage_period_sk(granularity: str, resource_id: str, period: str) -> str:
 
 def period_of_usage_sk(sk: str) -> str:
     return sk.rsplit("#", 1)[1]
+
+
+# A share item (per user or app and UTC month) sorts by key as the report's series do: by key as
+# Python compares strings (code points, which is DynamoDB's UTF-8 byte order), usage without a
+# key last. The key is followed by "!" and the month; characters up to '"' are escaped as '"'
+# and one letter, so "!" sorts before any character of a key and a key before its extensions.
+SHARE_GROUPS = {"user": "U", "app": "A"}
+_SEPARATOR, _ESCAPE = "!", '"'
+
+
+def _escaped(key: str) -> str:
+    return "".join(_ESCAPE + chr(0x40 + ord(char)) if char <= _ESCAPE else char for char in key)
+
+
+def _unescaped(text: str) -> str:
+    out, chars = [], iter(text)
+    for char in chars:
+        out.append(chr(ord(next(chars)) - 0x40) if char == _ESCAPE else char)
+    return "".join(out)
+
+
+def _shares_prefix(group_by: str, resource_id: str) -> str:
+    return f"{SHARE_GROUPS[group_by]}#{resource_id}#"
+
+
+def usage_share_sk(group_by: str, resource_id: str, key: str | None, month: str) -> str:
+    """`U#<resource>#K<key>!<YYYY-MM>` (A# for apps); `...#N!<YYYY-MM>` for usage without a key."""
+    body = "N" if key is None else "K" + _escaped(key)
+    return f"{_shares_prefix(group_by, resource_id)}{body}{_SEPARATOR}{month}"
+
+
+def usage_shares_after(group_by: str, resource_id: str, after: str | None) -> str:
+    """The lowest sort key of the share items of keys after `after` (all keys when None)."""
+    prefix = _shares_prefix(group_by, resource_id) + "K"
+    return prefix if after is None else prefix + _escaped(after) + _ESCAPE
+
+
+def usage_shares_end(group_by: str, resource_id: str) -> str:
+    """Above every share item of the resource (the no-key items included)."""
+    return _shares_prefix(group_by, resource_id) + "O"
+
+
+def share_of_usage_sk(sk: str) -> tuple[str | None, str]:
+    """(key, month) of a share item's sort key (the inverse of usage_share_sk)."""
+    body = sk.split("#", 2)[2]
+    month = body[-7:]
+    return (None if body[0] == "N" else _unescaped(body[1:-8])), month
 
 
 def cycle_ref_of(pk: str, sk: str) -> tuple[str, str, str, int]:

@@ -101,7 +101,7 @@ def subscription_item(subscription: Subscription, *, listed_for_alerts: bool) ->
 def balance_of(item: BalanceItem) -> BalanceState:
     return BalanceState(
         usage_total=item.usage_total, pending_usage=item.pending_usage, charged_units=int(item.charged_units),
-        consumed=dict(item.consumed or {}), payg_units=int(item.payg_units),
+        consumed=dict(item.consumed or {}), retired_units=int(item.retired_units or 0), payg_units=int(item.payg_units),
         shortfall_units=int(item.shortfall_units), daily_units=dict(item.daily_units or {}),
         version=int(item.version or 0),
     )

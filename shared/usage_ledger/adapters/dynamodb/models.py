@@ -160,6 +160,7 @@ class BalanceItem(LedgerItem, discriminator="balance"):
     pending_usage = ExactDecimalAttribute()
     charged_units = NumberAttribute()
     consumed = IntMapAttribute()  # "<subscription_id>@<period start>" -> units debited
+    retired_units = NumberAttribute(default=0)  # debited from periods pruned from `consumed`
     payg_units = NumberAttribute()
     shortfall_units = NumberAttribute()
     daily_units = IntMapAttribute()  # UTC day -> charged units (the projection's window)
