@@ -80,14 +80,18 @@ def check_dedupe(sim: Simulation, dedupe: list[dict[str, Any]]) -> list[str]:
 
 
 def check_cycles_and_invoices(sim: Simulation, ledger: list[dict[str, Any]]) -> list[str]:
-    """I5: every due cycle closed once, with one invoice, one charge and one email when it has units."""
+    """I5: every due cycle closed once, with one invoice when it has units; each invoice's attempts
+    charged at most once each (counted at the processor), its status and the subscription's past_due
+    set agreeing with its last attempt, and one email per attempt."""
     from usage_ledger.config import settings
 
     problems = []
     now = sim.clock()
     due_before = now - timedelta(minutes=settings().billing_grace_minutes)
     invoices = {item["invoice_id"]: item for item in ledger if item.get("entity") == "invoice"}
-    payments = {item["idempotency_key"]: item for item in ledger if item.get("entity") == "payment"}
+    subscriptions = [item for item in ledger if item.get("entity") == "subscription"]
+    intents = _payment_intents(sim, {item["customer_id"] for item in subscriptions if item.get("customer_id")})
+    past_due = {invoice_id for item in subscriptions for invoice_id in item.get("past_due") or ()}
     emails = sent_emails()
     billed: set[str] = set()
     for cycle in (item for item in ledger if item.get("entity") == "cycle"):
@@ -113,22 +117,13 @@ def check_cycles_and_invoices(sim: Simulation, ledger: list[dict[str, Any]]) -> 
         if int(line["charged_units"]) != units or int(invoice["total"]) != units * int(line["unit_amount"]):
             problems.append(f"I5 {invoice_id}: bills {line['charged_units']} units / {invoice['total']} "
                             f"for a cycle of {units} units")
-        payment = payments.get(f"{invoice_id}#charge")
-        if payment is None or int(payment["amount"]) != int(invoice["total"]):
-            problems.append(f"I5 {invoice_id}: payment record {payment} for total {invoice['total']}")
-        elif invoice["status"] != {"succeeded": "paid", "declined": "payment_failed"}[payment["status"]]:
-            problems.append(f"I5 {invoice_id}: status {invoice['status']} but the charge {payment['status']}")
-        copies = sum(1 for message in emails if invoice_id in message.subject or invoice_id in message.body)
-        # a second copy only where a fault hit between SES taking this invoice's email and its record
-        unrecorded = sum(1 for subject in sim.faults.unrecorded_subjects if invoice_id in subject)
-        if invoice.get("emailed") != "sent" or not 1 <= copies <= 1 + unrecorded:
-            problems.append(f"I5 {invoice_id}: emailed={invoice.get('emailed')!r}, {copies} emails "
-                            f"({unrecorded} faults between its send and its record)")
+        problems += _attempts_and_emails(sim, invoice, intents, emails, past_due)
     for invoice_id in set(invoices) - billed:
         problems.append(f"I5 invoice {invoice_id} belongs to no closed cycle")
-    charges = [key for key in payments if key.endswith("#charge")]
-    if len(charges) != len(invoices):
-        problems.append(f"I5 {len(charges)} charges for {len(invoices)} invoices")
+    attempted = {f"{invoice_id}#attempt-{n}" for invoice_id, invoice in invoices.items()
+                 for n in range(1, int(invoice.get("attempt_count", 0)) + 1)}
+    for key in set(intents) - attempted:
+        problems.append(f"I5 a charge {key!r} that no recorded attempt names")
     sim.outcome.invoices = len(invoices)
     return problems
 
@@ -197,4 +192,50 @@ def check_api_answers(sim: Simulation, ledger: list[dict[str, Any]]) -> list[str
                       if item.get("entity") == "invoice" and item["team_id"] == team.team_id}
         if listed != stored_ids:
             problems.append(f"API {team.team_id}: invoices listed {sorted(listed)} != stored {sorted(stored_ids)}")
+    return problems
+
+
+def _payment_intents(sim: Simulation, customers: set[str]) -> dict[str, list[Any]]:
+    """This run's PaymentIntents at localstripe (its customers only), by their idempotency key."""
+    import stripe
+
+    from infra.localstripe import LOCAL_SECRET_KEY
+
+    client = stripe.StripeClient(LOCAL_SECRET_KEY, base_addresses={"api": sim.stack.parameters["StripeApiBase"]}).v1
+    found: dict[str, list[Any]] = defaultdict(list)
+    for intent in client.payment_intents.list(params={"limit": 100}).auto_paging_iter():
+        if intent.customer in customers:
+            found[(intent.metadata or {}).get("idempotency_key", "")].append(intent)
+    return found
+
+
+def _attempts_and_emails(sim: Simulation, invoice: dict[str, Any], intents: dict[str, list[Any]],
+                         emails: list[Any], past_due: set[str]) -> list[str]:
+    problems = []
+    invoice_id, total = invoice["invoice_id"], int(invoice["total"])
+    count, attempts = int(invoice.get("attempt_count", 0)), invoice.get("attempts") or []
+    if count < 1 or len(attempts) != count:
+        return [f"I5 {invoice_id}: {count} attempts counted, {len(attempts)} recorded (the last run makes every due one)"]
+    for number, attempt in enumerate(attempts, start=1):
+        charged = intents.get(f"{invoice_id}#attempt-{number}", [])
+        if len(charged) > 1:
+            problems.append(f"I5 {invoice_id}: attempt {number} charged {len(charged)} times")
+        if any(int(intent.amount) != total for intent in charged):
+            problems.append(f"I5 {invoice_id}: attempt {number} charged another amount than {total}")
+        if attempt.get("succeeded") and not charged:
+            problems.append(f"I5 {invoice_id}: attempt {number} succeeded without a charge at the processor")
+    last_paid = bool(attempts[-1].get("succeeded"))
+    if (invoice["status"] == "paid") != last_paid or invoice["status"] not in ("paid", "payment_failed", "uncollectible"):
+        problems.append(f"I5 {invoice_id}: status {invoice['status']} after a last attempt that "
+                        f"{'paid' if last_paid else 'failed'}")
+    if (invoice_id in past_due) != (invoice["status"] in ("payment_failed", "uncollectible")):
+        problems.append(f"I5 {invoice_id}: status {invoice['status']} but past_due says {invoice_id in past_due}")
+    copies = sum(1 for message in emails if invoice_id in message.subject or invoice_id in message.body)
+    # a second copy only where a fault hit between SES taking this invoice's email and its record
+    unrecorded = sum(1 for subject in sim.faults.unrecorded_subjects if invoice_id in subject)
+    sent_all = invoice.get("emailed") == "sent" and int(invoice.get("email_attempt") or 0) == count
+    if not sent_all or not count <= copies <= count + unrecorded:
+        problems.append(f"I5 {invoice_id}: emailed={invoice.get('emailed')!r} for attempt "
+                        f"{invoice.get('email_attempt')} of {count}, {copies} emails ({unrecorded} faults "
+                        "between a send and its record)")
     return problems
