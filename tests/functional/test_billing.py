@@ -285,7 +285,7 @@ def test_a_card_is_valid_through_the_end_of_its_expiry_month(api, world, team, c
     close(api.stack, utc(2026, 2, 15, 1))
     assert invoices(api)["items"][0]["status"] == "paid"
     (message,) = emails()
-    assert message.subject.startswith("Invoice in_20260214_") and "2.50 USD" in message.subject
+    assert message.subject == "Invoice 1 for TEAM-A: 2.50 USD"
 
 
 def test_the_rendered_invoice_escapes_the_team_name_and_formats_money(api, world, team, clock):

@@ -33,7 +33,7 @@ def invoice(**changes) -> Invoice:
         timezone="America/Los_Angeles", lines=(InvoiceLine("minutes", 11, 250, 2750),), total=2750, currency="usd",
         status=PAID, issued_at=utc(2026, 3, 28, 8), team_name="TEAM-A", resource_name="Processing minutes",
         unit="processing minute", purchaser_user_id="alice", purchaser_email="alice@example.com",
-        payment_method=PaymentMethod("visa", "4242", 12, 2030), number=7, charge_unit_size=Decimal(20),
+        payment_method=PaymentMethod("pm_1", "visa", "4242", 12, 2030), number=7, charge_unit_size=Decimal(20),
         rolled_over_usage=Decimal(18), attempt_count=1,
         attempts=(Attempt(1, utc(2026, 3, 28, 8), True, "pi_1"),), paid_at=utc(2026, 3, 28, 8),
     )
