@@ -16,9 +16,8 @@
 
   // ------------------------------------------------------------------ state
 
-  var LOCAL_USER_KEY = "usage-ledger.local-user";
   var state = {
-    user: null, // the local identity shortcut's user (X-Local-User); a deployment signs in instead
+    user: null, // the signed-in user's id (web/auth.js: the token's sub, or the local runner's ?local_user=)
     me: null, // GET /v1/me: { user_id, teams: [{ team_id, name, roles }] }
     team: null, // the team of the current route
     roles: [],
@@ -302,23 +301,19 @@
     return "/v1/teams/" + encodeURIComponent(state.team) + suffix;
   }
 
-  /** The identity the page sends: the local runner's header shortcut. Sign-in replaces this one function. */
-  function identityHeaders() {
-    return state.user ? { "X-Local-User": state.user } : {};
-  }
-
-  /** The page's one fetch: identity, JSON or another Accept; resolves with the parsed body (or
-   * {body, headers} with options.withHeaders), rejects with ApiError (problem+json read). */
+  /** The page's one fetch: the signed-in identity (web/auth.js's Auth.fetch adds it: the Bearer
+   * token, or X-Local-User where the local runner's config allows ?local_user=), JSON or another
+   * Accept; resolves with the parsed body (or {body, headers} with options.withHeaders), rejects
+   * with ApiError (problem+json read). */
   function api(path, options) {
     options = options || {};
-    var headers = identityHeaders();
-    headers.Accept = options.accept || "application/json";
+    var headers = { Accept: options.accept || "application/json" };
     var init = { method: options.method || "GET", headers: headers, cache: "no-store" };
     if (options.body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(options.body);
     }
-    return fetch(path, init).then(
+    return Auth.fetch(path, init).then(
       function (response) {
         if (response.status === 204) return null;
         var type = response.headers.get("Content-Type") || "";
@@ -392,7 +387,7 @@
     }
     select.value = state.team || "";
     select.disabled = teams.length < 1;
-    $("who").textContent = state.me ? "Signed in as " + state.me.user_id + (state.team ? " · " + rolesText(state.roles) + " in this team" : "") : "";
+    $("who").textContent = state.me && state.team ? "Your role in this team: " + rolesText(state.roles) : "";
 
     var tabs = $("tabs");
     replace(tabs);
@@ -1333,19 +1328,11 @@
   }
 
   function start() {
-    var saved = null;
-    try { saved = window.localStorage.getItem(LOCAL_USER_KEY); } catch (error) { saved = null; }
-    state.user = saved || "alice";
-    $("user-input").value = state.user;
-    $("user-input").addEventListener("change", function (event) {
-      var user = event.target.value.trim();
-      if (!/^[A-Za-z0-9_.@-]{1,128}$/.test(user)) return;
-      state.user = user;
+    $("context-form").addEventListener("submit", function (event) { // Refresh: the view again, from the API
+      event.preventDefault();
       state.me = null;
-      try { window.localStorage.setItem(LOCAL_USER_KEY, user); } catch (error) { /* private mode: this tab only */ }
-      go("#/", false);
+      render();
     });
-    $("context-form").addEventListener("submit", function (event) { event.preventDefault(); });
     $("team-select").addEventListener("change", function (event) {
       var view = state.route && VIEWS.indexOf(state.route.view) >= 0 ? state.route.view : "balances";
       go(link(event.target.value, view));
@@ -1358,6 +1345,14 @@
     render();
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  /** Signed in first (web/auth.js: the user, or off to the issuer and back to this route). */
+  function signedIn() {
+    Auth.ready().then(function (user) {
+      state.user = user.sub;
+      start();
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", signedIn);
+  else signedIn();
 })();

@@ -6,7 +6,9 @@ that is already up instead of starting one; SAVE_SCREENSHOT=1 writes docs/screen
 
 Every view is opened by its URL (domain/links.py's scheme, the one the emails use), as each of
 the demo's roles: alice (primary admin), bob (secondary admin), hana (hub admin), carl (no role).
-The local identity shortcut (X-Local-User, kept in localStorage) stands in for sign-in here.
+Signing in is the local runner's header shortcut (web/auth.js: `?local_user=<id>` where config.json's
+localUserHeader allows it, kept for the tab; the page then sends X-Local-User through Auth.fetch);
+tests/browser/test_sign_in.py signs in through the OIDC provider for real.
 """
 
 from __future__ import annotations
@@ -117,9 +119,12 @@ def settled(driver: WebDriver) -> bool:
 
 
 def sign_in(driver: WebDriver, base_url: str, user: str) -> None:
-    """The local identity shortcut: the page sends X-Local-User with the user kept in localStorage."""
-    driver.get(f"{base_url}/")
-    driver.execute_script("localStorage.setItem('usage-ledger.local-user', arguments[0])", user)
+    """The local runner's header shortcut (?local_user=): auth.js keeps the user for this tab, so the
+    links opened next (without it) are opened as that user."""
+    driver.get("about:blank")
+    driver.get(f"{base_url}/?local_user={user}#/")
+    wait(driver).until(lambda d: f"Signed in as {user}" in d.find_element(By.ID, "auth-status").text)
+    wait(driver).until(settled)
 
 
 def open_link(driver: WebDriver, url: str) -> None:
@@ -178,7 +183,8 @@ def invoice(base_url: str) -> dict[str, Any]:
     """The demo's Pay as You Go cycle closed (`make invoice`): the newest invoice."""
     items = api(base_url, f"/v1/teams/{TEAM}/invoices")["items"]
     if not items:
-        assert close_demo_cycle(base_url)["result"]["invoiced"] == 1
+        closed = close_demo_cycle(base_url)  # the job fans out to its workers; the runner drains them
+        assert len(closed["invoices"]) == 1, closed
         items = api(base_url, f"/v1/teams/{TEAM}/invoices")["items"]
     return items[0]
 
