@@ -440,6 +440,9 @@ def test_requests_per_payment_route(api, world, failed_invoice, dynamodb_calls):
     # member, subscription id guard, subscription; the purchaser who is not a primary_admin: +2 (the guard's lookup)
     assert len(count(lambda: setup_intent(api, as_=ALICE))) == 3
     assert len(count(lambda: setup_intent(api, as_=PAT))) == 5
+    # reading the card: the same three (five for the purchaser), no processor call
+    assert len(count(lambda: current_card(api, as_=ALICE))) == 3
+    assert len(count(lambda: current_card(api, as_=PAT))) == 5
     # pay now: member, invoice (guard), the attempt's claim, the subscription's current card, the attempt
     # recorded (one transaction: invoice, due index, past_due set, email claim), the email marked sent
     assert count(lambda: pay(api, invoice_id, as_=ALICE)) == [
