@@ -16,9 +16,8 @@
 
   // ------------------------------------------------------------------ state
 
-  var LOCAL_USER_KEY = "usage-ledger.local-user";
   var state = {
-    user: null, // the local identity shortcut's user (X-Local-User); a deployment signs in instead
+    user: null, // the signed-in user's id (web/auth.js: the token's sub, or the local runner's ?local_user=)
     me: null, // GET /v1/me: { user_id, teams: [{ team_id, name, roles }] }
     team: null, // the team of the current route
     roles: [],
@@ -302,23 +301,19 @@
     return "/v1/teams/" + encodeURIComponent(state.team) + suffix;
   }
 
-  /** The identity the page sends: the local runner's header shortcut. Sign-in replaces this one function. */
-  function identityHeaders() {
-    return state.user ? { "X-Local-User": state.user } : {};
-  }
-
-  /** The page's one fetch: identity, JSON or another Accept; resolves with the parsed body (or
-   * {body, headers} with options.withHeaders), rejects with ApiError (problem+json read). */
+  /** The page's one fetch: the signed-in identity (web/auth.js's Auth.fetch adds it: the Bearer
+   * token, or X-Local-User where the local runner's config allows ?local_user=), JSON or another
+   * Accept; resolves with the parsed body (or {body, headers} with options.withHeaders), rejects
+   * with ApiError (problem+json read). */
   function api(path, options) {
     options = options || {};
-    var headers = identityHeaders();
-    headers.Accept = options.accept || "application/json";
+    var headers = { Accept: options.accept || "application/json" };
     var init = { method: options.method || "GET", headers: headers, cache: "no-store" };
     if (options.body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(options.body);
     }
-    return fetch(path, init).then(
+    return Auth.fetch(path, init).then(
       function (response) {
         if (response.status === 204) return null;
         var type = response.headers.get("Content-Type") || "";
@@ -392,7 +387,7 @@
     }
     select.value = state.team || "";
     select.disabled = teams.length < 1;
-    $("who").textContent = state.me ? "Signed in as " + state.me.user_id + (state.team ? " · " + rolesText(state.roles) + " in this team" : "") : "";
+    $("who").textContent = state.me && state.team ? "Your role in this team: " + rolesText(state.roles) : "";
 
     var tabs = $("tabs");
     replace(tabs);
@@ -1222,7 +1217,8 @@
 
   function viewPayment(view, generation, route) {
     var box = section("payment", "Payment method");
-    box.appendChild(el("p", { class: "note" }, "Pay as You Go subscriptions are charged to their payment method when a billing cycle closes. Their current cycles:"));
+    box.appendChild(el("p", { class: "note" }, "Pay as You Go subscriptions are charged to their card when a billing cycle closes. " +
+      "A failed charge is retried 1, 3, 5 and 7 days later; a new card is charged at once for every failed invoice."));
     var container = el("div", { id: "payment", class: "cards", "aria-busy": "true" }, el("p", { class: "loading" }, "Loading…"));
     box.appendChild(container);
     replace(view, box);
@@ -1237,15 +1233,162 @@
         return;
       }
       replace(container, payg.map(function (card) {
-        var subs = (card.subscriptions || []).filter(function (sub) { return sub.type === "payg"; });
-        return el("article", { class: "card", "data-resource-id": card.resource_id },
+        var subs = (card.subscriptions || []).filter(function (sub) { return sub.type === "payg" && (!route.item || sub.subscription_id === route.item); });
+        return el("article", { class: "card card--wide", "data-resource-id": card.resource_id },
           el("header", { class: "card__head" }, el("h3", { class: "card__title" }, card.display_name || card.resource_id), el("span", { class: "kind" }, "Pay as You Go")),
-          el("p", null, subs.map(function (sub) { return el("span", { class: "chip", "data-subscription-id": sub.subscription_id }, "Subscription " + sub.subscription_id); })),
-          paygBlock(card.payg, (card.charge_unit_size || 1) > 1 ? "charged unit" : card.unit)
+          paygBlock(card.payg, (card.charge_unit_size || 1) > 1 ? "charged unit" : card.unit),
+          subs.map(function (sub) {
+            var panel = el("div", { class: "payment-panel", "data-payment-for": sub.subscription_id, "aria-busy": "true" }, el("p", { class: "loading" }, "Loading the card…"));
+            var holder = el("div", { class: "payment-sub" },
+              el("p", null, el("span", { class: "chip", "data-subscription-id": sub.subscription_id }, "Subscription " + sub.subscription_id)),
+              panel);
+            drawPaymentPanel(panel, sub.subscription_id, generation, null);
+            return holder;
+          })
         );
       }));
     }, function (error) {
       if (generation === state.generation) replace(container, errorBox(error, "Balances could not be loaded"));
+    });
+  }
+
+  function subscriptionPath(subscriptionId, suffix) {
+    return teamPath("/subscriptions/" + encodeURIComponent(subscriptionId) + "/payment-method" + (suffix || ""));
+  }
+
+  function cardText(card) {
+    if (!card) return "No card saved.";
+    var brand = String(card.brand || "card");
+    return brand.charAt(0).toUpperCase() + brand.slice(1) + " ending in " + card.last4 + ", expires " +
+      String(card.exp_month).padStart(2, "0") + "/" + card.exp_year;
+  }
+
+  /** One payg subscription: its card and "Update card" (purchaser or primary admin; others are told
+   * why not), then its invoices with status, next attempt and "Pay now" for the failed ones. */
+  function drawPaymentPanel(panel, subscriptionId, generation, message) {
+    loading(panel, "Loading the card…");
+    var cardRead = api(teamPath("/subscriptions/" + encodeURIComponent(subscriptionId))).then(function (body) { return { body: body }; }, function (error) { return { error: error }; });
+    var invoicesRead = api(teamPath("/invoices?limit=100")).then(function (body) {
+      return ((body && body.items) || []).filter(function (invoice) { return invoice.subscription_id === subscriptionId; });
+    }, function (error) { return error; });
+    return Promise.all([cardRead, invoicesRead]).then(function (results) {
+      if (generation !== state.generation) return;
+      var card = results[0];
+      var invoices = results[1];
+      var mayPay = !!card.body;
+      var top;
+      if (card.body) {
+        var pm = card.body.payment_method;
+        top = el("div", { class: "payment-card" },
+          el("p", { class: "payment-card__text", "data-payment-method-id": pm ? pm.id : null }, cardText(pm)),
+          card.body.purchaser_user_id ? el("p", { class: "hint" }, "Purchaser: " + card.body.purchaser_user_id) : null,
+          el("button", { type: "button", class: "button button--small payment-update", onclick: function (event) {
+            startCardUpdate(panel, subscriptionId, generation, event.target);
+          } }, "Update card"),
+          el("div", { class: "payment-form-slot" }));
+      } else if (card.error && card.error.status === 403) {
+        top = el("p", { class: "payment-absent explain-inline" }, "The card is shown only to the subscription's purchaser and the team's primary admins: " +
+          "they can update it and pay failed invoices. Ask one of them if a payment failed.");
+      } else {
+        top = errorBox(card.error, "The card could not be loaded");
+      }
+      var rows = Array.isArray(invoices) ? paymentInvoices(invoices, mayPay, panel, subscriptionId, generation)
+        : errorBox(invoices, "Invoices could not be loaded");
+      replace(panel, message ? el("div", { class: "payment-message " + message.kind, role: "status" }, message.text) : null, top, rows);
+    });
+  }
+
+  function paymentInvoices(invoices, mayPay, panel, subscriptionId, generation) {
+    if (!invoices.length) return el("p", { class: "empty" }, "No invoices for this subscription yet.");
+    return el("div", { class: "table-wrap" }, el("table", { class: "table payment-invoices" },
+      el("caption", { class: "visually-hidden" }, "Invoices of subscription " + subscriptionId + ", newest first"),
+      el("thead", null, el("tr", null,
+        el("th", { scope: "col" }, "Invoice"), el("th", { scope: "col", class: "num" }, "Total"), el("th", { scope: "col" }, "Status"),
+        el("th", { scope: "col" }, "Next attempt"), el("th", { scope: "col" }, el("span", { class: "visually-hidden" }, "Actions")))),
+      el("tbody", null, invoices.map(function (invoice) {
+        var status = INVOICE_STATUS[invoice.status] || [String(invoice.status || "–"), "low"];
+        var failed = invoice.status === "payment_failed" || invoice.status === "uncollectible";
+        return el("tr", { "data-invoice-id": invoice.invoice_id, "data-status": invoice.status },
+          el("td", null, el("a", { href: link(state.team, "invoices", invoice.invoice_id) }, "No. " + (invoice.number || invoice.invoice_id)),
+            el("span", { class: "sub" }, date(invoice.period_start) + " – " + date(invoice.period_end))),
+          el("td", { class: "num" }, money(invoice.total, invoice.currency)),
+          el("td", null, el("span", { class: "status status--" + status[1] }, status[0]),
+            el("span", { class: "sub" }, invoice.attempt_count + " attempt" + (invoice.attempt_count === 1 ? "" : "s") +
+              (invoice.paid_at ? " · paid " + dateTime(invoice.paid_at) : ""))),
+          el("td", { class: "next-attempt" }, invoice.next_payment_attempt ? dateTime(invoice.next_payment_attempt)
+            : invoice.status === "uncollectible" ? "None: no more automatic attempts" : "–"),
+          el("td", { class: "actions" }, failed && mayPay ? el("button", { type: "button", class: "button button--small invoice-pay", onclick: function (event) {
+            event.target.disabled = true;
+            api(teamPath("/invoices/" + encodeURIComponent(invoice.invoice_id) + "/pay"), { method: "POST" }).then(function (paid) {
+              var text = paid.status === "paid" ? "Invoice No. " + (paid.number || paid.invoice_id) + " is paid." : "The charge for invoice No. " + (paid.number || paid.invoice_id) + " failed again (" + (INVOICE_STATUS[paid.status] || [paid.status])[0] + "). Update the card, then pay.";
+              drawPaymentPanel(panel, subscriptionId, generation, { kind: paid.status === "paid" ? "success" : "error", text: text });
+            }, function (error) {
+              event.target.disabled = false;
+              panel.insertBefore(errorBox(error, "The payment could not be made"), panel.firstChild);
+            });
+          } }, "Pay now") : null));
+      }))));
+  }
+
+  var stripeJs = null;
+  /** Stripe.js from config.json's stripeJsUrl (Stripe's, or localstripe's stand-in locally), once. */
+  function loadStripeJs() {
+    if (!stripeJs) {
+      stripeJs = fetch("web/config.json", { cache: "no-store" }).then(function (response) { return response.json(); }).then(function (config) {
+        if (!config.stripeJsUrl) throw new Error("This deployment has no payment processor configured.");
+        return new Promise(function (resolve, reject) {
+          var script = document.createElement("script");
+          script.src = config.stripeJsUrl;
+          script.onload = function () { resolve(window.Stripe); };
+          script.onerror = function () { reject(new Error("Stripe.js could not be loaded from " + config.stripeJsUrl)); };
+          document.head.appendChild(script);
+        });
+      });
+      stripeJs.catch(function () { stripeJs = null; });
+    }
+    return stripeJs;
+  }
+
+  function startCardUpdate(panel, subscriptionId, generation, button) {
+    var slot = panel.querySelector(".payment-form-slot");
+    button.disabled = true;
+    replace(slot, el("p", { class: "loading" }, "Preparing the card form…"));
+    Promise.all([loadStripeJs(), api(subscriptionPath(subscriptionId, "/setup"), { method: "POST" })]).then(function (ready) {
+      if (generation !== state.generation) return;
+      var setup = ready[1];
+      var stripe = ready[0](setup.publishable_key);
+      var mount = el("div", { class: "payment-element", id: "card-element-" + subscriptionId.replace(/[^A-Za-z0-9_-]/g, "_") });
+      var note = el("div", { class: "payment-form-message", "aria-live": "polite" });
+      var save = el("button", { type: "submit", class: "button payment-save" }, "Save card");
+      var form = el("form", { class: "payment-form", novalidate: true }, el("p", { class: "hint" }, "The new card is saved for this subscription, and every failed invoice of it is charged to it at once."),
+        mount, el("div", { class: "form-actions" }, save,
+          el("button", { type: "button", class: "button button--ghost", onclick: function () { drawPaymentPanel(panel, subscriptionId, generation, null); } }, "Cancel")), note);
+      replace(slot, form);
+      var card = stripe.elements().create("card");
+      card.mount(mount);
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        save.disabled = true;
+        replace(note, el("p", { class: "loading" }, "Saving the card…"));
+        stripe.confirmCardSetup(setup.client_secret, { payment_method: { card: card } }).then(function (result) {
+          if (result.error) throw new ApiError(0, { title: "The card was not accepted", detail: result.error.message || String(result.error) });
+          var pm = result.setupIntent.payment_method;
+          return api(subscriptionPath(subscriptionId), { method: "PUT", body: { payment_method: typeof pm === "string" ? pm : pm.id } });
+        }).then(function (saved) {
+          var retried = saved.retried_invoices || [];
+          var paid = retried.filter(function (item) { return item.status === "paid"; }).length;
+          var text = "Card saved: " + cardText(saved.payment_method) + "." + (retried.length
+            ? " " + retried.length + " failed invoice" + (retried.length === 1 ? " was" : "s were") + " charged to it: " + paid + " paid."
+            : "");
+          drawPaymentPanel(panel, subscriptionId, generation, { kind: paid === retried.length ? "success" : "error", text: text });
+        }, function (error) {
+          save.disabled = false;
+          replace(note, errorBox(error, "The card could not be saved"));
+        });
+      });
+    }, function (error) {
+      button.disabled = false;
+      replace(slot, errorBox(error, "The card form could not be opened"));
     });
   }
 
@@ -1333,19 +1476,11 @@
   }
 
   function start() {
-    var saved = null;
-    try { saved = window.localStorage.getItem(LOCAL_USER_KEY); } catch (error) { saved = null; }
-    state.user = saved || "alice";
-    $("user-input").value = state.user;
-    $("user-input").addEventListener("change", function (event) {
-      var user = event.target.value.trim();
-      if (!/^[A-Za-z0-9_.@-]{1,128}$/.test(user)) return;
-      state.user = user;
+    $("context-form").addEventListener("submit", function (event) { // Refresh: the view again, from the API
+      event.preventDefault();
       state.me = null;
-      try { window.localStorage.setItem(LOCAL_USER_KEY, user); } catch (error) { /* private mode: this tab only */ }
-      go("#/", false);
+      render();
     });
-    $("context-form").addEventListener("submit", function (event) { event.preventDefault(); });
     $("team-select").addEventListener("change", function (event) {
       var view = state.route && VIEWS.indexOf(state.route.view) >= 0 ? state.route.view : "balances";
       go(link(event.target.value, view));
@@ -1358,6 +1493,14 @@
     render();
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  /** Signed in first (web/auth.js: the user, or off to the issuer and back to this route). */
+  function signedIn() {
+    Auth.ready().then(function (user) {
+      state.user = user.sub;
+      start();
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", signedIn);
+  else signedIn();
 })();

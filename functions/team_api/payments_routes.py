@@ -9,13 +9,27 @@ from usage_ledger.domain.access import Action
 from usage_ledger.http.api import json_response
 from usage_ledger.http.identity import TeamRouter
 from usage_ledger.http.params import PathId
-from usage_ledger.http.responses import Invoice, PaymentMethodAnswer, SetupIntentAnswer, ok
+from usage_ledger.http.responses import (
+    CurrentPaymentMethod,
+    Invoice,
+    PaymentMethodAnswer,
+    SetupIntentAnswer,
+    ok,
+)
 from usage_ledger.http.schemas import PaymentMethodUpdateBody
 
 routes = TeamRouter()  # each route names its action; the guard checks it before validation
 router = routes.router
 UNAVAILABLE = {503: {"description": "The payment processor is unavailable; nothing was written. Retry after "
                                     "the Retry-After header's seconds."}}
+
+
+# not GET .../payment-method: the producers' policy (GET /v1/teams/*/entitlements/*, where IAM's *
+# spans slashes) would match a subscription named "entitlements" there
+@routes.get("/v1/teams/<team_id>/subscriptions/<subscription_id>", Action.PAY,
+            responses=ok(CurrentPaymentMethod))
+def get_payment_method(team_id: PathId, subscription_id: PathId):
+    return json_response(container().payment_methods.show(team_id, subscription_id))
 
 
 @routes.post("/v1/teams/<team_id>/subscriptions/<subscription_id>/payment-method/setup", Action.PAY,

@@ -6,7 +6,9 @@ that is already up instead of starting one; SAVE_SCREENSHOT=1 writes docs/screen
 
 Every view is opened by its URL (domain/links.py's scheme, the one the emails use), as each of
 the demo's roles: alice (primary admin), bob (secondary admin), hana (hub admin), carl (no role).
-The local identity shortcut (X-Local-User, kept in localStorage) stands in for sign-in here.
+Signing in is the local runner's header shortcut (web/auth.js: `?local_user=<id>` where config.json's
+localUserHeader allows it, kept for the tab; the page then sends X-Local-User through Auth.fetch);
+tests/browser/test_sign_in.py signs in through the OIDC provider for real.
 """
 
 from __future__ import annotations
@@ -117,9 +119,12 @@ def settled(driver: WebDriver) -> bool:
 
 
 def sign_in(driver: WebDriver, base_url: str, user: str) -> None:
-    """The local identity shortcut: the page sends X-Local-User with the user kept in localStorage."""
-    driver.get(f"{base_url}/")
-    driver.execute_script("localStorage.setItem('usage-ledger.local-user', arguments[0])", user)
+    """The local runner's header shortcut (?local_user=): auth.js keeps the user for this tab, so the
+    links opened next (without it) are opened as that user."""
+    driver.get("about:blank")
+    driver.get(f"{base_url}/?local_user={user}#/")
+    wait(driver).until(lambda d: f"Signed in as {user}" in d.find_element(By.ID, "auth-status").text)
+    wait(driver).until(settled)
 
 
 def open_link(driver: WebDriver, url: str) -> None:
@@ -178,7 +183,8 @@ def invoice(base_url: str) -> dict[str, Any]:
     """The demo's Pay as You Go cycle closed (`make invoice`): the newest invoice."""
     items = api(base_url, f"/v1/teams/{TEAM}/invoices")["items"]
     if not items:
-        assert close_demo_cycle(base_url)["result"]["invoiced"] == 1
+        closed = close_demo_cycle(base_url)  # the job fans out to its workers; the runner drains them
+        assert len(closed["invoices"]) == 1, closed
         items = api(base_url, f"/v1/teams/{TEAM}/invoices")["items"]
     return items[0]
 
@@ -489,6 +495,90 @@ def test_no_user_is_hard_coded_in_the_page() -> None:
         text = (ROOT / path).read_text()
         for user in ("bob", "hana", "carl"):
             assert f'"{user}"' not in text and f">{user}<" not in text, (path, user)
+
+
+# ------------------------------------------------------------------------------ settings: payment method
+
+
+def _declined_team(base_url: str) -> tuple[str, str, dict[str, Any]]:
+    """A team of its own (the demo's invoices stay as they are) whose Pay as You Go card attaches and
+    then declines (4000000000000341): its closed cycle's invoice is payment_failed. Returns the team,
+    the subscription and the invoice."""
+    from datetime import UTC, datetime, timedelta
+
+    from infra.localstripe import CARD_DECLINED_ON_CHARGE, create_card
+
+    team, subscription = f"team-pay-{uuid.uuid4().hex[:8]}", f"sub-pay-{uuid.uuid4().hex[:8]}"
+    stripe_base = call(base_url, "GET", "/web/config.json").body["stripeJsUrl"].removesuffix("/js.stripe.com/v3/")
+    assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True, body={"name": "Pay Team"}).status in (200, 201)
+    for user, roles in (("alice", ["primary_admin"]), ("bob", ["secondary_admin"])):
+        member = {"email": f"{user}@example.com", "roles": roles, "full_access": False}
+        assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True, body=member).status in (200, 201)
+    now = datetime.now(UTC).replace(microsecond=0)
+    purchased = (now - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    grant = {"subscription_id": subscription, "resource_id": "processing-minutes", "type": "payg", "starts_at": purchased,
+             "purchased_at": purchased, "timezone": "UTC", "unit_amount": 250, "currency": "usd",
+             "purchaser_user_id": "alice",
+             "payment_method": {"id": create_card(stripe_base, CARD_DECLINED_ON_CHARGE)}}
+    created = call(base_url, "POST", f"/v1/admin/teams/{team}/subscriptions", operator=True, body=grant)
+    assert created.status in (200, 201), created.body
+    event = {"specversion": "1.0", "id": f"pay-{uuid.uuid4().hex}", "source": "urn:usage-ledger:browser-test",
+             "type": "usage.recorded", "subject": team, "time": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "datacontenttype": "application/json",
+             "data": {"resource_id": "processing-minutes", "quantity": 30, "user_id": "alice"}}
+    posted = call(base_url, "POST", "/v1/events", operator=True, body=[event], content_type="application/cloudevents-batch+json")
+    assert posted.status == 202, posted.body
+    assert call(base_url, "POST", "/_local/drain").status == 200
+    payg = api(base_url, f"/v1/teams/{team}/balances/processing-minutes")["payg"]
+    end = datetime.fromisoformat(payg["cycle_end"]).replace(hour=12, tzinfo=UTC) + timedelta(days=2)
+    ran = call(base_url, "POST", "/_local/run/CloseBillingCyclesFunction", body={"time": end.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert ran.status == 200, ran.body
+    [invoice] = api(base_url, f"/v1/teams/{team}/invoices")["items"]
+    assert invoice["status"] == "payment_failed" and invoice["next_payment_attempt"], invoice
+    return team, subscription, invoice
+
+
+def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: WebDriver, base_url: str) -> None:
+    team, subscription, invoice = _declined_team(base_url)
+    sign_in(driver, base_url, "alice")
+    open_link(driver, payment_method_link(base_url, team, subscription))
+    panel = visible(driver, f'#payment [data-payment-for="{subscription}"]')
+    wait(driver).until(lambda d: panel.get_attribute("aria-busy") == "false")
+    assert panel.find_element(By.CSS_SELECTOR, ".payment-card__text").text.endswith("ending in 0341, expires 12/2030")
+    row = panel.find_element(By.CSS_SELECTOR, f'tr[data-invoice-id="{invoice["invoice_id"]}"]')
+    assert row.get_attribute("data-status") == "payment_failed"
+    assert f"No. {invoice['number']}" in row.text and "Payment failed" in row.text
+    assert row.find_element(By.CSS_SELECTOR, ".next-attempt").text not in ("", "–")
+    assert row.find_element(By.CSS_SELECTOR, ".invoice-pay").text == "Pay now"
+
+    # Pay now on the same declining card: still failed, and said so
+    row.find_element(By.CSS_SELECTOR, ".invoice-pay").click()
+    message = visible(driver, f'[data-payment-for="{subscription}"] .payment-message')
+    assert "failed again" in message.text
+    assert api(base_url, f"/v1/teams/{team}/invoices/{invoice['invoice_id']}")["attempt_count"] == invoice["attempt_count"] + 1
+
+    # a new card through Stripe.js (localstripe's stand-in): the failed invoice is charged to it
+    driver.find_element(By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] .payment-update').click()
+    form = visible(driver, f'[data-payment-for="{subscription}"] .payment-form')
+    for field, value in (("number", "4242424242424242"), ("exp_month", "11"), ("exp_year", "31"), ("cvc", "123"),
+                         ("postal_code", "94107")):
+        form.find_element(By.CSS_SELECTOR, f'input[placeholder="{field}"]').send_keys(value)
+    form.find_element(By.CSS_SELECTOR, ".payment-save").click()
+    message = visible(driver, f'[data-payment-for="{subscription}"] .payment-message.success', seconds=40)
+    assert "ending in 4242, expires 11/2031" in message.text and "1 paid" in message.text
+    row = driver.find_element(By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] tr[data-invoice-id="{invoice["invoice_id"]}"]')
+    assert row.get_attribute("data-status") == "paid" and "Paid" in row.text
+    assert not row.find_elements(By.CSS_SELECTOR, ".invoice-pay")
+    assert api(base_url, f"/v1/teams/{team}/invoices/{invoice['invoice_id']}")["status"] == "paid"
+    assert console_errors(driver) == []
+
+    # a secondary admin sees the invoices but not the card, and is told why
+    sign_in(driver, base_url, "bob")
+    open_link(driver, payment_method_link(base_url, team, subscription))
+    absent = visible(driver, f'[data-payment-for="{subscription}"] .payment-absent')
+    assert "purchaser" in absent.text and "primary admin" in absent.text
+    assert not driver.find_elements(By.CSS_SELECTOR, ".payment-update, .invoice-pay")
+    assert driver.find_element(By.CSS_SELECTOR, f'tr[data-invoice-id="{invoice["invoice_id"]}"]').get_attribute("data-status") == "paid"
 
 
 # ------------------------------------------------------------------------------ screenshots

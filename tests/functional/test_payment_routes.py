@@ -152,6 +152,42 @@ def test_setup_returns_the_client_secret_of_a_setup_intent_for_the_subscriptions
     assert intent.customer == subscription().customer_id and intent.customer
 
 
+# ------------------------------------------------------------------ reading the card
+
+
+def current_card(api, as_=PAT, subscription_id=SUBSCRIPTION, team_id=TEAM):
+    return api.get(f"{base(team_id)}/subscriptions/{subscription_id}", as_=as_)
+
+
+def test_the_current_card_is_read_as_saved_and_follows_an_update(api, world, team):
+    from usage_ledger.service.operator import subscription_view
+
+    payg(world)
+    reply = current_card(api)
+    assert reply.status == 200, reply.text
+    assert reply.json == {"subscription_id": SUBSCRIPTION, "resource_id": "minutes", "purchaser_user_id": "pat",
+                          "payment_method": subscription_view(subscription())["payment_method"]}
+    assert reply.json["payment_method"]["last4"] == "4242"
+    new_card = world.card(OTHER_CARD, exp_month=7, exp_year=2031)
+    assert update_card(api, new_card).status == 200
+    assert current_card(api, as_=ALICE).json["payment_method"] == {
+        "id": new_card, "brand": "visa", "last4": "4444", "exp_month": 7, "exp_year": 2031}
+
+
+@pytest.mark.parametrize("who, status", [(PAT, 200), (ALICE, 200), (SAM, 403), (HUB, 403), (STRANGER, 404)],
+                         ids=["purchaser", "primary_admin", "secondary_admin", "hub_admin", "non-member"])
+def test_only_the_purchaser_or_a_primary_admin_reads_the_card(api, world, team, who, status):
+    payg(world)
+    reply = current_card(api, as_=who)
+    if status == 200:
+        assert reply.status == 200, reply.text
+    else:
+        problem(reply, status)
+    world.subscription(TEAM, "minutes", "flex", subscription_id="flex-1", quantity=10)
+    problem(current_card(api, as_=ALICE, subscription_id="flex-1"), 404)
+    problem(current_card(api, as_=SAM, subscription_id="flex-1"), 403)
+
+
 # ------------------------------------------------------------------ updating the card
 
 
@@ -404,6 +440,9 @@ def test_requests_per_payment_route(api, world, failed_invoice, dynamodb_calls):
     # member, subscription id guard, subscription; the purchaser who is not a primary_admin: +2 (the guard's lookup)
     assert len(count(lambda: setup_intent(api, as_=ALICE))) == 3
     assert len(count(lambda: setup_intent(api, as_=PAT))) == 5
+    # reading the card: the same three (five for the purchaser), no processor call
+    assert len(count(lambda: current_card(api, as_=ALICE))) == 3
+    assert len(count(lambda: current_card(api, as_=PAT))) == 5
     # pay now: member, invoice (guard), the attempt's claim, the subscription's current card, the attempt
     # recorded (one transaction: invoice, due index, past_due set, email claim), the email marked sent
     assert count(lambda: pay(api, invoice_id, as_=ALICE)) == [

@@ -125,6 +125,8 @@ ENTRIES: dict[str, Entry] = {
         VALID, Variant("html", headers={"accept": "text/html"}))),
     "GET /v1/teams/{team_id}/members": Entry(ADMINS, 200, (
         VALID, Variant("bad-limit", query="limit=101"), Variant("bad-cursor", query="cursor=garbage"))),
+    "GET /v1/teams/{team_id}/subscriptions/{subscription_id}": Entry(PAYERS, 200, (
+        VALID, Variant("malformed-id", path={"subscription_id": "-bad id"}))),
     "POST /v1/teams/{team_id}/subscriptions/{subscription_id}/payment-method/setup": Entry(
         PAYERS, 200, (VALID, Variant("malformed-id", path={"subscription_id": "-bad id"})), writes=False),
     "PUT /v1/teams/{team_id}/subscriptions/{subscription_id}/payment-method": Entry(PAYERS, 200, (

@@ -24,6 +24,7 @@ def page_environment(monkeypatch):
         monkeypatch.setenv(name, str(STACK.resolve(value)))
     monkeypatch.delenv("LAMBDA_TASK_ROOT", raising=False)
     monkeypatch.delenv("USAGE_LEDGER_LOCAL_USER_HEADER", raising=False)
+    monkeypatch.delenv("STRIPE_API_BASE", raising=False)  # a global of the template: the tests below set it
 
 
 def get(path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -98,3 +99,25 @@ def test_in_lambda_the_files_are_the_functions_code(monkeypatch, tmp_path):
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
     assert body(get("/")) == b"<!doctype html><title>deployed</title>"
     assert get("/web/app.js")["statusCode"] == 404
+
+
+@pytest.mark.parametrize("api_base, js_url, script_src, connect_src", [
+    ("https://api.stripe.com", "https://js.stripe.com/v3/", "'self' https://js.stripe.com",
+     "'self' https://login.test https://api.stripe.com https:"),
+    ("http://127.0.0.1:8420/", "http://127.0.0.1:8420/js.stripe.com/v3/", "'self' http://127.0.0.1:8420",
+     "'self' https://login.test http://127.0.0.1:8420 https:"),
+])
+def test_stripe_js_is_named_in_the_config_and_allowed_by_the_csp(monkeypatch, api_base, js_url, script_src,
+                                                                  connect_src):
+    """The template's StripeApiBase (a global variable): Stripe's own Stripe.js, or localstripe's copy."""
+    monkeypatch.setenv("STRIPE_API_BASE", api_base)
+    assert json.loads(body(get("/web/config.json")))["stripeJsUrl"] == js_url
+    csp = get("/")["headers"]["Content-Security-Policy"]
+    assert f"script-src {script_src};" in csp and f"connect-src {connect_src};" in csp
+    assert f"frame-src {script_src.removeprefix(chr(39) + 'self' + chr(39) + ' ')};" in csp
+
+
+def test_without_a_stripe_api_base_the_page_loads_no_stripe_js(monkeypatch):
+    monkeypatch.delenv("STRIPE_API_BASE", raising=False)
+    assert json.loads(body(get("/web/config.json")))["stripeJsUrl"] is None
+    assert "frame-src" not in get("/")["headers"]["Content-Security-Policy"]

@@ -42,19 +42,40 @@ def page_config() -> dict[str, Any]:
         "scope": "openid",
         "apiBase": "",
         "stripePublishableKey": os.environ.get("STRIPE_PUBLISHABLE_KEY") or None,
+        "stripeJsUrl": stripe_js_url(os.environ.get("STRIPE_API_BASE", "")),
         "localUserHeader": os.environ.get(LOCAL_USER_HEADER_ENV) == "1",
     }
 
 
-def content_security_policy(issuer: str) -> str:
-    """The page's CSP: scripts and styles from itself; fetches to itself and the issuer (discovery,
-    token endpoint; a provider whose token endpoint is on another https host, as Cognito's domain
-    is, needs `https:`)."""
-    parts = urlsplit(issuer)
-    issuer_origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
-    connect = " ".join(item for item in ("'self'", issuer_origin, "https:") if item)
-    return ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-            f"connect-src {connect}; object-src 'none'; base-uri 'none'; form-action 'none'; "
+STRIPE_API = "https://api.stripe.com"
+STRIPE_JS = "https://js.stripe.com/v3/"
+
+
+def stripe_js_url(api_base: str) -> str | None:
+    """Stripe.js for the template's StripeApiBase: Stripe's own for Stripe, else the stand-in's copy
+    (localstripe serves it at <base>/js.stripe.com/v3/ and sends its calls to that base)."""
+    base = api_base.rstrip("/")
+    if not base:
+        return None
+    return STRIPE_JS if base == STRIPE_API else base + "/js.stripe.com/v3/"
+
+
+def _origin(url: str | None) -> str:
+    parts = urlsplit(url or "")
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def content_security_policy(issuer: str, stripe_js: str | None = None) -> str:
+    """The page's CSP: scripts and styles from itself and Stripe.js's origin; fetches to itself, the
+    issuer (discovery, token endpoint; a provider whose token endpoint is on another https host, as
+    Cognito's domain is, needs `https:`) and the Stripe API; Stripe.js's frames (real Stripe only)."""
+    stripe_origin = _origin(stripe_js)
+    stripe_api = STRIPE_API if stripe_js == STRIPE_JS else stripe_origin
+    connect = " ".join(item for item in dict.fromkeys(("'self'", _origin(issuer), stripe_api, "https:")) if item)
+    script = " ".join(item for item in ("'self'", stripe_origin) if item)
+    frame = f"frame-src {stripe_origin}; " if stripe_origin else ""
+    return (f"default-src 'self'; script-src {script}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            f"connect-src {connect}; {frame}object-src 'none'; base-uri 'none'; form-action 'none'; "
             "frame-ancestors 'none'")
 
 
@@ -107,7 +128,7 @@ def serve(event: dict[str, Any], root: Path) -> dict[str, Any]:
     body, etag = _read(found, found.stat().st_mtime_ns)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}  # revalidate: a deploy shows at once
     if found.suffix == ".html":
-        headers["Content-Security-Policy"] = content_security_policy(config["issuer"])
+        headers["Content-Security-Policy"] = content_security_policy(config["issuer"], config["stripeJsUrl"])
         headers["Referrer-Policy"] = "no-referrer"  # the sign-in callback's ?code= never leaves in a Referer
     if (event.get("headers") or {}).get("if-none-match") == etag:
         return {"statusCode": 304, "headers": headers, "body": "", "isBase64Encoded": False}

@@ -287,6 +287,15 @@ class SavedCard(CardOnFile):
     id: Annotated[str, Field(description="the Stripe PaymentMethod id")]
 
 
+class CurrentPaymentMethod(Answer):
+    """GET /teams/{team_id}/subscriptions/{subscription_id}: a payg subscription's card, for the
+    purchaser or a primary admin (who may change it)."""
+    subscription_id: str
+    resource_id: str
+    purchaser_user_id: str | None
+    payment_method: Annotated[SavedCard | None, Field(description="null when no card is saved")]
+
+
 class RetriedInvoice(Answer):
     invoice_id: str
     status: Literal["open", "paid", "payment_failed", "uncollectible"]

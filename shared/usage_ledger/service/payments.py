@@ -33,6 +33,13 @@ class PaymentMethods:
             raise NotFound(f"Team {team_id!r} has no payg subscription {subscription_id!r}.")
         return subscription
 
+    def show(self, team_id: str, subscription_id: str) -> dict[str, Any]:
+        """The card a payg subscription is charged to (as the processor described it when saved)."""
+        subscription = self._payg(team_id, subscription_id)
+        return {"subscription_id": subscription_id, "resource_id": subscription.resource_id,
+                "purchaser_user_id": subscription.purchaser_user_id,
+                "payment_method": card_view(subscription.payment_method)}
+
     def setup(self, team_id: str, subscription_id: str) -> dict[str, Any]:
         """A SetupIntent for the subscription's Customer, for Stripe.js to collect a new card."""
         subscription = self._payg(team_id, subscription_id)
