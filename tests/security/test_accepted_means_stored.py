@@ -32,6 +32,7 @@ from usage_ledger.http.schemas import time_zones
 
 from infra.apigw import http_event
 from infra.lambdas import FakeLambdaContext, load_handler
+from infra.localstripe import create_card
 
 ALICE = Identity.user("alice")
 BATCH = {"content-type": "application/cloudevents-batch+json"}
@@ -187,7 +188,9 @@ def test_only_iana_zone_and_link_names_are_time_zones(api, teams):
         reply = api.post("/v1/admin/teams/team-a/subscriptions", {**body, "timezone": zone}, as_=OPERATOR)
         assert paths(reply) == ["timezone"], zone
     for zone in ("UTC", "Etc/GMT+5", "Europe/Paris", "US/Pacific", "America/Argentina/Buenos_Aires"):
-        reply = api.post("/v1/admin/teams/team-a/subscriptions", {**body, "timezone": zone}, as_=OPERATOR)
+        card = {"id": create_card(api.stack.parameters["StripeApiBase"])}  # one card per subscription's customer
+        reply = api.post("/v1/admin/teams/team-a/subscriptions", {**body, "timezone": zone, "payment_method": card},
+                         as_=OPERATOR)
         assert reply.status == 201, (zone, reply.text)
     assert {"localtime", "posixrules", "Factory"}.isdisjoint(time_zones()) and "UTC" in time_zones()
 
@@ -290,7 +293,7 @@ def test_a_projection_past_year_9999_is_null_and_the_alert_run_goes_on(api, worl
     assert api.get("/v1/teams/team-big/balances", as_=ALICE).status == 200
     scheduled_alert_run(api)  # fails if any team failed
     subjects = [message.subject for message in ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages]
-    assert len([subject for subject in subjects if subject.endswith("(run-out)")]) == 2, subjects  # team-small's
+    assert len([subject for subject in subjects if subject.endswith('alert "run-out")')]) == 2, subjects  # team-small's
 
 
 # ------------------------------------------------------------------ a message that cannot be applied
