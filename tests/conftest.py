@@ -305,6 +305,19 @@ _reported = threading.local()
 _record_lock = threading.Lock()
 
 
+class recorded_metrics:
+    """`with recorded_metrics() as metrics:` the metrics this thread's handlers report, summed by name
+    (whatever else a test process printed before: EMF on stdout is flushed per handler)."""
+
+    def __enter__(self) -> dict[str, float]:
+        _record_metrics()
+        _reported.sink = {}
+        return _reported.sink
+
+    def __exit__(self, *_: Any) -> None:
+        _reported.sink = None
+
+
 def _record_metrics() -> None:
     """From now on, the metrics a handler reports are also summed into this thread's sink (if any)."""
     from aws_lambda_powertools import Metrics

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from conftest import FakeLambdaContext, Identity, cloud_event, drain_events, load_handler, send_events, utc
+from conftest import ALERT_METRICS, Identity, cloud_event, drain_events, run_job, send_events, summary, utc
 from test_alerts import scheduled_event
 
 from usage_ledger.adapters.email import Renderer
@@ -60,8 +60,8 @@ def use(api, resource_id, units, at=YESTERDAY):
 
 
 def evaluate(stack):
-    handler = load_handler(stack, "EvaluateAlertsFunction")
-    return handler(scheduled_event(), FakeLambdaContext("EvaluateAlertsFunction"))
+    """The scheduled alert run and its workers (the job fans out)."""
+    return summary(run_job(stack, "EvaluateAlertsFunction", scheduled_event()), ALERT_METRICS)
 
 
 def links(text):

@@ -143,8 +143,7 @@ def test_an_apply_with_a_late_clock_never_writes_a_moved_cycle_back(api, world, 
     ledger = ledgers.load_team("team-a", resource_id="minutes").ledger("minutes")
     event = UsageEvent("test", "late-1", "team-a", "minutes", Decimal(20), utc(2026, 2, 14), user_id="u")
     debit = apply_usage(ledger.state, ledgers.resource("minutes"), ledger.subscriptions, [event], now=stale,
-                        closed_cycles=frozenset(ledger.closed_cycles), stored_cycles=frozenset(ledger.cycle_units),
-                        grace=timedelta(hours=1))
+                        closed_cycles=frozenset(ledger.closed_cycles), grace=timedelta(hours=1))
     assert [key.index for key in debit.payg_by_cycle] == [0]
     store = IngestStore(UsageStore(api.stack.physical["UsageTable"]))
     assert store.commit("batch-late", "team-a", ledgers.resource("minutes"), ledger, debit, [event],

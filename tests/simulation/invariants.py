@@ -205,7 +205,8 @@ def _payment_intents(sim: Simulation, customers: set[str]) -> dict[str, list[Any
     found: dict[str, list[Any]] = defaultdict(list)
     for intent in client.payment_intents.list(params={"limit": 100}).auto_paging_iter():
         if intent.customer in customers:
-            found[(intent.metadata or {}).get("idempotency_key", "")].append(intent)
+            metadata = intent.metadata.to_dict() if intent.metadata else {}
+            found[metadata.get("idempotency_key", "")].append(intent)
     return found
 
 
