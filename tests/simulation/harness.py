@@ -131,7 +131,8 @@ class FaultPlan:
         if model.name == "SendEmail":  # a query-protocol call: the body is a dict until it is sent
             body = params.get("body") or {}
             fields = body if isinstance(body, dict) else {k: v[0] for k, v in parse_qs(body).items()}
-            self.local.subject = fields.get("Message.Subject.Data", "")
+            # the subject and the body, which names the invoice id (an invoice's subject names its number)
+            self.local.subject = f"{fields.get('Message.Subject.Data', '')}\n{fields.get('Message.Body.Html.Data', '')}"
         elif model.name == "SendRawEmail":  # the subject and the text part, which names the invoice id
             body = params.get("body") or {}
             fields = body if isinstance(body, dict) else {k: v[0] for k, v in parse_qs(body).items()}

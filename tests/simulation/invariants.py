@@ -38,7 +38,10 @@ def check_balances(sim: Simulation, ledger: list[dict[str, Any]]) -> list[str]:
     problems = []
     balances = {key: items[0] for key, items in _by_team_resource(ledger, "balance").items()}
     subscriptions = _by_team_resource(ledger, "subscription")
-    cycles = _by_team_resource(ledger, "cycle")
+    cycles: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for item in ledger:  # open cycles under RES#, closed ones moved to TEAM#<team>#CYCLE
+        if item.get("entity") == "cycle":
+            cycles[(item["team_id"], item["resource_id"])].append(item)
     for key in sorted(set(balances) | set(sim.expected)):
         where = f"{key[0]}/{key[1]}"
         balance = balances.get(key)
