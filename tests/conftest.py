@@ -343,6 +343,23 @@ CLOSE_METRICS = {"closed": "CyclesClosed", "invoiced": "InvoicesIssued", "attemp
 ALERT_METRICS = {"teams": "TeamsEvaluated", "emails_sent": "AlertsSent"}
 
 
+def billing_run_event(at: datetime) -> dict[str, Any]:
+    """The hourly schedule's EventBridge event for a run at `at`."""
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": rfc3339(at), "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/hourly"], "detail": {}}
+
+
+def close_billing(stack: Stack, at: datetime, container: str = "", event: dict[str, Any] | None = None) -> dict[str, int]:
+    """A close run scheduled at `at` that starts on time (leases run on the wall clock): the scheduled
+    function enqueues the due work, the workers close and charge; what the workers' metrics report."""
+    from usage_ledger import clock
+
+    clock.now.set(at)
+    return summary(run_job(stack, "CloseBillingCyclesFunction", event or billing_run_event(at), container),
+                   CLOSE_METRICS)
+
+
 def summary(run: dict[str, Any], names: dict[str, str]) -> dict[str, int]:
     """A job run's outcome as its workers' metrics report it, under the old run summary's keys."""
     return {key: int(run["metrics"].get(name, 0)) for key, name in names.items()}

@@ -2,13 +2,19 @@
 import base64
 import json
 import threading
-import uuid
 from datetime import timedelta
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import CLOSE_METRICS, Identity, cloud_event, drain_events, rfc3339, run_job, send_events, summary, utc
+from conftest import (
+    Identity,
+    close_billing,
+    cloud_event,
+    drain_events,
+    send_events,
+    utc,
+)
 from sent_mail import sent_emails
 from usage_ledger.domain.errors import ProcessorUnavailable
 
@@ -20,20 +26,10 @@ ALICE = Identity.user("alice")
 # ------------------------------------------------------------------ helpers
 
 
-def scheduled_event(at):
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": "123456789012", "time": rfc3339(at), "region": "us-east-1",
-            "resources": ["arn:aws:events:us-east-1:123456789012:rule/hourly"], "detail": {}}
 
 
-def close(stack, at, container="", event=None):
-    """A run scheduled at `at` that starts on time (leases run on the wall clock): the scheduled
-    function enqueues the due cycles, the workers close them; what the workers' metrics report."""
-    from usage_ledger import clock
 
-    clock.now.set(at)
-    return summary(run_job(stack, "CloseBillingCyclesFunction", event or scheduled_event(at), container),
-                   CLOSE_METRICS)
+
 
 
 def ingest(api, clock, at, events):
@@ -105,8 +101,8 @@ def test_full_units_are_invoiced_and_the_partial_remainder_rolls_into_the_next_c
     ingest(api, clock, utc(2026, 2, 10), [usage(team, 50, utc(2026, 2, 10))])  # 2 units, 10 pending
     ingest(api, clock, utc(2026, 2, 20), [usage(team, 15, utc(2026, 2, 20))])  # 25 -> 1 unit, 5 pending
 
-    assert close(api.stack, utc(2026, 2, 15, 0, 59))["closed"] == 0  # ended, but inside the grace period
-    summary = close(api.stack, utc(2026, 2, 15, 1))
+    assert close_billing(api.stack, utc(2026, 2, 15, 0, 59))["closed"] == 0  # ended, but inside the grace period
+    summary = close_billing(api.stack, utc(2026, 2, 15, 1))
     assert summary == {"closed": 1, "invoiced": 1, "payments_failed": 0, "failed": 0, "skipped": 0, "attempts": 1,
                        "paid": 1}
     first = invoices(api)["items"]
@@ -114,7 +110,7 @@ def test_full_units_are_invoiced_and_the_partial_remainder_rolls_into_the_next_c
         ("2026-01-15", "2026-02-14", 500, "paid")]
     assert first[0]["lines"] == [{"resource_id": "minutes", "charged_units": 2, "unit_amount": 250, "amount": 500}]
 
-    close(api.stack, utc(2026, 3, 15, 2))
+    close_billing(api.stack, utc(2026, 3, 15, 2))
     listing = invoices(api)
     assert periods(listing) == [("2026-02-15", "2026-03-14"), ("2026-01-15", "2026-02-14")]
     assert listing["items"][0]["total"] == 250  # the 5 pending base units are never charged
@@ -124,7 +120,7 @@ def test_full_units_are_invoiced_and_the_partial_remainder_rolls_into_the_next_c
 def test_a_cycle_without_units_closes_without_an_invoice(api, world, team, clock):
     payg(world)
     ingest(api, clock, utc(2026, 3, 1), [usage(team, 10, utc(2026, 3, 1))])  # no full unit
-    assert close(api.stack, utc(2026, 4, 1))["invoiced"] == 0
+    assert close_billing(api.stack, utc(2026, 4, 1))["invoiced"] == 0
     assert invoices(api)["items"] == [] and emails() == []
 
 
@@ -135,8 +131,8 @@ def test_cycles_follow_local_dates_of_a_los_angeles_purchase(api, world, team, c
     after = utc(2026, 3, 28, 7, 30)  # 00:30 PDT on Mar 28: cycle 1
     ingest(api, clock, utc(2026, 3, 28, 7, 45), [usage(team, 40, inside), usage(team, 20, after)])
 
-    assert close(api.stack, utc(2026, 3, 28, 7, 59))["closed"] == 0  # cycle 0 ends at 07:00Z (midnight PDT)
-    assert close(api.stack, utc(2026, 3, 28, 8))["invoiced"] == 1
+    assert close_billing(api.stack, utc(2026, 3, 28, 7, 59))["closed"] == 0  # cycle 0 ends at 07:00Z (midnight PDT)
+    assert close_billing(api.stack, utc(2026, 3, 28, 8))["invoiced"] == 1
     (invoice,) = invoices(api)["items"]
     assert (invoice["period_start"], invoice["period_end"]) == ("2026-02-28", "2026-03-27")
     assert invoice["lines"][0]["charged_units"] == 2
@@ -151,7 +147,7 @@ def test_a_month_end_anchor_clamps_to_short_months_and_returns(api, world, team,
         (60, utc(2026, 3, 31)),  # cycle 2: Mar 31 - Apr 29
     ]:  # each arrives while its cycle is open
         ingest(api, clock, at + timedelta(minutes=30), [usage(team, quantity, at)])
-    summary = close(api.stack, utc(2026, 5, 1))
+    summary = close_billing(api.stack, utc(2026, 5, 1))
     assert summary["closed"] == 3 and summary["invoiced"] == 3
     listing = invoices(api)
     assert periods(listing) == [("2026-03-31", "2026-04-29"), ("2026-02-28", "2026-03-30"),
@@ -163,7 +159,7 @@ def test_a_month_end_anchor_clamps_to_short_months_and_returns(api, world, team,
 def test_late_events_within_grace_stay_in_their_cycle_and_after_close_go_to_the_open_one(api, world, team, clock):
     payg(world)
     ingest(api, clock, utc(2026, 2, 15, 0, 30), [usage(team, 20, utc(2026, 2, 14, 23, 50))])  # within grace
-    assert close(api.stack, utc(2026, 2, 15, 1))["invoiced"] == 1
+    assert close_billing(api.stack, utc(2026, 2, 15, 1))["invoiced"] == 1
     ingest(api, clock, utc(2026, 2, 15, 1, 30), [usage(team, 40, utc(2026, 2, 14, 23, 55))])  # after close
 
     (closed,) = invoices(api)["items"]
@@ -171,7 +167,7 @@ def test_late_events_within_grace_stay_in_their_cycle_and_after_close_go_to_the_
     card = api.get("/v1/teams/team-a/balances/minutes", as_=ALICE).json
     assert card["payg"]["cycle_start"] == "2026-02-15" and card["payg"]["charged_units"] == 2
 
-    close(api.stack, utc(2026, 3, 15, 1))
+    close_billing(api.stack, utc(2026, 3, 15, 1))
     newest = invoices(api)["items"][0]
     assert newest["period_start"] == "2026-02-15" and newest["lines"][0]["charged_units"] == 2
 
@@ -189,7 +185,7 @@ def test_three_concurrent_runs_issue_one_invoice_one_charge_one_email(api, world
     def run(container):
         try:
             barrier.wait()  # three scheduled runs at once, each with its own workers draining the queue
-            results.append(close(api.stack, utc(2026, 2, 15, 2), container))
+            results.append(close_billing(api.stack, utc(2026, 2, 15, 2), container))
         except Exception as error:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(error)
 
@@ -204,7 +200,7 @@ def test_three_concurrent_runs_issue_one_invoice_one_charge_one_email(api, world
     assert sum(result["closed"] for result in results) == 1
     assert sum(result["invoiced"] for result in results) == 1
     assert len(invoices(api)["items"]) == 1 and len(payments(api.stack)) == 1 and len(emails()) == 1
-    assert close(api.stack, utc(2026, 2, 15, 3))["closed"] == 0  # and a later run has nothing left to do
+    assert close_billing(api.stack, utc(2026, 2, 15, 3))["closed"] == 0  # and a later run has nothing left to do
     assert len(emails()) == 1
 
 
@@ -222,13 +218,13 @@ def test_a_failed_email_leaves_the_invoice_due_and_the_next_run_sends_it_once(ap
     payg(world)
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 60, utc(2026, 2, 1))])
     compose(mailer=FailingMailer("Throttling"))
-    summary = close(api.stack, utc(2026, 2, 15, 1))
+    summary = close_billing(api.stack, utc(2026, 2, 15, 1))
     assert (summary["closed"], summary["paid"], summary["failed"]) == (1, 1, 1)
     (invoice,) = invoices(api)["items"]
     assert invoice["status"] == "paid" and emails() == []
 
     compose()
-    summary = close(api.stack, utc(2026, 2, 15, 2))
+    summary = close_billing(api.stack, utc(2026, 2, 15, 2))
     assert (summary["closed"], summary["invoiced"], summary["attempts"], summary["failed"]) == (0, 0, 0, 0)
     assert len(invoices(api)["items"]) == 1 and len(payments(api.stack)) == 1 and len(emails()) == 1
 
@@ -243,14 +239,14 @@ def test_a_gateway_error_leaves_the_invoice_open_and_the_next_run_charges_it_onc
     payg(world)
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 60, utc(2026, 2, 1))])
     compose(payments=UnreachableGateway())
-    summary = close(api.stack, utc(2026, 2, 15, 1))
+    summary = close_billing(api.stack, utc(2026, 2, 15, 1))
     assert (summary["closed"], summary["failed"], summary["attempts"]) == (1, 1, 0)
     (invoice,) = invoices(api)["items"]
     assert (invoice["status"], invoice["attempt_count"]) == ("open", 0)
     assert payments(api.stack) == [] and emails() == []
 
     compose()
-    assert close(api.stack, utc(2026, 2, 15, 2))["attempts"] == 1
+    assert close_billing(api.stack, utc(2026, 2, 15, 2))["attempts"] == 1
     (invoice,) = invoices(api)["items"]
     assert invoice["status"] == "paid" and len(payments(api.stack)) == 1 and len(emails()) == 1
 
@@ -258,7 +254,7 @@ def test_a_gateway_error_leaves_the_invoice_open_and_the_next_run_charges_it_onc
 def test_the_handler_falls_back_to_the_clock_without_an_event_time(api, world, team, clock):
     payg(world)
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 20, utc(2026, 2, 1))])
-    assert close(api.stack, utc(2026, 2, 15, 1), event={"detail-type": "Scheduled Event", "detail": {}})["closed"] == 1
+    assert close_billing(api.stack, utc(2026, 2, 15, 1), event={"detail-type": "Scheduled Event", "detail": {}})["closed"] == 1
 
 
 # ------------------------------------------------------------------ payment and email
@@ -268,7 +264,7 @@ def test_an_expired_card_gives_payment_failed_and_an_email_to_update_it(api, wor
     # valid through Jan 31, 2026; localstripe would charge it, our expiry check does not try
     payg(world, payment_method={"id": world.card(exp_month=1, exp_year=2026)})
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 20, utc(2026, 2, 1))])
-    summary = close(api.stack, utc(2026, 2, 15, 1))
+    summary = close_billing(api.stack, utc(2026, 2, 15, 1))
     assert summary["payments_failed"] == 1
     (invoice,) = invoices(api)["items"]
     assert invoice["status"] == "payment_failed"
@@ -282,7 +278,7 @@ def test_an_expired_card_gives_payment_failed_and_an_email_to_update_it(api, wor
 def test_a_card_is_valid_through_the_end_of_its_expiry_month(api, world, team, clock):
     payg(world, payment_method={"id": world.card(exp_month=2, exp_year=2026)})
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 20, utc(2026, 2, 1))])
-    close(api.stack, utc(2026, 2, 15, 1))
+    close_billing(api.stack, utc(2026, 2, 15, 1))
     assert invoices(api)["items"][0]["status"] == "paid"
     (message,) = emails()
     assert message.subject == "Invoice 1 for TEAM-A: 2.50 USD"
@@ -292,7 +288,7 @@ def test_the_rendered_invoice_escapes_the_team_name_and_formats_money(api, world
     assert api.put("/v1/admin/teams/team-a", {"name": "<script>alert(1)</script> & Co"}).status in (200, 201)
     payg(world, purchased_at="2026-03-01T05:00:00Z", timezone="America/Los_Angeles")
     ingest(api, clock, utc(2026, 3, 10), [usage(team, 300, utc(2026, 3, 10))])  # 15 units x 250 = 3750
-    close(api.stack, utc(2026, 3, 28, 8))
+    close_billing(api.stack, utc(2026, 3, 28, 8))
     (item,) = invoices(api)["items"]
 
     reply = api.get(f"/v1/teams/team-a/invoices/{item['invoice_id']}", as_=ALICE,
@@ -320,7 +316,7 @@ def five_invoices(api, world, team, clock):
     payg(world)
     for month in range(1, 6):  # each month's usage arrives while its cycle is open
         ingest(api, clock, utc(2026, month, 20, 1), [usage(team, 20, utc(2026, month, 20))])
-    assert close(api.stack, utc(2026, 7, 1))["invoiced"] == 5
+    assert close_billing(api.stack, utc(2026, 7, 1))["invoiced"] == 5
     return [item["invoice_id"] for item in invoices(api)["items"]]
 
 
@@ -390,7 +386,7 @@ def test_requests_per_closed_cycle(api, world, team, clock):
         ingest(api, clock, utc(2026, month, 20, 1), [usage(team, 20, utc(2026, month, 20))])
     calls = []
     aws.client("dynamodb").meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
-    assert close(api.stack, utc(2026, 7, 1))["invoiced"] == 5
+    assert close_billing(api.stack, utc(2026, 7, 1))["invoiced"] == 5
     assert calls.count("Query") == 2
     per_cycle = (len(calls) - 2) / 5
     print(f"DynamoDB requests per invoiced cycle: {per_cycle}: {sorted(set(calls))}")
@@ -416,23 +412,23 @@ def test_a_run_that_dies_holding_the_lease_is_taken_over_once_the_lease_runs_out
     payg(world)
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 20, utc(2026, 2, 1))])
     compose(billing_store=DiesBeforeReleasing())
-    assert close(api.stack, utc(2026, 2, 15, 1))["failed"] == 1
+    assert close_billing(api.stack, utc(2026, 2, 15, 1))["failed"] == 1
     compose()
-    assert close(api.stack, utc(2026, 2, 15, 1, 5))["skipped"] == 1  # the lease still holds
+    assert close_billing(api.stack, utc(2026, 2, 15, 1, 5))["skipped"] == 1  # the lease still holds
     assert invoices(api)["items"] == [] and emails() == []
-    assert close(api.stack, utc(2026, 2, 15, 2))["closed"] == 1
+    assert close_billing(api.stack, utc(2026, 2, 15, 2))["closed"] == 1
     assert len(invoices(api)["items"]) == 1 and len(payments(api.stack)) == 1 and len(emails()) == 1
 
     # the same for the email claim: a run that dies holding it is taken over once its lease runs out
-    close(api.stack, utc(2026, 3, 15, 1))
+    close_billing(api.stack, utc(2026, 3, 15, 1))
     assert len(invoices(api)["items"]) == 1  # no units, no invoice
     ingest(api, clock, utc(2026, 3, 20), [usage(team, 20, utc(2026, 3, 20))])
     compose(mailer=FailingMailer("ServiceUnavailable"), billing_store=DiesHoldingTheEmail())
-    assert close(api.stack, utc(2026, 4, 15, 1))["failed"] == 1
+    assert close_billing(api.stack, utc(2026, 4, 15, 1))["failed"] == 1
     compose()
-    close(api.stack, utc(2026, 4, 15, 1, 5))  # the email claim still holds
+    close_billing(api.stack, utc(2026, 4, 15, 1, 5))  # the email claim still holds
     assert len(emails()) == 1
-    close(api.stack, utc(2026, 4, 15, 2))
+    close_billing(api.stack, utc(2026, 4, 15, 2))
     assert len(invoices(api)["items"]) == 2 and len(payments(api.stack)) == 2 and len(emails()) == 2
 
 
@@ -469,7 +465,7 @@ def test_the_same_late_unit_lands_in_the_same_cycle_whatever_the_old_cycle_holds
     for team_id in ("team-busy", "team-idle"):
         card = api.get(f"/v1/teams/{team_id}/balances/minutes", as_=ALICE).json
         assert card["payg"]["cycle_start"] == "2026-10-10" and card["payg"]["charged_units"] == 5, team_id
-    close(api.stack, utc(2026, 11, 10, 1))
+    close_billing(api.stack, utc(2026, 11, 10, 1))
     for team_id, old_cycle_units in (("team-busy", 3), ("team-idle", 0)):
         lines = {item["period_start"]: item["lines"][0]["charged_units"]
                  for item in invoices(api, team_id=team_id)["items"]}

@@ -13,8 +13,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import boto3
-from conftest import Identity, cloud_event, drain_events, send_events, utc
-from functional.test_billing import close, ingest, payg, usage
+from conftest import Identity, close_billing, cloud_event, drain_events, send_events, utc
+from functional.test_billing import ingest, payg, usage
 
 from bench.meter import item_size
 from bench.scale_items import without_moto_transaction_snapshots
@@ -103,7 +103,7 @@ def test_a_closed_cycle_leaves_the_range_every_card_reads_with_its_invoice(api, 
     payg(world)  # cycles from the 15th, UTC
     for month in range(1, 6):
         ingest(api, clock, utc(2026, month, 20, 1), [usage("team-a", 20, utc(2026, month, 20))])
-    assert close(api.stack, utc(2026, 7, 1))["invoiced"] == 5
+    assert close_billing(api.stack, utc(2026, 7, 1))["invoiced"] == 5
     cycles = [item for item in res_range(api.stack) if "#CYCLE#" in item["SK"]]
     assert cycles == []  # the open cycle (June 15 - July 14) has no units yet, so no item
     moved = closed_cycles(api.stack)
@@ -114,7 +114,7 @@ def test_a_closed_cycle_leaves_the_range_every_card_reads_with_its_invoice(api, 
     assert sorted(item["invoice_id"] for item in moved) == sorted(invoice["invoice_id"] for invoice in invoices)
 
     # a second run finds nothing due and moves nothing back
-    assert close(api.stack, utc(2026, 7, 1, 2))["closed"] == 0
+    assert close_billing(api.stack, utc(2026, 7, 1, 2))["closed"] == 0
     assert len(closed_cycles(api.stack)) == 5
     # late usage for a closed cycle goes to the open one, as before
     ingest(api, clock, utc(2026, 7, 2), [usage("team-a", 40, utc(2026, 5, 20))])
@@ -134,7 +134,7 @@ def test_an_apply_with_a_late_clock_never_writes_a_moved_cycle_back(api, world, 
     world.team("team-a")
     payg(world)
     ingest(api, clock, utc(2026, 2, 10), [usage("team-a", 20, utc(2026, 2, 10))])
-    assert close(api.stack, utc(2026, 2, 15, 1))["closed"] == 1  # Jan 15 - Feb 14 closed and moved
+    assert close_billing(api.stack, utc(2026, 2, 15, 1))["closed"] == 1  # Jan 15 - Feb 14 closed and moved
 
     # an apply whose clock is behind the close's (inside the grace period): it reads no cycle and
     # would start Jan 15 - Feb 14 again; the transaction's check on the moved cycle refuses it

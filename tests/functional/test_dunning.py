@@ -10,6 +10,8 @@ import pytest
 from conftest import (
     CLOSE_METRICS,
     Identity,
+    billing_run_event,
+    close_billing,
     cloud_event,
     drain_events,
     rfc3339,
@@ -31,18 +33,10 @@ CLOSE_AT = utc(2026, 2, 15, 1)  # the run that closes Jan 15 - Feb 14 (UTC) and 
 # ------------------------------------------------------------------ helpers
 
 
-def scheduled_event(at):
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": "123456789012", "time": rfc3339(at), "region": "us-east-1",
-            "resources": ["arn:aws:events:us-east-1:123456789012:rule/hourly"], "detail": {}}
 
 
-def close(stack, at):
-    """A run scheduled at `at` that starts on time (leases run on the wall clock)."""
-    from usage_ledger import clock
 
-    clock.now.set(at)
-    return summary(run_job(stack, "CloseBillingCyclesFunction", scheduled_event(at)), CLOSE_METRICS)
+
 
 
 def close_at_once(stack, at, runs=3):
@@ -56,7 +50,7 @@ def close_at_once(stack, at, runs=3):
     def run(container):
         try:
             barrier.wait()
-            results.append(summary(run_job(stack, "CloseBillingCyclesFunction", scheduled_event(at), container),
+            results.append(summary(run_job(stack, "CloseBillingCyclesFunction", billing_run_event(at), container),
                                    CLOSE_METRICS))
         except Exception as error:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(error)
@@ -141,7 +135,7 @@ def declined(api, world, team, clock):
     """An invoice of 2 units (5.00 USD) whose first attempt, at CLOSE_AT, was declined."""
     payg(world, card=CARD_DECLINED_ON_CHARGE)
     ingest(api, clock, utc(2026, 2, 1), [cloud_event(team, "minutes", 40, utc(2026, 2, 1))])
-    summary = close(api.stack, CLOSE_AT)
+    summary = close_billing(api.stack, CLOSE_AT)
     assert (summary["invoiced"], summary["attempts"], summary["payments_failed"]) == (1, 1, 1)
     return the_invoice(api)
 
@@ -159,26 +153,26 @@ def test_a_declined_card_is_retried_on_days_1_3_5_7_then_uncollectible(api, decl
 
     for attempt, day, next_day in [(2, 1, 3), (3, 3, 5), (4, 5, 7)]:
         due = CLOSE_AT + timedelta(days=day)
-        assert close(api.stack, due - timedelta(hours=1))["attempts"] == 0  # not before its time
+        assert close_billing(api.stack, due - timedelta(hours=1))["attempts"] == 0  # not before its time
         assert the_invoice(api)["attempt_count"] == attempt - 1
-        summary = close(api.stack, due)
+        summary = close_billing(api.stack, due)
         assert (summary["attempts"], summary["payments_failed"], summary["closed"]) == (1, 1, 0)
         invoice = the_invoice(api)
         assert (invoice["status"], invoice["attempt_count"]) == ("payment_failed", attempt)
         assert invoice["next_payment_attempt"] == rfc3339(CLOSE_AT + timedelta(days=next_day))
         assert len(payments(api.stack)) == attempt and len(emails()) == attempt
 
-    assert close(api.stack, CLOSE_AT + timedelta(days=7))["attempts"] == 1  # the last scheduled retry
+    assert close_billing(api.stack, CLOSE_AT + timedelta(days=7))["attempts"] == 1  # the last scheduled retry
     invoice = the_invoice(api)
     assert (invoice["status"], invoice["attempt_count"], invoice["next_payment_attempt"]) == ("uncollectible", 5, None)
     assert past_due() == {invoice["invoice_id"]}
     assert len(payments(api.stack)) == 5 and len(emails()) == 5
-    assert close(api.stack, CLOSE_AT + timedelta(days=30))["attempts"] == 0  # no further automatic attempt
+    assert close_billing(api.stack, CLOSE_AT + timedelta(days=30))["attempts"] == 0  # no further automatic attempt
     assert len(payments(api.stack)) == 5 and len(emails()) == 5
 
 
 def test_a_late_run_makes_the_missed_retry_once_and_keeps_the_schedule_of_the_first_failure(api, declined):
-    summary = close(api.stack, CLOSE_AT + timedelta(days=4))  # the runs of days 1 and 3 never happened
+    summary = close_billing(api.stack, CLOSE_AT + timedelta(days=4))  # the runs of days 1 and 3 never happened
     assert summary["attempts"] == 1
     invoice = the_invoice(api)
     assert invoice["attempt_count"] == 2
@@ -187,7 +181,7 @@ def test_a_late_run_makes_the_missed_retry_once_and_keeps_the_schedule_of_the_fi
 
 def test_a_retry_that_succeeds_pays_and_sends_a_receipt(api, declined):
     swap_card(api.stack)  # every attempt charges the card saved on the subscription at its time
-    assert close(api.stack, CLOSE_AT + timedelta(days=1))["paid"] == 1
+    assert close_billing(api.stack, CLOSE_AT + timedelta(days=1))["paid"] == 1
     invoice = the_invoice(api)
     assert (invoice["status"], invoice["attempt_count"], invoice["next_payment_attempt"]) == ("paid", 2, None)
     assert invoice["paid_at"] == rfc3339(CLOSE_AT + timedelta(days=1))
@@ -197,7 +191,7 @@ def test_a_retry_that_succeeds_pays_and_sends_a_receipt(api, declined):
     assert [intent.metadata["idempotency_key"] for intent in intents] == [
         f"{invoice['invoice_id']}#attempt-1", f"{invoice['invoice_id']}#attempt-2"]
     assert len(emails()) == 2  # the failure notice, then the receipt
-    assert close(api.stack, CLOSE_AT + timedelta(days=3))["attempts"] == 0 and len(emails()) == 2
+    assert close_billing(api.stack, CLOSE_AT + timedelta(days=3))["attempts"] == 0 and len(emails()) == 2
 
 
 def test_an_expired_card_fails_without_calling_the_processor_and_is_retried(api, world, team, clock):
@@ -205,8 +199,8 @@ def test_an_expired_card_fails_without_calling_the_processor_and_is_retried(api,
                        starts_at="2026-01-15T10:00:00Z", subscription_id="payg-1",
                        payment_method={"id": world.card(exp_month=1, exp_year=2026)})
     ingest(api, clock, utc(2026, 2, 1), [cloud_event(team, "minutes", 20, utc(2026, 2, 1))])
-    close(api.stack, CLOSE_AT)
-    close(api.stack, CLOSE_AT + timedelta(days=1))
+    close_billing(api.stack, CLOSE_AT)
+    close_billing(api.stack, CLOSE_AT + timedelta(days=1))
     invoice = the_invoice(api)
     assert (invoice["status"], invoice["attempt_count"]) == ("payment_failed", 2)
     assert payments(api.stack) == [] and len(emails()) == 2
@@ -234,13 +228,13 @@ def test_pay_now_is_one_attempt_that_moves_the_schedule_only_when_it_pays(api, d
         billing.pay_now("team-a", invoice_id, at + timedelta(hours=2))
     with pytest.raises(NotFound):
         billing.pay_now("team-a", "in_20990101_nope", at)
-    assert close(api.stack, CLOSE_AT + timedelta(days=1))["attempts"] == 0  # nothing scheduled is left
+    assert close_billing(api.stack, CLOSE_AT + timedelta(days=1))["attempts"] == 0  # nothing scheduled is left
     assert len(payments(api.stack)) == 3
 
 
 def test_an_uncollectible_invoice_can_still_be_paid_by_a_card_update_retry(api, declined):
     for day in (1, 3, 5, 7):
-        close(api.stack, CLOSE_AT + timedelta(days=day))
+        close_billing(api.stack, CLOSE_AT + timedelta(days=day))
     assert the_invoice(api)["status"] == "uncollectible"
     billing = container().billing
     (still,) = billing.retry_failed_invoices("team-a", "payg-1", CLOSE_AT + timedelta(days=8))
@@ -296,18 +290,18 @@ def test_a_processor_outage_mid_run_counts_no_decline_sends_no_email_and_the_nex
     world.team("team-b")  # alice buys for both teams
     payg(world, team_id="team-b", card=CARD_DECLINED_ON_CHARGE, subscription_id="payg-b")
     ingest(api, clock, utc(2026, 2, 1), [cloud_event("team-b", "minutes", 40, utc(2026, 2, 1))])
-    close(api.stack, CLOSE_AT)  # team-b's first attempt fails like team-a's did
+    close_billing(api.stack, CLOSE_AT)  # team-b's first attempt fails like team-a's did
     assert len(emails()) == 2
 
     compose(payments=OutageOnce(container().payments))
-    summary = close(api.stack, CLOSE_AT + timedelta(days=1))  # two retries due: the first meets the outage
+    summary = close_billing(api.stack, CLOSE_AT + timedelta(days=1))  # two retries due: the first meets the outage
     assert (summary["failed"], summary["attempts"], summary["payments_failed"]) == (1, 1, 1)
     counts = sorted(the_invoice(api, team_id, as_)["attempt_count"] for team_id, as_ in TEAMS)
     assert counts == [1, 2] and len(emails()) == 3  # no decline counted, no email for the outage
     assert len(payments(api.stack)) + len(payments(api.stack, "team-b", "payg-b")) == 3
 
     compose()
-    summary = close(api.stack, CLOSE_AT + timedelta(days=1, hours=1))
+    summary = close_billing(api.stack, CLOSE_AT + timedelta(days=1, hours=1))
     assert (summary["attempts"], summary["failed"]) == (1, 0)
     counts = sorted(the_invoice(api, team_id, as_)["attempt_count"] for team_id, as_ in TEAMS)
     assert counts == [2, 2] and len(emails()) == 4
@@ -329,13 +323,13 @@ def test_a_crash_after_charging_is_recorded_from_the_processor_without_a_second_
     ingest(api, clock, utc(2026, 2, 1), [cloud_event(team, "minutes", 40, utc(2026, 2, 1))])
     compose(billing_store=DiesAfterCharging())
     with pytest.raises(SystemExit):
-        close(api.stack, CLOSE_AT)
+        close_billing(api.stack, CLOSE_AT)
     assert len(payments(api.stack)) == 1 and payments(api.stack)[0].status == "succeeded"
     assert the_invoice(api)["status"] == "open" and emails() == []
 
     compose()
-    assert close(api.stack, CLOSE_AT + timedelta(minutes=5))["skipped"] == 1  # its claim still holds
-    summary = close(api.stack, CLOSE_AT + timedelta(minutes=15))
+    assert close_billing(api.stack, CLOSE_AT + timedelta(minutes=5))["skipped"] == 1  # its claim still holds
+    summary = close_billing(api.stack, CLOSE_AT + timedelta(minutes=15))
     assert (summary["attempts"], summary["paid"]) == (1, 1)
     invoice = the_invoice(api)
     assert (invoice["status"], invoice["attempt_count"]) == ("paid", 1)
@@ -351,11 +345,11 @@ def test_a_crash_after_a_declined_charge_records_the_decline_without_charging_ag
 
     compose(billing_store=DiesAfterCharging())
     with pytest.raises(SystemExit):
-        close(api.stack, CLOSE_AT + timedelta(days=1))
+        close_billing(api.stack, CLOSE_AT + timedelta(days=1))
     assert len(payments(api.stack)) == 2 and the_invoice(api)["attempt_count"] == 1
 
     compose()
-    close(api.stack, CLOSE_AT + timedelta(days=1, minutes=15))
+    close_billing(api.stack, CLOSE_AT + timedelta(days=1, minutes=15))
     invoice = the_invoice(api)
     assert (invoice["status"], invoice["attempt_count"]) == ("payment_failed", 2)
     assert invoice["next_payment_attempt"] == rfc3339(CLOSE_AT + timedelta(days=3))
@@ -397,7 +391,7 @@ def test_a_subscription_without_a_card_at_the_processor_fails_with_payment_metho
     SubscriptionItem(keys.team_pk(team), keys.subscription_sk("minutes", "payg-1")).update(
         actions=[SubscriptionItem.customer_id.remove()])
     ingest(api, clock, utc(2026, 2, 1), [cloud_event(team, "minutes", 20, utc(2026, 2, 1))])
-    assert close(api.stack, CLOSE_AT)["payments_failed"] == 1
+    assert close_billing(api.stack, CLOSE_AT)["payments_failed"] == 1
     invoice = the_invoice(api)
     assert (invoice["status"], invoice["attempt_count"]) == ("payment_failed", 1)
     stored = container().billing.invoice(team, invoice["invoice_id"])

@@ -2,14 +2,12 @@
 PDF attached, one "view online" link) and GET .../invoices/{id} as JSON, HTML or PDF."""
 import pytest
 from conftest import (
-    CLOSE_METRICS,
     Identity,
+    close_billing,
     cloud_event,
     drain_events,
     reset_domain_caches,
-    run_job,
     send_events,
-    summary,
     utc,
 )
 from pdf_text import pdf_text
@@ -22,12 +20,7 @@ PDF = {"accept": "application/pdf"}
 BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
-def close(stack, at):
-    from usage_ledger import clock
 
-    clock.now.set(at)
-    event = {"detail-type": "Scheduled Event", "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "detail": {}}
-    return summary(run_job(stack, "CloseBillingCyclesFunction", event), CLOSE_METRICS)
 
 
 def billed_cycle(api, world, clock, team_id="team-a", minutes=238, **fields):
@@ -55,7 +48,7 @@ def team(world):
 
 def test_the_invoice_email_has_text_and_html_one_view_link_and_the_pdf(api, world, team, clock):
     billed_cycle(api, world, clock)
-    assert close(api.stack, utc(2026, 3, 28, 8))["invoiced"] == 1
+    assert close_billing(api.stack, utc(2026, 3, 28, 8))["invoiced"] == 1
     item = only_invoice(api)
     reference = str(item["number"]) if item["number"] is not None else item["invoice_id"]
 
@@ -85,7 +78,7 @@ def test_the_invoice_email_has_text_and_html_one_view_link_and_the_pdf(api, worl
 
 def test_accept_pdf_answers_the_same_invoice_as_a_pdf(api, world, team, clock):
     billed_cycle(api, world, clock)
-    close(api.stack, utc(2026, 3, 28, 8))
+    close_billing(api.stack, utc(2026, 3, 28, 8))
     item = only_invoice(api)
     reference = str(item["number"]) if item["number"] is not None else item["invoice_id"]
     path = f"/v1/teams/team-a/invoices/{item['invoice_id']}"
@@ -118,7 +111,7 @@ def test_hostile_team_names_render_in_every_form(api, world, clock):
         billed_cycle(api, world, clock, team_id)
     refused = api.put("/v1/admin/teams/team-bad", {"name": "bad \ud800 name"})
     assert refused.status == 422  # a lone surrogate is never stored, so it never reaches a document
-    assert close(api.stack, utc(2026, 3, 28, 8))["invoiced"] == len(names)
+    assert close_billing(api.stack, utc(2026, 3, 28, 8))["invoiced"] == len(names)
 
     for team_id, name in names.items():
         item = only_invoice(api, team_id)
@@ -142,7 +135,7 @@ def test_the_issuer_comes_from_the_template_parameters(api, world, team, clock, 
     monkeypatch.setenv("ISSUER_ADDRESS", "Hauptstraße 1, 10115 Berlin, Germany")
     reset_domain_caches()
     billed_cycle(api, world, clock)
-    close(api.stack, utc(2026, 3, 28, 8))
+    close_billing(api.stack, utc(2026, 3, 28, 8))
     (message,) = sent_emails()
     assert "Acme Billing GmbH<br>" in message.html and "Hauptstraße 1<br>" in message.html
     assert "From: Acme Billing GmbH, Hauptstraße 1, 10115 Berlin, Germany" in message.text
@@ -153,7 +146,7 @@ def test_the_issuer_comes_from_the_template_parameters(api, world, team, clock, 
 
 def test_a_zero_decimal_currency_is_invoiced_in_whole_yen(api, world, team, clock):
     billed_cycle(api, world, clock, unit_amount=500, currency="jpy")
-    close(api.stack, utc(2026, 3, 28, 8))
+    close_billing(api.stack, utc(2026, 3, 28, 8))
     item = only_invoice(api)
     assert (item["total"], item["currency"]) == (5500, "jpy")
     (message,) = sent_emails()

@@ -1,21 +1,17 @@
 """Payment routes through the handlers against localstripe (contract section 6): the SetupIntent, the
 card update that retries failed invoices, pay now, who may call them, and past_due on the balance
 card and in the entitlement check."""
-import uuid
 
 import boto3
 import pytest
 from conftest import (
-    CLOSE_METRICS,
     OPERATOR,
     Identity,
+    close_billing,
     cloud_event,
     drain_events,
     problem,
-    rfc3339,
-    run_job,
     send_events,
-    summary,
     utc,
 )
 from usage_ledger.domain.errors import ProcessorUnavailable
@@ -34,17 +30,10 @@ OTHER_CARD = "5555555555554444"  # a good card, last4 4444 (localstripe reports 
 # ------------------------------------------------------------------ helpers
 
 
-def scheduled_event(at):
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": "123456789012", "time": rfc3339(at), "region": "us-east-1",
-            "resources": ["arn:aws:events:us-east-1:123456789012:rule/hourly"], "detail": {}}
 
 
-def close(stack, at):
-    from usage_ledger import clock
 
-    clock.now.set(at)
-    return summary(run_job(stack, "CloseBillingCyclesFunction", scheduled_event(at)), CLOSE_METRICS)
+
 
 
 def ingest(api, clock, at, quantity, resource_id="minutes"):
@@ -130,7 +119,7 @@ def failed_invoice(api, world, team, clock):
     """A payg subscription on a card that attaches and then declines: its first cycle's invoice failed."""
     payg(world, card=world.card(CARD_DECLINED_ON_CHARGE))
     ingest(api, clock, utc(2026, 2, 1), 60)  # 3 units
-    assert close(api.stack, utc(2026, 2, 15, 1))["payments_failed"] == 1
+    assert close_billing(api.stack, utc(2026, 2, 15, 1))["payments_failed"] == 1
     invoice = only_invoice(api)
     assert invoice["status"] == "payment_failed" and invoice["total"] == 750
     assert len(payment_intents(api.stack)) == 1
@@ -207,7 +196,7 @@ def test_a_good_card_is_saved_on_the_subscription_and_the_next_charge_uses_it(ap
     assert stripe_client(api.stack).payment_methods.retrieve(new_card).customer == before.customer_id
 
     ingest(api, clock, utc(2026, 2, 1), 20)
-    close(api.stack, utc(2026, 2, 15, 1))
+    close_billing(api.stack, utc(2026, 2, 15, 1))
     assert only_invoice(api)["status"] == "paid"
     (intent,) = payment_intents(api.stack)
     assert intent.payment_method == new_card and intent.status == "succeeded" and intent.amount == 250
@@ -316,7 +305,7 @@ def test_pay_now_with_the_declining_card_is_one_more_failed_attempt(api, failed_
 def test_pay_now_on_a_paid_invoice_is_409_and_charges_nothing(api, world, team, clock):
     payg(world)
     ingest(api, clock, utc(2026, 2, 1), 20)
-    close(api.stack, utc(2026, 2, 15, 1))
+    close_billing(api.stack, utc(2026, 2, 15, 1))
     invoice = only_invoice(api)
     assert invoice["status"] == "paid"
     problem(pay(api, invoice["invoice_id"]), 409)
