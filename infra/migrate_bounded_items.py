@@ -17,6 +17,9 @@ Steps (each prints what it changed):
    (domain.ledger.pruned), conditional on the balance's version.
 4. closed cycles leave `RES#`: a transaction deletes the cycle (conditional on it being closed)
    and puts it under `TEAM#<team>#CYCLE` with its invoice id.
+5. members written before GET /v1/me get its index keys (GSI1 `USER#<user_id>` / team id), set
+   only where they are missing and the member is still there: a member re-saved or removed
+   meanwhile is left as it is.
 Scans both tables once each (a one-off; budget read units for the tables' size).
 """
 from __future__ import annotations
@@ -209,6 +212,26 @@ def move_closed_cycles() -> int:
     return moved
 
 
+def index_members(client: Any, ledger_table: str) -> int:
+    from usage_ledger.adapters.dynamodb import keys
+
+    indexed = 0
+    for item in _scan(client, ledger_table, FilterExpression="entity = :member AND attribute_not_exists(GSI1PK)",
+                      ExpressionAttributeValues={":member": _s("member")}):
+        user_id, team_id = _deserializer.deserialize(item["user_id"]), _deserializer.deserialize(item["team_id"])
+        try:
+            client.update_item(
+                TableName=ledger_table, Key={"PK": item["PK"], "SK": item["SK"]},
+                UpdateExpression="SET GSI1PK = :user, GSI1SK = :team",
+                ConditionExpression="attribute_exists(PK) AND attribute_not_exists(GSI1PK)",
+                ExpressionAttributeValues={":user": _s(keys.user_gsi1pk(user_id)), ":team": _s(team_id)})
+            indexed += 1
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+    return indexed
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -232,6 +255,7 @@ def run(ledger_table: str, usage_table: str, now: datetime | None = None) -> dic
         "usage": dict(migrate_usage(client, usage_table)),
         "balances_pruned": prune_balances(now),
         "closed_cycles_moved": move_closed_cycles(),
+        "members_indexed": index_members(client, ledger_table),
     }
 
 

@@ -67,15 +67,22 @@ def test_the_migration_rewrites_old_data_and_a_second_run_changes_nothing(api, w
         "team_id": s("team-a"), "resource_id": s("minutes"), "subscription_id": s("payg-1"), "cycle_index": n(3),
         "cycle_start": s("2026-04-15"), "cycle_end": s("2026-05-14"), "ends_at": s("2026-05-15T00:00:00Z"),
         "status": s("closed"), "charged_units": n(12), "invoice_id": s("in_0123")})
+    # a member saved before GET /v1/me had its index: not among bo's teams until migrated
+    client.put_item(TableName=ledger, Item={
+        "PK": s("TEAM#team-a"), "SK": s("MEMBER#bo"), "entity": s("member"), "team_id": s("team-a"),
+        "user_id": s("bo"), "email": s("bo@example.com"), "roles": {"L": [s("secondary_admin")]},
+        "full_access": {"BOOL": False}})
+    assert api.get("/v1/me", as_=Identity.user("bo")).json["teams"] == []
     card_before = api.get("/v1/teams/team-a/balances", as_=ALICE).json["balances"]
 
     first = migrate_bounded_items.run(ledger, usage, now=utc(2026, 11, 25, 12))
     assert first == {"catalogue_items_tagged": 1,
                      "usage": {"day item attributes moved": 7, "month item attributes removed": 5},
-                     "balances_pruned": 1, "closed_cycles_moved": 1}
+                     "balances_pruned": 1, "closed_cycles_moved": 1, "members_indexed": 1}
     after_first = (scan(ledger), scan(usage))
     second = migrate_bounded_items.run(ledger, usage, now=utc(2026, 11, 25, 12))
-    assert second == {"catalogue_items_tagged": 0, "usage": {}, "balances_pruned": 0, "closed_cycles_moved": 0}
+    assert second == {"catalogue_items_tagged": 0, "usage": {}, "balances_pruned": 0, "closed_cycles_moved": 0,
+                      "members_indexed": 0}
     assert (scan(ledger), scan(usage)) == after_first
 
     # usage: reports read the new items; nothing lost, old attributes gone
@@ -89,6 +96,8 @@ def test_the_migration_rewrites_old_data_and_a_second_run_changes_nothing(api, w
                      query="from=2026-11-01&to=2026-11-30&granularity=month&group_by=app").json["series"]
     assert [(series["key"]["app_id"], series["points"][0]["quantity"]) for series in by_app] == [
         ("app-1", 4.5), (None, 6)]
+    # the old member now finds its team (alice, a member through the API, already did)
+    assert [team["team_id"] for team in api.get("/v1/me", as_=Identity.user("bo")).json["teams"]] == ["team-a"]
     # the catalogue item is seen again
     from usage_ledger.adapters.dynamodb.ledger import LedgerStore
 
