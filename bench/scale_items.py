@@ -1,10 +1,12 @@
 """Bench (issue 18, bounded items): what an event costs to write as a team's users grow, and what a
 balance card reads as a team's history grows.
 
-- write units per event at 5, 500 and 5,000 users in one month: the month already has every user
-  (one event each), then 1,000 more events in 100-event messages are applied and metered. Users
-  are interleaved (event i is user i mod N): with 5,000 users every message has 100 distinct
-  users, the worst case for per-user items.
+- write units per event as a team's users grow: the month already has every user (one event
+  each), then 1,000 more events of the same day in 100-event messages are applied and metered.
+  The team's size is what varies: every message has 5 distinct users (taken in turn from the
+  team's 5, 500 or 5,000), so each row writes as many items a message and only the items' sizes
+  could differ. One more row is the worst case for per-user items, whatever the team's size:
+  every event of a message a different user (100 distinct users a message, 5,000 in the team).
 - items a card reads (GET /balances) for a team with 60 months of history (a payg subscription
   invoiced every month, a monthly prepaid one debited every month) against a new team.
 Everything through the real handlers against in-process moto (bench/meter.py estimates the units
@@ -63,10 +65,20 @@ def without_moto_transaction_snapshots() -> Iterator[list[str]]:
 MONTH_START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _events(team: str, users: int, count: int, offset: int) -> list[dict[str, Any]]:
+MESSAGE = 100  # events a message (POST /v1/events takes 1 to 100)
+DISTINCT_USERS = 5  # distinct users a message in the rows that vary the team's size
+
+
+def _events(team: str, users: int, count: int, distinct: int) -> list[dict[str, Any]]:
+    """`count` events of one UTC day (as they arrive: the last hours'), each message holding
+    `distinct` users, the messages taking the team's users in turn."""
+    def user(number: int) -> int:
+        message, place = divmod(number, MESSAGE)
+        return (message * distinct + place % distinct) % users
+
     return [conftest.cloud_event(team, "minutes", 1 + number % 3,
-                                 MONTH_START + timedelta(days=number % 24, minutes=number % 1440),
-                                 user_id=f"user-{(offset + number) % users:05d}", app_id=f"app-{number % 3}")
+                                 MONTH_START + timedelta(days=20, minutes=number),
+                                 user_id=f"user-{user(number):05d}", app_id=f"app-{number % 3}")
             for number in range(count)]
 
 
@@ -77,22 +89,22 @@ def _ingest(api: Any, events: list[dict[str, Any]]) -> None:
     conftest.drain_events(api.stack)
 
 
-def _write_units(fresh_stack: Any, counting: Any, users: int) -> dict[str, Any]:
+def _write_units(fresh_stack: Any, counting: Any, users: int, distinct: int = DISTINCT_USERS) -> dict[str, Any]:
     with fresh_stack() as api, without_moto_transaction_snapshots() as cancelled:
         world = conftest.World(api)
         world.resource("minutes", size=1)
         team = world.team("team-a")
         world.subscription(team, "minutes", "flex", quantity=10_000_000, starts_at="2026-01-01T00:00:00Z")
-        _ingest(api, [conftest.cloud_event(team, "minutes", 1, MONTH_START + timedelta(hours=number % 500),
+        _ingest(api, [conftest.cloud_event(team, "minutes", 1, MONTH_START + timedelta(hours=number % 480),
                                            user_id=f"user-{number:05d}") for number in range(users)])
-        events = _events(team, users, MEASURED_EVENTS, offset=7)
-        for start in range(0, len(events), 100):
-            assert conftest.send_events(api, events[start:start + 100]).status == 202
+        events = _events(team, users, MEASURED_EVENTS, distinct)
+        for start in range(0, len(events), MESSAGE):
+            assert conftest.send_events(api, events[start:start + MESSAGE]).status == 202
         with counting() as meter:  # the apply only (the accept's cost does not depend on users)
             conftest.drain_events(api.stack)
         summary = meter.summary(per=MEASURED_EVENTS)
         assert not cancelled, cancelled
-        return {"users": users, "wru_per_event": summary["wru"], "wru_by_table": summary["wru_by_table"],
+        return {"users": users, "distinct_users_a_message": distinct, "wru_per_event": summary["wru"], "wru_by_table": summary["wru_by_table"],
                 "largest_item_bytes": _largest_item(api)}
 
 
@@ -181,11 +193,14 @@ def _history(fresh_stack: Any, counting: Any) -> dict[str, Any]:
 
 def run(fresh_stack: Any, counting: Any) -> dict[str, Any]:
     writes = {f"{users}_users": _write_units(fresh_stack, counting, users) for users in (5, 500, 5_000)}
+    writes["5000_users_every_event_a_new_user"] = _write_units(fresh_stack, counting, 5_000, distinct=MESSAGE)
     cards = _history(fresh_stack, counting)
     return {
         "write_units_per_event": writes,
         "wru_ratio_5000_over_5_users": round(writes["5000_users"]["wru_per_event"]
                                              / writes["5_users"]["wru_per_event"], 2),
+        "wru_ratio_every_event_a_new_user_over_5_users": round(
+            writes["5000_users_every_event_a_new_user"]["wru_per_event"] / writes["5_users"]["wru_per_event"], 2),
         "card_reads": cards,
         "card_items_ratio_60_months_over_new": round(cards["after_60_months"]["items_read"]
                                                      / max(cards["new_team"]["items_read"], 1), 2),
