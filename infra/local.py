@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import email
-import email.policy
 import json
 import logging
 import os
@@ -27,6 +25,7 @@ from infra.demo import MEMBERS, load_demo
 from infra.jwt_authorizer import JwtAuthorizer, Unauthorized, claim_strings
 from infra.lambdas import load_handler
 from infra.localstripe import start_localstripe
+from infra.mime import read_mime
 from infra.moto_server import MOTO_LOCK, start_moto_server
 from infra.oidc import start_oidc_provider
 from infra.pollers import BackgroundPollers, invoke, schedule_sources, scheduled_event
@@ -165,26 +164,15 @@ def _addresses(destinations: Any) -> list[str]:
 
 
 def _raw_email(message: Any) -> dict[str, Any]:
-    parsed = email.message_from_string(message.raw_data, policy=email.policy.default)
-    text = html = None
-    attachments = []
-    for part in parsed.walk():
-        if part.is_multipart():
-            continue
-        if part.get_content_disposition() == "attachment":
-            attachments.append({"filename": part.get_filename(), "content_type": part.get_content_type()})
-        elif part.get_content_type() == "text/plain" and text is None:
-            text = part.get_content()
-        elif part.get_content_type() == "text/html" and html is None:
-            html = part.get_content()
+    mime = read_mime(message.raw_data)
     return {
         "id": message.id,
         "source": message.source,
         "to": list(dict.fromkeys(message.destinations)),  # moto lists To-header recipients twice
-        "subject": str(parsed.get("Subject", "")),
-        "text": text,
-        "html": html,
-        "attachments": attachments,
+        "subject": mime.subject,
+        "text": mime.text,
+        "html": mime.html,
+        "attachments": [{"filename": part.filename, "content_type": part.content_type} for part in mime.attachments],
     }
 
 

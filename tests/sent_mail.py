@@ -6,20 +6,13 @@ SendEmail messages keep `subject`, `body` (moto keeps the HTML one) and `destina
 """
 from __future__ import annotations
 
-import email
-import email.policy
 from dataclasses import dataclass, field
 from typing import Any
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import RawMessage, ses_backends
 
-
-@dataclass(frozen=True)
-class SentAttachment:
-    filename: str
-    content_type: str
-    data: bytes
+from infra.mime import Attachment, read_mime
 
 
 @dataclass(frozen=True)
@@ -29,28 +22,17 @@ class SentEmail:
     destinations: dict[str, list[str]]
     text: str | None = None
     html: str | None = None
-    attachments: list[SentAttachment] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
     mime: Any = None  # the parsed message of a raw email
 
     @classmethod
     def of(cls, message: Any) -> SentEmail:
         if not isinstance(message, RawMessage):
             return cls(message.subject, message.body, message.destinations, html=message.body)
-        parsed = email.message_from_string(message.raw_data, policy=email.policy.default)
-        text = html = None
-        attachments = []
-        for part in parsed.walk():
-            if part.is_multipart():
-                continue
-            if part.get_content_disposition() == "attachment":
-                attachments.append(SentAttachment(part.get_filename(), part.get_content_type(),
-                                                  part.get_payload(decode=True)))
-            elif part.get_content_type() == "text/plain" and text is None:
-                text = part.get_content()
-            elif part.get_content_type() == "text/html" and html is None:
-                html = part.get_content()
-        to = list(dict.fromkeys(message.destinations))
-        return cls(str(parsed["Subject"]), html or text or "", {"ToAddresses": to}, text, html, attachments, parsed)
+        mime = read_mime(message.raw_data)
+        to = list(dict.fromkeys(message.destinations))  # moto lists To-header recipients twice
+        return cls(mime.subject, mime.html or mime.text or "", {"ToAddresses": to}, mime.text, mime.html,
+                   mime.attachments, mime.parsed)
 
 
 def sent_emails(region: str = "us-east-1") -> list[SentEmail]:
