@@ -17,7 +17,6 @@ from usage_ledger import clock
 from bench.meter import Sample, timed, typical
 from bench.run import NOW, per_unit
 from infra.localstripe import CARD_DECLINED_ON_CHARGE
-from infra.pollers import run_job
 
 DUE = 10
 WORKER = "CloseBillingCyclesWorkerFunction"
@@ -78,16 +77,15 @@ def _one(fresh_stack: Any, counting: Any, teams: int) -> dict[str, Any]:
         for start in range(0, len(recent), 100):
             assert conftest.send_events(api, recent[start:start + 100]).status == 202
         conftest.drain_events(api.stack)
-        handlers = conftest.TemplateHandlers(api.stack)  # the scheduled run, then its workers (run_job)
         event = {"version": "0", "id": "bench", "detail-type": "Scheduled Event", "source": "aws.events",
                  "account": "123456789012", "time": NOW.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "us-east-1",
                  "resources": [], "detail": {}}
         seconds: list[Sample] = []
         with counting() as counter, timed(seconds), stripe_requests() as stripe_calls:
-            result = run_job(api.stack, handlers, "CloseBillingCyclesFunction", event=event)
+            result = conftest.run_job(api.stack, "CloseBillingCyclesFunction", event)
         rerun_seconds: list[Sample] = []
         with counting() as rerun, timed(rerun_seconds):
-            run_job(api.stack, handlers, "CloseBillingCyclesFunction", event=event)
+            conftest.run_job(api.stack, "CloseBillingCyclesFunction", event)
         assert result["result"]["cycles"] == DUE and result["workers"][WORKER]["failed"] == 0, result
         return {"teams": teams, "cycles_due": DUE, "result": result, "dynamodb_requests": counter.total,
                 "requests_per_closed_cycle": round(counter.total / DUE, 2), "by_operation": dict(counter.calls),
@@ -119,15 +117,14 @@ def _retries(fresh_stack: Any, counting: Any) -> dict[str, Any]:
             conftest.drain_events(api.stack)
         finally:
             clock.now = saved  # type: ignore[assignment]
-        handlers = conftest.TemplateHandlers(api.stack)  # the scheduled run, then its workers (run_job)
-        first = run_job(api.stack, handlers, "CloseBillingCyclesFunction", event=_event(NOW))
+        first = conftest.run_job(api.stack, "CloseBillingCyclesFunction", _event(NOW))
         assert conftest.summary(first, conftest.CLOSE_METRICS)["payments_failed"] == DUE, first
         later = NOW + timedelta(days=1)
         clock.now = lambda: later  # type: ignore[assignment]
         try:
             seconds: list[Sample] = []
             with counting() as counter, timed(seconds), stripe_requests() as stripe_calls:
-                result = run_job(api.stack, handlers, "CloseBillingCyclesFunction", event=_event(later))
+                result = conftest.run_job(api.stack, "CloseBillingCyclesFunction", _event(later))
         finally:
             clock.now = saved  # type: ignore[assignment]
         worker = conftest.summary(result, conftest.CLOSE_METRICS)
