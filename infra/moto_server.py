@@ -11,7 +11,25 @@ from werkzeug.serving import BaseWSGIServer, make_server
 # Every moto server in a process shares the same global backends, so one lock for all of them.
 # Why: moto is not concurrency-safe (a DynamoDB transaction deep-copies its tables and restores
 # the copies on failure, silently undoing writes that another thread made in between).
-MOTO_LOCK = threading.Lock()
+MOTO_LOCK = threading.RLock()
+
+
+def serialize_in_process_moto() -> None:
+    """The same for moto in-process (`mock_aws`): each intercepted request under MOTO_LOCK.
+    Handlers still race between requests (as on DynamoDB, whose atomicity is per request), and
+    may send requests from several threads (an ingest batch's claims are in flight together)."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    if getattr(BotocoreStubber.__call__, "serialized", False):
+        return
+    original = BotocoreStubber.__call__
+
+    def serialized(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with MOTO_LOCK:
+            return original(self, *args, **kwargs)
+
+    serialized.serialized = True  # type: ignore[attr-defined]
+    BotocoreStubber.__call__ = serialized  # type: ignore[method-assign]
 
 StartResponse = Callable[..., Any]
 

@@ -32,7 +32,10 @@ from moto import mock_aws  # noqa: E402
 from infra.apigw import ANONYMOUS, Identity, find_route, http_event, routes_of  # noqa: E402
 from infra.lambdas import FakeLambdaContext, load_handler  # noqa: E402
 from infra.localstripe import CARD_OK, create_card  # noqa: E402
+from infra.moto_server import serialize_in_process_moto  # noqa: E402
 from infra.stack import Stack, deploy  # noqa: E402
+
+serialize_in_process_moto()  # tests, the bench and the simulation send requests from several threads
 
 OPERATOR = Identity.operator()
 
@@ -400,24 +403,6 @@ def clock(monkeypatch):
     frozen = Clock(FROZEN_AT)
     monkeypatch.setattr(domain_clock, "now", frozen)
     return frozen
-
-
-@pytest.fixture
-def serialized_moto(monkeypatch):
-    """In-process moto is not thread-safe: one AWS request at a time (DynamoDB's per-request
-    atomicity), while the handlers in the threads still race between requests."""
-    import threading
-
-    from moto.core.botocore_stubber import BotocoreStubber
-
-    lock = threading.Lock()
-    original = BotocoreStubber.__call__
-
-    def locked(self, *args, **kwargs):
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(BotocoreStubber, "__call__", locked)
 
 
 # ------------------------------------------------------------------ answers

@@ -141,7 +141,7 @@ def test_the_same_configuration_in_any_order_under_any_name_is_a_conflict(api, w
     assert len(api.get(ALERTS, as_=ALICE).json["items"]) == 3
 
 
-def test_two_identical_creations_racing_give_one_alert(api, team, serialized_moto):
+def test_two_identical_creations_racing_give_one_alert(api, team):
     from usage_ledger import bootstrap
     from usage_ledger.domain.errors import Conflict
     from usage_ledger.http.schemas import AlertBody
@@ -438,7 +438,7 @@ def test_an_api_resource_turning_low_then_exhausted_notifies_hub_admins_and_app_
     assert len(sent()) == 3 and "used up" in sent()[2].subject
 
 
-def test_concurrent_evaluations_send_each_email_once(api, world, team, serialized_moto):
+def test_concurrent_evaluations_send_each_email_once(api, world, team):
     world.subscription(team, "calls", "flex", quantity=100)
     world.member(team, "hank", ["hub_admin"])
     create(api, alert())

@@ -176,7 +176,7 @@ def test_late_events_within_grace_stay_in_their_cycle_and_after_close_go_to_the_
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics")  # threads share one Metrics buffer here
-def test_three_concurrent_runs_issue_one_invoice_one_charge_one_email(api, world, team, clock, serialized_moto):
+def test_three_concurrent_runs_issue_one_invoice_one_charge_one_email(api, world, team, clock):
     payg(world)
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 60, utc(2026, 2, 1))])
     barrier = threading.Barrier(3)

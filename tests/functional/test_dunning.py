@@ -253,7 +253,7 @@ def test_an_uncollectible_invoice_can_still_be_paid_by_a_card_update_retry(api, 
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics")  # threads share one Metrics buffer here
-def test_concurrent_close_runs_make_one_charge_and_one_email_per_attempt(api, world, team, clock, serialized_moto):
+def test_concurrent_close_runs_make_one_charge_and_one_email_per_attempt(api, world, team, clock):
     payg(world, card=CARD_DECLINED_ON_CHARGE)
     ingest(api, clock, utc(2026, 2, 1), [cloud_event(team, "minutes", 40, utc(2026, 2, 1))])
     results = close_at_once(api.stack, CLOSE_AT)
@@ -360,7 +360,7 @@ def test_a_crash_after_a_declined_charge_records_the_decline_without_charging_ag
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics")
-def test_racing_close_runs_number_each_teams_invoices_without_gap_or_repeat(api, world, clock, serialized_moto):
+def test_racing_close_runs_number_each_teams_invoices_without_gap_or_repeat(api, world, clock):
     world.resource("minutes", kind="api", size=20)
     teams = [f"team-{n}" for n in range(4)]
     for team_id in teams:

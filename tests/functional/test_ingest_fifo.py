@@ -1,6 +1,8 @@
 """One writer per hot key: the FIFO events queue, one apply per (team, resource) and Lambda batch,
 and failures reported in FIFO order - through POST /v1/events and IngestFunction's handler."""
 import json
+import threading
+import time
 import uuid
 
 import boto3
@@ -118,6 +120,35 @@ def test_a_batch_of_one_groups_messages_is_one_balance_write(api, teams, dynamod
     assert len(balance_writes) == 1  # ten messages, one debit
     assert len(writes) == 10 + 1  # each message's claim, then the one commit
     assert used(api) == 10
+
+
+def test_a_batchs_claims_are_in_flight_together_and_an_event_in_two_messages_counts_once(api, teams):
+    from usage_ledger.adapters import aws
+
+    dedupe = api.stack.physical["DedupeTable"]
+    shared = cloud_event("team-a", "minutes", 7, DAY, id="in-every-message")
+    records = [record(message([cloud_event("team-a", "minutes", 1, DAY), shared]), "team-a/minutes")
+               for _ in range(10)]
+    lock, in_flight, most = threading.Lock(), [0], [0]
+
+    def claim_sent(params, **_):
+        if not any(item.get("Put", {}).get("TableName") == dedupe for item in params["TransactItems"]):
+            return
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(0.05)  # a round trip's wait: claims sent together overlap here, claims in series never
+        with lock:
+            in_flight[0] -= 1
+
+    events = aws.client("dynamodb").meta.events
+    events.register("before-parameter-build.dynamodb.TransactWriteItems", claim_sent)
+    try:
+        assert ingest_batch(api.stack, records) == []
+    finally:
+        events.unregister("before-parameter-build.dynamodb.TransactWriteItems", claim_sent)
+    assert most[0] >= 2
+    assert used(api) == 10 + 7  # the shared event once, whichever message's claim took it
 
 
 def test_a_redelivered_batch_counts_once_whatever_its_messages(api, teams):

@@ -7,6 +7,7 @@ the point of running workers concurrently.
 from __future__ import annotations
 
 import base64
+import contextvars
 import email
 import email.policy
 import json
@@ -72,7 +73,8 @@ class SimConfig:
 class FaultPlan:
     """Injects faults into the handlers' boto3 clients through botocore's event hooks.
 
-    Only threads that called `armed()` see faults: the producer's retries and the checks run clean.
+    Only work inside `armed()` sees faults (and the threads it hands work to): the producer's
+    retries and the checks run clean.
     Kinds: throttling and cancelled transactions before a call (the call did not happen), and
     crashes before or after a write (after: the write happened, then the process died)."""
 
@@ -80,7 +82,10 @@ class FaultPlan:
         self.rng = random.Random(seed * 7919 + 17)
         self.rate = rate
         self.lock = threading.Lock()
-        self.local = threading.local()
+        self.local = threading.local()  # the request a thread is sending (its operation, its email)
+        # armed or not: a context variable, so work a handler hands to its own threads (the claims
+        # of an ingest batch) sees faults too
+        self.on: contextvars.ContextVar[bool] = contextvars.ContextVar(f"faults-{id(self)}", default=False)
         self.injected: Counter[str] = Counter()
         self.unrecorded_subjects: list[str] = []  # emails SES took whose record a fault then stopped
 
@@ -94,7 +99,7 @@ class FaultPlan:
         return _Armed(self)
 
     def _roll(self, choices: list[str]) -> str | None:
-        if not getattr(self.local, "on", False) or not choices:
+        if not self.on.get() or not choices:
             return None
         with self.lock:
             if self.rng.random() >= self.rate:
@@ -176,10 +181,10 @@ class _Armed:
         self.plan = plan
 
     def __enter__(self) -> None:
-        self.plan.local.on = True
+        self.token = self.plan.on.set(True)
 
     def __exit__(self, *exc: Any) -> None:
-        self.plan.local.on = False
+        self.plan.on.reset(self.token)
 
 
 # ------------------------------------------------------------------ the world

@@ -151,6 +151,15 @@ class FakeIngestStore:
             owned.append(event)
         return owned
 
+    def claim_all(self, claims: Any, now: datetime) -> list[Any]:
+        found: list[Any] = []
+        for batch_id, events in claims:
+            try:
+                found.append(self.claim(batch_id, events, now))
+            except Exception as error:  # noqa: BLE001 - as the store reports it
+                found.append(error)
+        return found
+
     def commit(self, batch_id: str, team_id: str, resource: Resource, ledger: ResourceLedger, debit: Debit,
                events: list[UsageEvent], now: datetime, *, also: Any = ()) -> Commit:
         batch_ids = [batch_id, *also]

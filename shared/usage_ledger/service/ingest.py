@@ -2,7 +2,8 @@
 
 accept: every event refers to a catalogue resource and an existing team, or nothing is taken; the
 queue adapter sends one FIFO message per (team, resource) group of the request.
-apply (one Lambda batch of SQS messages): claim each message's events under its batch id, then
+apply (one Lambda batch of SQS messages): claim each message's events under its batch id (every
+message's claim in flight together), then
 per team and resource fold the batch's messages into one apply: load the ledger, decide with
 `domain.ledger.apply_usage`, commit once with one AppliedMarker per folded message. The FIFO
 queue's message group is the (team, resource), so one worker at a time writes a balance: a commit
@@ -86,6 +87,16 @@ def _describe(error: BaseException) -> str:
     return shown(f"{type(error).__name__}: {error}", 1000)
 
 
+def _storable(events: list[UsageEvent]) -> tuple[list[UsageEvent], list[UsageEvent], str]:
+    """The events that can be keyed and stored, those that cannot (not valid Unicode), and why."""
+    found = [(event, unstorable_fields(event)) for event in events]
+    unstorable = [event for event, fields in found if fields]
+    if not unstorable:
+        return events, [], ""
+    names = sorted({name for _, fields in found for name in fields})
+    return [event for event, fields in found if not fields], unstorable, f"not valid Unicode: {', '.join(names)}"
+
+
 def _event_index(error: FieldError) -> int:
     found = _EVENT_INDEX.match(error.path)
     return int(found.group(1)) if found else -1
@@ -136,29 +147,35 @@ class Ingest:
         # (team, resource) -> [(message, its owned events of that group)] in batch order
         groups: dict[tuple[str, str], list[tuple[Message, list[UsageEvent]]]] = defaultdict(list)
         duplicates_of: dict[str, str] = {}  # a message whose batch came earlier in this batch -> that one
-        for message in messages:
+        # every message's claim in flight together (different items); then each taken in batch order
+        storable = [_storable(message.events) for message in messages]
+        claims = self.store.claim_all([(message.batch_id, events) for message, (events, _, _) in
+                                       zip(messages, storable)], now)
+        for message, (events, unstorable, reason), owned in zip(messages, storable, claims):
             if message.group is not None and message.group in blocked:
-                failed.add(message.message_id)
+                failed.add(message.message_id)  # its claims stay its batch's: a redelivery re-takes them
                 continue
-            try:
-                owned = self._claim(message, outcome, now)
-            except Exception as error:  # noqa: BLE001 - the message (and its group's later ones) comes back
+            if unstorable:  # the edge refuses these; a message written before it did cannot be keyed
+                self._set_aside(message.batch_id, None, None, unstorable, reason, now)
+                outcome.set_aside += len(unstorable)
+            if isinstance(owned, Exception):  # the message (and its group's later ones) comes back
                 logger.warning("claiming a message's events failed; it will be retried",
-                               extra={"batch_id": message.batch_id, "reason": _describe(error)})
+                               extra={"batch_id": message.batch_id, "reason": _describe(owned)})
                 self._fail(message, failed, blocked)
                 continue
+            outcome.duplicates += len(events) - len(owned)
             by_key: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
             for event in owned:
                 by_key[(event.team_id, event.resource_id)].append(event)
-            for key, events in by_key.items():
+            for key, part_events in by_key.items():
                 same = next((part for part in groups[key] if part[0].batch_id == message.batch_id), None)
                 if same is None:
-                    groups[key].append((message, events))
+                    groups[key].append((message, part_events))
                     continue
                 # the same batch twice in one Lambda batch (a replay sent twice, a redrive next to
                 # its original): its claims are its own both times, so its events count once
                 seen = {(event.source, event.id) for event in same[1]}
-                same[1].extend(event for event in events if (event.source, event.id) not in seen)
+                same[1].extend(event for event in part_events if (event.source, event.id) not in seen)
                 duplicates_of[message.message_id] = same[0].message_id
         for (team_id, resource_id), parts in sorted(groups.items()):
             try:
@@ -191,19 +208,6 @@ class Ingest:
         failed.add(message.message_id)
         if message.group is not None:
             blocked.add(message.group)
-
-    def _claim(self, message: Message, outcome: BatchOutcome, now: datetime) -> list[UsageEvent]:
-        found = [(event, unstorable_fields(event)) for event in message.events]
-        unstorable = [event for event, fields in found if fields]
-        events = message.events
-        if unstorable:  # the edge refuses these; a message written before it did cannot be keyed
-            names = sorted({name for _, fields in found for name in fields})
-            self._set_aside(message.batch_id, None, None, unstorable, f"not valid Unicode: {', '.join(names)}", now)
-            outcome.set_aside += len(unstorable)
-            events = [event for event, fields in found if not fields]
-        owned = self.store.claim(message.batch_id, events, now)
-        outcome.duplicates += len(events) - len(owned)
-        return owned
 
     def _apply_parts(self, team_id: str, resource_id: str, parts: list[tuple[str, list[UsageEvent]]],
                      now: datetime, outcome: BatchOutcome) -> None:

@@ -57,7 +57,14 @@ class LedgerStore(Protocol):
 
 
 class IngestStore(Protocol):
-    def claim(self, batch_id: str, events: list[UsageEvent], now: datetime) -> list[UsageEvent]: ...
+    def claim(self, batch_id: str, events: list[UsageEvent], now: datetime) -> list[UsageEvent]:
+        """Take each (source, id) for this batch; the events it owns (the rest are duplicates)."""
+        ...
+    def claim_all(self, claims: Sequence[tuple[str, list[UsageEvent]]],
+                  now: datetime) -> list[list[UsageEvent] | Exception]:
+        """`claim` for each (batch id, events), in flight together: per claim, the events owned or
+        the error that stopped it."""
+        ...
     def commit(self, batch_id: str, team_id: str, resource: Resource, ledger: ResourceLedger, debit: Debit,
                events: list[UsageEvent], now: datetime, *, also: Sequence[str] = ()) -> Commit:
         """One transaction; `also` are further batch ids folded into this debit, each marked applied

@@ -3,6 +3,8 @@
 1. claim: one EventMarker per (source, id), put with `attribute_not_exists(PK) OR batch_id = :this`
    (100 per transaction). The owner is the batch id that POST /v1/events wrote into the message
    (stable across redeliveries and DLQ redrives); a marker owned by another batch is a duplicate.
+   A Lambda batch's claims are in flight together (`claim_all`): they write different items, so
+   a batch waits for one claim round trip instead of one per message (docs/scale.md).
 2. commit: one transaction of an AppliedMarker for (batch, team, resource), the balance
    (conditional on the version it was read at), the payg cycles (conditional on being open, or for
    a new one on not having been closed and moved out already) and the usage aggregates;
@@ -15,7 +17,9 @@ same batch, and an AppliedMarker that exists means "already done".
 """
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,6 +55,17 @@ MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit
 # aggregate items that ride in the balance transaction; the rest go in their own transactions
 FIRST_CHUNK_AGGREGATES = 60
 CLAIM_ATTEMPTS = 8
+# claims in flight at once: a FIFO Lambda batch holds at most 10 messages (a standard queue's
+# batch waits for more than one round trip only past 10 messages)
+CLAIM_CONCURRENCY = 10
+_claimers: ThreadPoolExecutor | None = None  # one pool per container, built on first use
+
+
+def _claim_pool() -> ThreadPoolExecutor:
+    global _claimers
+    if _claimers is None:
+        _claimers = ThreadPoolExecutor(max_workers=CLAIM_CONCURRENCY, thread_name_prefix="claim")
+    return _claimers
 
 
 class _Transaction(TransactWrite):
@@ -66,6 +81,24 @@ class _Transaction(TransactWrite):
 class IngestStore:
     def __init__(self, usage: UsageStore) -> None:
         self.usage = usage
+
+    def claim_all(self, claims: Sequence[tuple[str, list[UsageEvent]]],
+                  now: datetime) -> list[list[UsageEvent] | Exception]:
+        """`claim` for each (batch id, events), all in flight together; per claim, in order, the
+        events its batch owns or the error that stopped it. Two claims of one (source, id) race
+        on its marker: one owns it, the other finds a duplicate (or a conflict, and retries)."""
+        if len(claims) == 1:
+            return [self._claim_or_error(*claims[0], now)]
+        pool = _claim_pool()
+        futures = [pool.submit(contextvars.copy_context().run, self._claim_or_error, batch_id, events, now)
+                   for batch_id, events in claims]
+        return [future.result() for future in futures]
+
+    def _claim_or_error(self, batch_id: str, events: list[UsageEvent], now: datetime) -> list[UsageEvent] | Exception:
+        try:
+            return self.claim(batch_id, events, now)
+        except Exception as error:  # noqa: BLE001 - the caller fails this message, not the batch
+            return error
 
     def claim(self, batch_id: str, events: list[UsageEvent], now: datetime) -> list[UsageEvent]:
         """Take ownership of each (source, id) for this batch; return the events it owns."""
