@@ -370,6 +370,47 @@ def test_a_group_that_fails_for_its_data_is_set_aside_and_replaying_it_counts_it
     assert usage_total(api, "team-b") == 3
 
 
+def expire(stack, table_logical_id, now):
+    """What DynamoDB's TTL would have removed by `now` (moto keeps expired items)."""
+    table = boto3.resource("dynamodb").Table(stack.physical[table_logical_id])
+    for item in table.scan()["Items"]:
+        if "expires_at" in item and item["expires_at"] < int(now.timestamp()):
+            table.delete_item(Key={"PK": item["PK"], "SK": item["SK"]} if "SK" in item else {"PK": item["PK"]})
+
+
+def test_a_set_aside_replay_weeks_later_counts_what_was_applied_once(api, teams, monkeypatch, clock):
+    """Two messages of one group folded, then split (80 users' usage items do not fit one commit):
+    the first applies alone, the second fails for its data, and both are set aside. Replayed after
+    the SQS lifetimes are long gone, the first is found applied: each event counts once."""
+    from usage_ledger.service import ingest
+
+    original = ingest.apply_usage
+
+    def breaks_for_the_second_alone(state, resource, subscriptions, events, **kwargs):
+        if all(event.id.startswith("second-") for event in events):
+            raise ArithmeticError("a rule that cannot decide this message")
+        return original(state, resource, subscriptions, events, **kwargs)
+
+    monkeypatch.setattr(ingest, "apply_usage", breaks_for_the_second_alone)
+    for name in ("first", "second"):
+        assert send_events(api, [cloud_event("team-a", "minutes", 1, FROZEN_AT, id=f"{name}-{n}",
+                                             user_id=f"{name}-user-{n}") for n in range(40)]).status == 202
+    drain_events(api.stack, retry_failed_after=0)
+    assert usage_total(api) == 40
+    set_aside = sorted(item["message"] for item in set_aside_items(api.stack))
+    assert len(set_aside) == 2  # the group's messages, the applied one included
+    monkeypatch.setattr(ingest, "apply_usage", original)
+    later = FROZEN_AT + timedelta(days=60)  # past 14 days queued and 14 in the DLQ, twice over
+    clock.set(later)
+    expire(api.stack, "DedupeTable", later)
+    for body in set_aside:
+        send_message(api.stack, body, "team-a/minutes")
+    drain_events(api.stack, retry_failed_after=0)
+    assert usage_total(api) == 80
+    card = api.get("/v1/teams/team-a/balances/minutes", as_=ALICE).json
+    assert card["available"] == 1000 - 80
+
+
 def test_a_throttled_group_fails_the_message_for_redelivery_after_the_others_are_counted(api, teams, monkeypatch):
     from botocore.exceptions import ClientError
     from usage_ledger.service import ingest

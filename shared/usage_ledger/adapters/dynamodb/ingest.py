@@ -50,7 +50,10 @@ from usage_ledger.service.ports import CannotFold, Commit
 logger = Logger(child=True)
 
 DEDUPE_RETENTION = timedelta(days=25 * 31)  # each (source, id) counts once for 24 months
-APPLIED_RETENTION = timedelta(days=15)  # longer than SQS keeps a message (14 days)
+# as long as the claims: a batch re-takes its own claims whenever it comes back (a DLQ redrive,
+# restarting the message's retention there; a set-aside replay, at any time), and only its
+# applied markers then stop it from counting twice
+APPLIED_RETENTION = DEDUPE_RETENTION
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit
 # aggregate items that ride in the balance transaction; the rest go in their own transactions
 FIRST_CHUNK_AGGREGATES = 60
