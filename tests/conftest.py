@@ -286,11 +286,14 @@ def drain_events(stack: Stack, **kwargs: Any) -> Any:
     return drain_queue(stack, TemplateHandlers(stack), "IngestFunction", **kwargs)
 
 
-def run_job(stack: Stack, function: str, event: dict[str, Any], container: str = "") -> dict[str, Any]:
+def run_job(stack: Stack, function: str, event: dict[str, Any], container: str = "",
+            retry_failed_after: int | None = None) -> dict[str, Any]:
     """A fanned-out scheduled job through its handlers: the scheduled function with `event`, then its
-    workers (one container per job run, as `container` names it) until their queues are empty.
-    Returns the scheduled function's result, the workers' queue totals and the metrics the
-    handlers reported (summed by name)."""
+    workers (one container per job run, as `container` names it) until their queues are empty
+    (`retry_failed_after`: a failed message is received again after so many seconds, as SQS would
+    after its visibility timeout, until its queue's redrive policy dead-letters it). Returns the
+    scheduled function's result, the workers' queue totals and the metrics the handlers reported
+    (summed by name)."""
     from infra.pollers import run_job as run
 
     handlers = {logical: load_handler(stack, logical, container) for logical in stack.functions()
@@ -298,7 +301,7 @@ def run_job(stack: Stack, function: str, event: dict[str, Any], container: str =
     _record_metrics()
     _reported.sink = {}
     try:
-        ran = run(stack, handlers, function, event=event)
+        ran = run(stack, handlers, function, event=event, retry_failed_after=retry_failed_after)
         return {**ran, "metrics": _reported.sink}
     finally:
         _reported.sink = None

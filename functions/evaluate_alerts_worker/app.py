@@ -1,6 +1,7 @@
 """Evaluate alerts, the worker: each SQS message is a batch of teams and the scheduled run's time;
 evaluates each team as of that time. A team that fails fails its message after the others were
-evaluated; SQS delivers it again (the notices' claims send each email once)."""
+evaluated; the queue's redrive policy dead-letters it rather than deliver it again (a late retry
+would act as of its old time on newer balances): the next hourly run evaluates its teams."""
 import json
 
 from aws_lambda_powertools import Logger, Metrics

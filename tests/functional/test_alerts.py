@@ -1,5 +1,6 @@
 """Alerts through the handlers: the alert routes, then EvaluateAlertsFunction on schedule and on the stream."""
 import itertools
+import json
 import re
 import threading
 import uuid
@@ -411,6 +412,38 @@ def test_one_team_failing_does_not_hold_up_the_others(api, world, team, compose)
     assert {address for m in sent() for address in m.destinations["ToAddresses"]} == {"alice@example.com"}
     compose()
     assert evaluate(api.stack) == {"teams": 2, "emails_sent": 2}
+
+
+def test_a_failed_alert_work_item_is_dead_lettered_and_the_next_run_evaluates_its_teams(api, world, team, compose):
+    # found in review: SQS delivered a failed item again up to an hour later, and it acted as of its
+    # old time on newer balances (a resource refreshed since was mailed as used up again)
+    from usage_ledger.adapters.dynamodb.alerts import AlertStore
+
+    failures = [1]
+
+    class ThrottledOnceForTeamA(AlertStore):
+        def load(self, team_id):
+            if team_id == "team-a" and failures:
+                failures.pop()
+                raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                                  "Query")
+            return super().load(team_id)
+
+    build_team(world, "team-b")
+    create(api, alert())
+    create(api, alert(), team_id="team-b")
+    use(api, "team-a", "minutes", 80)
+    use(api, "team-b", "minutes", 80)
+    compose(alert_store=ThrottledOnceForTeamA())
+    # received again at once (as after its visibility timeout): the redrive policy takes it instead
+    ran = run_job(api.stack, "EvaluateAlertsFunction", scheduled_event(), retry_failed_after=0)
+    assert ran["workers"]["EvaluateAlertsWorkerFunction"] == {"received": 1, "succeeded": 0, "failed": 1}
+    assert len(sent()) == 2  # team-b's two windows; team-a was not evaluated a second time
+    dead = boto3.client("sqs").receive_message(QueueUrl=api.stack.physical["AlertsWorkDeadLetterQueue"],
+                                               MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(message["Body"])["team_ids"] for message in dead] == [["team-a", "team-b"]]
+    assert evaluate(api.stack) == {"teams": 2, "emails_sent": 2}  # the next hourly run: team-a's windows
+    assert len(sent()) == 4
 
 
 def test_an_api_resource_turning_low_then_exhausted_notifies_hub_admins_and_app_owners(api, world, team):
