@@ -74,7 +74,7 @@ def handlers(template: dict[str, Any] | None = None) -> dict[str, dict[str, Any]
     for logical, props in stack.functions().items():
         module, attribute = props["Handler"].rsplit(".", 1)
         folder = ROOT / props["CodeUri"]
-        memory = props.get("MemorySize", template.get("Globals", {}).get("Function", {}).get("MemorySize", 128))
+        memory = stack.resolve(props.get("MemorySize", template.get("Globals", {}).get("Function", {}).get("MemorySize", 128)))
         env = {  # what the Lambda runtime sets that code could read, then the template's variables
             "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_LAMBDA_FUNCTION_NAME": f"usage-ledger-{logical}",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory), "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",

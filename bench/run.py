@@ -43,7 +43,10 @@ MILLION = 1_000_000
 def memory_mb(logical_id: str) -> int:
     """MemorySize of a template function (its own, else the Globals')."""
     props = TEMPLATE["Resources"][logical_id]["Properties"]
-    return int(props.get("MemorySize", TEMPLATE["Globals"]["Function"]["MemorySize"]))
+    memory = props.get("MemorySize", TEMPLATE["Globals"]["Function"]["MemorySize"])
+    if isinstance(memory, dict) and "Ref" in memory:  # a parameter: its default
+        memory = TEMPLATE["Parameters"][memory["Ref"]]["Default"]
+    return int(memory)
 
 
 def architecture(logical_id: str) -> str:

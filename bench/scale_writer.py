@@ -23,6 +23,7 @@ import os
 import threading
 import time
 import uuid
+from contextlib import contextmanager as contextmanager_type
 from datetime import timedelta
 from typing import Any
 
@@ -272,10 +273,119 @@ def close_fanout(fresh_stack: Any, counting: Any) -> dict[str, Any]:
     }
 
 
-def run(fresh_stack: Any, counting: Any, parts: tuple[str, ...] = ("writers", "close")) -> dict[str, Any]:
+# ------------------------------------------------------------------ one batch of a hot group, with round trips
+
+ROUND_TRIP_SECONDS = 0.05  # injected before every DynamoDB request (the rounds are read from when they overlap)
+DYNAMODB_TRANSACTION_SECONDS = 0.025  # what a round trip (a 100-item transaction) is assumed to take (issue 18)
+LAMBDA_OVERHEAD_SECONDS = 0.030  # Lambda's FIFO poll, invoke and delete of a batch (assumed)
+BATCH_MESSAGES, BATCH_EVENTS = 10, 100  # a FIFO Lambda batch at its largest: 10 messages of 100 events
+
+
+@contextmanager_type
+def _moto_cpu_seconds() -> Any:
+    """CPU seconds moto spends answering (inside its lock): what DynamoDB does on its side."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    spent, original = [0.0], BotocoreStubber.process_request
+
+    def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            spent[0] += time.thread_time() - started
+
+    BotocoreStubber.process_request = timed  # type: ignore[method-assign]
+    try:
+        yield spent
+    finally:
+        BotocoreStubber.process_request = original  # type: ignore[method-assign]
+
+
+def _one_batch(fresh_stack: Any, claimers: int, round_trip_seconds: float) -> dict[str, Any]:
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from usage_ledger.adapters import aws
+    from usage_ledger.adapters.dynamodb import ingest as ingest_store
+
+    from bench.scale_items import without_moto_transaction_snapshots
+
+    with fresh_stack() as api, without_moto_transaction_snapshots() as cancelled:
+        world = conftest.World(api)
+        world.resource("minutes", size=1)
+        team = world.team("team-hot")
+        world.subscription(team, "minutes", "flex", quantity=10_000_000)
+        for message in range(BATCH_MESSAGES):
+            assert conftest.send_events(api, [
+                conftest.cloud_event(team, "minutes", 1, NOW - timedelta(minutes=i), id=f"m{message}-{i}",
+                                     user_id=f"u{i % 5}") for i in range(BATCH_EVENTS)]).status == 202
+        handlers = {"IngestFunction": load_handler(api.stack, "IngestFunction", f"round-trips-{claimers}")}
+        source = next(s for s in sqs_sources(api.stack) if s.function == "IngestFunction"
+                      and s.queue_url == api.stack.physical["EventsFifoQueue"])
+        client, waits = aws.client("dynamodb"), []
+
+        def round_trip(**_: Any) -> None:  # before moto answers, outside its lock: as the network would
+            started = time.perf_counter()
+            time.sleep(round_trip_seconds)
+            waits.append((started, time.perf_counter()))
+
+        saved, ingest_store._claimers = ingest_store._claimers, ThreadPoolExecutor(max_workers=claimers)
+        # a warm container's pool: its threads already started
+        wait([ingest_store._claimers.submit(time.sleep, 0.01) for _ in range(claimers)])
+        client.meta.events.register_first("before-send.dynamodb", round_trip)
+        try:
+            with _moto_cpu_seconds() as moto:
+                started, cpu = time.perf_counter(), time.process_time()
+                result = sqs_run_once(api.stack, handlers, source, client=boto3.client("sqs"))
+                seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        finally:
+            client.meta.events.unregister("before-send.dynamodb", round_trip)
+            ingest_store._claimers.shutdown()
+            ingest_store._claimers = saved
+        assert (result.received, result.succeeded) == (BATCH_MESSAGES, BATCH_MESSAGES), result
+        assert not cancelled, cancelled
+        events = BATCH_MESSAGES * BATCH_EVENTS
+        card = api.get(f"/v1/teams/{team}/balances/minutes", as_=conftest.Identity.user("alice")).json
+        assert card["available"] == 10_000_000 - events, card
+        waited, end = 0.0, 0.0  # the time covered by at least one round trip: the waits in sequence
+        for started, ended in sorted(waits):
+            waited += max(ended - max(started, end), 0.0)
+            end = max(end, ended)
+        return {"dynamodb_requests": len(waits), "seconds": seconds, "handler_cpu_seconds": cpu - moto[0],
+                "round_trips_in_sequence": waited / round_trip_seconds if round_trip_seconds else 0.0}
+
+
+def _claims(fresh_stack: Any, claimers: int) -> dict[str, Any]:
+    batch = _one_batch(fresh_stack, claimers, ROUND_TRIP_SECONDS)
+    estimate = (batch["round_trips_in_sequence"] * DYNAMODB_TRANSACTION_SECONDS + batch["handler_cpu_seconds"]
+                + LAMBDA_OVERHEAD_SECONDS)
+    events = BATCH_MESSAGES * BATCH_EVENTS
+    return {"claimers": claimers, "events": events, "dynamodb_requests": batch["dynamodb_requests"],
+            "round_trips_in_sequence": round(batch["round_trips_in_sequence"], 1),
+            "handler_cpu_seconds": round(batch["handler_cpu_seconds"], 3),
+            "batch_seconds_estimate": round(estimate, 3), "events_per_second_estimate": round(events / estimate)}
+
+
+def batch_round_trips(fresh_stack: Any) -> dict[str, Any]:
+    """One FIFO Lambda batch of one team and resource (10 messages of 100 events): how many DynamoDB
+    round trips it waits for one after another, with its claims one after another (one claimer, as
+    before) and in flight together (the ingest store's pool), and what that makes on DynamoDB."""
+    from usage_ledger.adapters.dynamodb.ingest import CLAIM_CONCURRENCY
+
+    return {"how": (f"{ROUND_TRIP_SECONDS}s injected before each DynamoDB request; round trips in sequence = the "
+                    "time covered by at least one of them / that; estimate = those round trips x "
+                    f"{DYNAMODB_TRANSACTION_SECONDS}s + the handler's CPU (the process's less moto's, one full "
+                    f"core) + {LAMBDA_OVERHEAD_SECONDS}s of Lambda's poll, invoke and delete"),
+            "claims_in_series": _claims(fresh_stack, 1),
+            "claims_together": _claims(fresh_stack, CLAIM_CONCURRENCY)}
+
+
+def run(fresh_stack: Any, counting: Any, parts: tuple[str, ...] = ("writers", "batch", "close")) -> dict[str, Any]:
     results: dict[str, Any] = {}
     if "writers" in parts:
         results["writers_one_team"] = writers()
+    if "batch" in parts:
+        results["one_batch_with_round_trips"] = batch_round_trips(fresh_stack)
     if "close" in parts:
         results["close_fanout"] = close_fanout(fresh_stack, counting)
     return results
