@@ -24,7 +24,6 @@ import conftest
 from usage_ledger import clock
 
 from bench.run import ADMIN, NOW
-from infra.lambdas import FakeLambdaContext, load_handler
 
 MEASURED_EVENTS = 1_000
 
@@ -126,11 +125,10 @@ def _largest_item(api: Any) -> int:
 
 
 def _close(api: Any, at: datetime) -> None:
+    """The hourly close run at `at`: the scheduled function enqueues, its workers close."""
     clock.now = lambda: at  # type: ignore[assignment]
-    handler = load_handler(api.stack, "CloseBillingCyclesFunction")
-    handler({"version": "0", "id": "bench", "detail-type": "Scheduled Event", "source": "aws.events",
-             "account": "123456789012", "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "us-east-1",
-             "resources": [], "detail": {}, }, FakeLambdaContext("CloseBillingCyclesFunction"))
+    ran = conftest.run_job(api.stack, "CloseBillingCyclesFunction", conftest.billing_run_event(at))
+    assert ran["metrics"].get("CyclesFailed", 0) == 0, ran
 
 
 def _card_reads(api: Any, counting: Any, team: str) -> dict[str, Any]:
