@@ -358,10 +358,11 @@ def test_a_group_that_fails_for_its_data_is_set_aside_and_replaying_it_counts_it
     assert usage_total(api, "team-a") == 5 and usage_total(api, "team-b") == 0
     [item] = set_aside_items(api.stack)
     assert item["team_id"] == "team-b" and "ArithmeticError" in item["reason"]
+    assert item["message_group"] == "team-b/minutes"
     # the operator fixes the cause and sends the item's message back (docs/operations.md)
     monkeypatch.setattr(ingest, "apply_usage", original)
-    send_message(api.stack, item["message"], "team-b/minutes")
-    send_message(api.stack, item["message"], "team-b/minutes")  # twice: still once
+    send_message(api.stack, item["message"], item["message_group"])
+    send_message(api.stack, item["message"], item["message_group"])  # twice: still once
     drain_events(api.stack, retry_failed_after=0)
     assert usage_total(api, "team-a") == 5 and usage_total(api, "team-b") == 3
     # the events stay claimed by their batch: posting them again is a duplicate

@@ -39,7 +39,7 @@ from usage_ledger.adapters.dynamodb.models import (
     connection,
 )
 from usage_ledger.adapters.dynamodb.usage import UsageStore
-from usage_ledger.adapters.queue import encode_message
+from usage_ledger.adapters.queue import encode_message, message_group
 from usage_ledger.domain.billing import OPEN
 from usage_ledger.domain.calendar import cycle_by_index, iso
 from usage_ledger.domain.errors import Contended, LedgerError
@@ -224,7 +224,9 @@ class IngestStore:
         """One item per (batch, team, resource); a redelivery that fails the same way writes it again."""
         SetAsideItem(keys.SET_ASIDE_PK, keys.set_aside_sk(batch_id, team_id, resource_id), batch_id=batch_id,
                      team_id=team_id, resource_id=resource_id, events=len(events), reason=reason,
-                     message=encode_message(events, batch_id), at=now).save()
+                     message=encode_message(events, batch_id),
+                     message_group=message_group(team_id, resource_id) if team_id and resource_id else None,
+                     at=now).save()
 
     @staticmethod
     def must_retry(error: BaseException) -> bool:

@@ -297,6 +297,7 @@ class SetAsideItem(LedgerItem, discriminator="set_aside"):
     events = NumberAttribute()
     reason = UnicodeAttribute()
     message = UnicodeAttribute()
+    message_group = UnicodeAttribute(null=True)  # the FIFO group to replay `message` in (None: unkeyable events)
     at = InstantAttribute()
 
 
