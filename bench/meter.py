@@ -25,6 +25,7 @@ Request units are *estimated from the actual items* (moto's ReturnConsumedCapaci
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -182,7 +183,10 @@ class Recorder:
         self.aws = [0.0, 0.0]  # wall, thread CPU seconds between sending a request and its response
         self.hooks = [0.0, 0.0]  # wall, thread CPU seconds inside the meter's own hooks
         self.aws_calls = 0
-        self._sent: tuple[float, float] | None = None
+        # handlers send from several threads (an ingest batch's claims): per-thread send times,
+        # and one lock around every shared sum
+        self._local = threading.local()
+        self._lock = threading.RLock()
         self.session = boto3._get_default_session()
         # reads item sizes before/after writes: its own session, so these calls are not counted
         self.raw = boto3.session.Session(region_name="us-east-1").client("dynamodb")
@@ -249,14 +253,16 @@ class Recorder:
     # -------------------------------------------------------------- hooks
 
     def _send_started(self, **_: Any) -> None:
-        self._sent = (time.perf_counter(), time.thread_time())
+        self._local.sent = (time.perf_counter(), time.thread_time())
 
     def _send_finished(self, **_: Any) -> None:
-        if self._sent is not None:
-            self.aws[0] += time.perf_counter() - self._sent[0]
-            self.aws[1] += time.thread_time() - self._sent[1]
-            self.aws_calls += 1
-            self._sent = None
+        sent = getattr(self._local, "sent", None)
+        if sent is not None:
+            self._local.sent = None
+            with self._lock:
+                self.aws[0] += time.perf_counter() - sent[0]
+                self.aws[1] += time.thread_time() - sent[1]
+                self.aws_calls += 1
 
     @contextmanager
     def _hook(self) -> Iterator[None]:
@@ -264,8 +270,9 @@ class Recorder:
         try:
             yield
         finally:
-            self.hooks[0] += time.perf_counter() - wall
-            self.hooks[1] += time.thread_time() - cpu
+            with self._lock:
+                self.hooks[0] += time.perf_counter() - wall
+                self.hooks[1] += time.thread_time() - cpu
 
     def _before_dynamodb(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         if self.meter is None:
@@ -283,7 +290,7 @@ class Recorder:
         meter = self.meter
         if meter is None:
             return
-        with self._hook():
+        with self._hook(), self._lock:
             op = model.name
             meter.calls[op] += 1
             state = context.get("bench_meter") or {"op": op, "params": {}}
