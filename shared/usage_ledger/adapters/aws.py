@@ -1,19 +1,29 @@
 """boto3 clients, built lazily and once per container (tests start moto before the first call)."""
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+_clients: dict[str, Any] = {}
+# building clients from boto3's default session is not thread-safe, and an ingest batch's first
+# claims may ask for the DynamoDB client from several threads at once
+_building = threading.Lock()
 
 
-@lru_cache(maxsize=None)
 def client(service: str) -> Any:
-    return boto3.client(service, config=_CONFIG)
+    found = _clients.get(service)
+    if found is None:
+        with _building:
+            found = _clients.get(service)
+            if found is None:
+                found = _clients[service] = boto3.client(service, config=_CONFIG)
+    return found
 
 
 def reset_clients() -> None:
-    client.cache_clear()
+    with _building:
+        _clients.clear()
