@@ -24,14 +24,21 @@ def is_condition_failure(error: BaseException) -> bool:
 
 def cancellation_codes(error: BaseException) -> list[str]:
     """Per-item reason codes of a cancelled transaction, in the order its items were given
-    ('None' for items that were fine); [] when the error is not a cancelled transaction."""
-    if not isinstance(error, TransactWriteError) or error_code(error) != "TransactionCanceledException":
+    ('None' for items that were fine); [] when the error is not a cancelled transaction. Takes
+    pynamodb's TransactWriteError and botocore's ClientError (a low-level transaction)."""
+    if error_code(error) != "TransactionCanceledException":
         return []
-    reasons = error.cancellation_reasons
+    if isinstance(error, TransactWriteError):
+        reasons = [reason.code if reason is not None else "None" for reason in error.cancellation_reasons or []]
+        message = error.cause_response_message or ""
+    elif isinstance(error, ClientError):
+        reasons = [reason.get("Code") or "None" for reason in error.response.get("CancellationReasons") or []]
+        message = error.response.get("Error", {}).get("Message", "")
+    else:
+        return []
     if reasons:
-        return [reason.code if reason is not None else "None" for reason in reasons]
+        return reasons
     # some stand-ins put the codes only in the message: "... [None, ConditionalCheckFailed]"
-    message = error.cause_response_message or ""
     inside = message[message.find("[") + 1 : message.rfind("]")]
     return [code.strip() for code in inside.split(",")] if inside else []
 
