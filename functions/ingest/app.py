@@ -2,7 +2,8 @@
 
 One apply per (team, resource) of the batch (its FIFO message group): the messages of a group are
 folded into one commit. Failures are reported per message (ReportBatchItemFailures) in FIFO order:
-once a message of a group fails, the later messages of that group in the batch fail too.
+once a message of a group fails, the later messages of that group in the batch fail too, and
+they come back after a short backoff (retry.redelivery_delay) rather than the visibility timeout.
 """
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -50,5 +51,6 @@ def lambda_handler(event, context):
     outcome = container().ingest.apply_batch(messages)
     count(outcome)
     failed = set(outcome.failed) | set(unreadable)
-    return {"batchItemFailures": [{"itemIdentifier": record["messageId"]} for record in event.get("Records") or []
-                                  if record["messageId"] in failed]}
+    failures = [record for record in event.get("Records") or [] if record["messageId"] in failed]
+    container().event_queue.redeliver_soon(failures)  # a FIFO group waits behind them: back off, briefly
+    return {"batchItemFailures": [{"itemIdentifier": record["messageId"]} for record in failures]}

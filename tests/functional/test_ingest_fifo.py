@@ -192,6 +192,50 @@ def test_once_a_message_of_a_group_fails_the_rest_of_that_group_fails_too(api, t
     assert used(api) == 2 and used(api, "team-b", "calls") == 6
 
 
+def test_a_failed_message_comes_back_after_a_short_backoff_not_the_visibility_timeout(api, teams, monkeypatch):
+    # found in review: a throttled apply held the team's group for the queue's 180 s timeout
+    from botocore.exceptions import ClientError
+    from usage_ledger.adapters import aws
+    from usage_ledger.service import ingest
+
+    original, throttles = ingest.apply_usage, [1]
+
+    def throttled_once(*args, **kwargs):
+        if throttles:
+            throttles.pop()
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "Query")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "apply_usage", throttled_once)
+    assert send_events(api, [cloud_event("team-a", "minutes", 5, DAY, id="t1")]).status == 202
+    changed = []
+
+    def record(params, **_):
+        changed.append(params)
+
+    hooks = aws.client("sqs").meta.events
+    hooks.register("before-parameter-build.sqs.ChangeMessageVisibilityBatch", record)
+    try:
+        first = drain_events(api.stack, max_batches=1)  # the poller leaves failed messages as SQS would
+    finally:
+        hooks.unregister("before-parameter-build.sqs.ChangeMessageVisibilityBatch", record)
+    assert (first.succeeded, first.failed) == (0, 1)
+    [call] = changed
+    assert call["QueueUrl"] == api.stack.physical["EventsFifoQueue"]
+    assert [entry["VisibilityTimeout"] for entry in call["Entries"]] == [5]  # its first receive
+    assert drain_events(api.stack).received == 0  # still invisible
+    time.sleep(5.5)
+    assert drain_events(api.stack).succeeded == 1  # back after 5 s, not 180
+    assert used(api) == 5
+
+
+def test_redelivery_backs_off_with_each_receive_and_stays_within_the_visibility_timeout():
+    from usage_ledger.retry import redelivery_delay
+
+    assert [redelivery_delay(count) for count in range(1, 7)] == [5, 10, 20, 40, 80, 160]
+    assert redelivery_delay(10) == 180 and redelivery_delay(0) == 5
+
+
 def test_the_local_poller_drives_the_fifo_queue_end_to_end(api, teams):
     for n in range(5):
         assert send_events(api, [cloud_event("team-a", "minutes", 1, DAY), cloud_event("team-b", "calls", 2, DAY)]

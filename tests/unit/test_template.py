@@ -259,7 +259,8 @@ EXPECTED_ACCESS: dict[str, set[tuple[str, str]]] = {
     "ProducerApiFunction": {("read", "LedgerTable"), ("send", "EventsFifoQueue")},
     "TeamApiFunction": {("write", "LedgerTable"), ("read", "UsageTable"), ("secret", "StripeSecretName"),
                         ("email", "SenderEmail")},
-    "IngestFunction": {("write", "LedgerTable"), ("write", "UsageTable"), ("write", "DedupeTable")},
+    "IngestFunction": {("write", "LedgerTable"), ("write", "UsageTable"), ("write", "DedupeTable"),
+                       ("visibility", "EventsFifoQueue")},
     # the scheduled runs only list what is due and enqueue it; their workers write and email
     "CloseBillingCyclesFunction": {("read", "LedgerTable"), ("send", "BillingWorkQueue")},
     "CloseBillingCyclesWorkerFunction": {("write", "LedgerTable"), ("email", "SenderEmail"),
@@ -314,6 +315,9 @@ def access_of(function: str) -> tuple[set[tuple[str, str]], list[str]]:
                     problems.append(f"wildcard action in {statement.get('Sid', statement)}")
                 if actions and actions <= SES_SEND_ACTIONS and all(mentions(r, "SenderEmail") for r in resources):
                     granted.add(("email", "SenderEmail"))
+                elif actions == {"sqs:ChangeMessageVisibility"} and len(resources) == 1 \
+                        and resources[0] == {"Fn::GetAtt": ["EventsFifoQueue", "Arn"]}:
+                    granted.add(("visibility", "EventsFifoQueue"))
                 else:
                     problems.append(f"inline statement not understood by this test: {statement}")
             continue

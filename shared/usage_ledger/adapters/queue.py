@@ -9,11 +9,16 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from usage_ledger.adapters import aws
 from usage_ledger.domain.calendar import iso, parse_instant
 from usage_ledger.domain.errors import Contended
 from usage_ledger.domain.ids import stable_hash
 from usage_ledger.domain.model import UsageEvent
+from usage_ledger.retry import redelivery_delay
+
+logger = Logger(child=True)
 
 MAX_MESSAGE_BYTES = 256 * 1024  # SQS's limit for one message, and for one SendMessageBatch call
 # a message's share of a 10-entry batch call, with room for the entry's ids and attributes
@@ -93,6 +98,26 @@ class EventQueue:
     def __init__(self, queue_url: str) -> None:
         self.queue_url = queue_url
         self.fifo = queue_url.endswith(".fifo")
+
+    def redeliver_soon(self, records: list[dict[str, Any]]) -> None:
+        """Failed messages of this queue (Lambda SQS records) come back after retry.redelivery_delay
+        of their receive count instead of the whole visibility timeout. Best effort: a refusal
+        leaves a message to its timeout, as before."""
+        name = self.queue_url.rstrip("/").rsplit("/", 1)[-1]
+        entries = [{"Id": str(number), "ReceiptHandle": record["receiptHandle"],
+                    "VisibilityTimeout": redelivery_delay(
+                        int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1))}
+                   for number, record in enumerate(records)
+                   if str(record.get("eventSourceARN", "")).rsplit(":", 1)[-1] == name]
+        for start in range(0, len(entries), 10):
+            try:
+                refused = aws.client("sqs").change_message_visibility_batch(
+                    QueueUrl=self.queue_url, Entries=entries[start:start + 10]).get("Failed", [])
+            except Exception as error:  # noqa: BLE001 - the messages keep their visibility timeout
+                logger.warning("could not shorten failed messages' visibility", extra={"reason": str(error)})
+                continue
+            if refused:
+                logger.warning("SQS kept some failed messages' visibility", extra={"refused": refused})
 
     def send(self, events: list[UsageEvent]) -> int:
         """Enqueue one request's events: per (team, resource), messages of up to 100 events, each
