@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from contextlib import contextmanager as contextmanager_type
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -286,7 +286,7 @@ LAMBDA_OVERHEAD_SECONDS = 0.030  # Lambda's FIFO poll, invoke and delete of a ba
 BATCH_MESSAGES, BATCH_EVENTS = 10, 100  # a FIFO Lambda batch at its largest: 10 messages of 100 events
 
 
-@contextmanager_type
+@contextmanager
 def _moto_cpu_seconds() -> Any:
     """CPU seconds moto spends answering (inside its lock): what DynamoDB does on its side."""
     from moto.core.botocore_stubber import BotocoreStubber

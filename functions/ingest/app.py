@@ -52,5 +52,6 @@ def lambda_handler(event, context):
     count(outcome)
     failed = set(outcome.failed) | set(unreadable)
     failures = [record for record in event.get("Records") or [] if record["messageId"] in failed]
-    container().event_queue.redeliver_soon(failures)  # a FIFO group waits behind them: back off, briefly
+    if failures:  # a FIFO group waits behind them: back off, briefly
+        container().event_queue.redeliver_soon(failures)
     return {"batchItemFailures": [{"itemIdentifier": record["messageId"]} for record in failures]}
