@@ -32,7 +32,8 @@ def get_balance(team_id: PathId, resource_id: PathId):
 
 @routes.get("/v1/teams/<team_id>/notices", Action.READ_NOTICES, responses=ok(Notices))
 def get_notices(team_id: PathId):
-    return json_response(container().balances.notices(team_id, clock.now()))
+    member = router.context["member"]
+    return json_response(container().balances.notices(team_id, member, clock.now()))
 
 
 @routes.get("/v1/teams/<team_id>/usage", Action.READ_BALANCES, responses=ok(UsageReport))

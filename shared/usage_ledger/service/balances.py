@@ -45,34 +45,39 @@ class Balances:
         return {"team_id": team_id, "as_of": iso(now),
                 **balance_card(resource, ledger.subscriptions, ledger.state, ledger.cycle_units, now)}
 
-    def banner(self, snapshot: TeamSnapshot, now: datetime) -> dict[str, Any] | None:
-        """`error` while an api resource is exhausted, else `warning` while one is low."""
-        by_status: dict[str, list[str]] = {"exhausted": [], "low": []}
-        names: dict[str, str] = {}
-        covering: dict[str, str] = {}  # low at zero prepaid: Pay as You Go is covering usage, not "running low"
-        for card in self.cards(snapshot, None, now):
-            if card["kind"] == "api" and card["status"] in by_status:
-                by_status[card["status"]].append(card["resource_id"])
-                names[card["resource_id"]] = card["display_name"]
-                if card["status"] == "low" and card["available"] == 0 and card.get("payg"):
-                    covering[card["resource_id"]] = (f"{card['display_name']} ({card['available']:,} of "
-                                                     f"{card['total']:,} available)")
-        if by_status["exhausted"]:
-            ids = by_status["exhausted"]
-            return {"level": "error", "resource_ids": ids,
-                    "message": "API balance used up: " + ", ".join(names[i] for i in ids)
-                    + ". Calls past the balance are recorded as shortfall; add capacity to avoid interruption."}
-        if by_status["low"]:
-            ids = by_status["low"]
-            running_low = [names[i] for i in ids if i not in covering]
-            parts = (["API balance running low: " + ", ".join(running_low) + "."] if running_low else []) + (
-                ["Prepaid API units used up, Pay as You Go is covering usage: " + ", ".join(covering.values()) + "."]
-                if covering else [])
-            return {"level": "warning", "resource_ids": ids, "message": " ".join(parts)}
-        return None
+    def banner(self, snapshot: TeamSnapshot, member: Member | None, now: datetime) -> dict[str, Any] | None:
+        """The caller's banner (contract section 3): `error` while an api resource is exhausted or a
+        payg of one of the caller's visible resources is past_due, else `warning` while an api
+        resource is low. Each reason gets its sentence; the worst level wins."""
+        cards = self.cards(snapshot, member, now)
+        past_due = [card for card in cards if (card.get("payg") or {}).get("status") == "past_due"]
+        exhausted = [card for card in cards if card["kind"] == "api" and card["status"] == "exhausted"]
+        low = [card for card in cards if card["kind"] == "api" and card["status"] == "low"]
+        # low at zero prepaid with Pay as You Go covering usage is not "running low"
+        covering = [card for card in low if card["available"] == 0 and card.get("payg")]
+        running_low = [card for card in low if card not in covering]
+        sentences = []
+        if past_due:
+            sentences.append("An invoice for " + _names(past_due) + " could not be charged, so Pay as You Go "
+                             "covers no more usage: update the card in Settings, Payment method.")
+        if exhausted:
+            sentences.append("API balance used up: " + _names(exhausted) + ". Calls past the balance are "
+                             "recorded as shortfall; add capacity to avoid interruption.")
+        if running_low:
+            sentences.append("API balance running low: " + _names(running_low) + ".")
+        covering = [card for card in covering if card not in past_due]
+        if covering:
+            sentences.append("Prepaid API units used up, Pay as You Go is covering usage: " + ", ".join(
+                f"{card['display_name']} ({card['available']:,} of {card['total']:,} available)"
+                for card in covering) + ".")
+        if not sentences:
+            return None
+        flagged = {card["resource_id"] for card in (*past_due, *exhausted, *low)}
+        return {"level": "error" if past_due or exhausted else "warning",
+                "resource_ids": sorted(flagged), "message": " ".join(sentences)}
 
-    def notices(self, team_id: str, now: datetime) -> dict[str, Any]:
-        return {"banner": self.banner(self.ledger.load_team(team_id), now), "as_of": iso(now)}
+    def notices(self, team_id: str, member: Member | None, now: datetime) -> dict[str, Any]:
+        return {"banner": self.banner(self.ledger.load_team(team_id), member, now), "as_of": iso(now)}
 
     def entitlement(self, team_id: str, resource_id: str, quantity: Decimal | None, now: datetime) -> dict[str, Any]:
         """May the team use `quantity` more base units now? One Query of the resource's items."""
@@ -105,3 +110,7 @@ class Balances:
             "status": projection.status,
             "as_of": iso(now),
         }
+
+
+def _names(cards: list[dict[str, Any]]) -> str:
+    return ", ".join(card["display_name"] for card in cards)
