@@ -363,7 +363,8 @@
         return el("li", null, path ? el("code", null, path) : null, path ? ": " : "", String((item && item.message) || item));
       })));
     }
-    if (error.status) box.appendChild(el("p", { class: "error__status" }, "HTTP " + error.status));
+    // the status code only where no explanation came with it (it means nothing to a customer)
+    if (error.status && !problem.detail) box.appendChild(el("p", { class: "error__status" }, "HTTP " + error.status));
     return box;
   }
 

@@ -134,6 +134,7 @@ def test_the_same_configuration_in_any_order_under_any_name_is_a_conflict(api, w
         reply = create(api, alert(f"copy {number}", windows, resources, recipients))
         assert reply.status == 409, (windows, resources, recipients, reply.text)
         assert reply.content_type == "application/problem+json"
+        assert f'"{first["name"]}"' in reply.json["detail"]  # the one to edit, by the name the page lists
     # repeats inside a list are the same set
     assert create(api, alert("again", (5, 10), ("calls", "minutes", "calls"), ("bob", "alice", "alice"))).status == 409
     # a different set is a different alert

@@ -118,9 +118,12 @@ class Alerting:
                       created_at=now)
         if self.store.create(alert):
             return alert.view(members)
-        existing = self.store.alert_with_config(command.team_id, alert.config_hash)
-        detail = f" (alert {existing!r})" if existing else ""
-        raise Conflict(f"An alert with the same windows, resources and recipients already exists{detail}.")
+        # named as the page lists it: by its name, not its id
+        existing_id = self.store.alert_with_config(command.team_id, alert.config_hash)
+        existing = self.store.get(command.team_id, existing_id) if existing_id else None
+        detail = f': "{existing.name}", created {existing.created_at:%Y-%m-%d}' if existing else ""
+        raise Conflict(f"An alert with the same windows, resources and recipients already exists{detail}. "
+                       "Edit or delete that one instead.")
 
     def get_alert(self, team_id: str, alert_id: str) -> dict[str, Any]:
         alert = self.store.get(team_id, alert_id)
