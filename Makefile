@@ -42,7 +42,8 @@ close:
 	curl -s -X POST http://127.0.0.1:$(PORT)/_local/run/CloseBillingCyclesFunction; echo
 alerts:
 	curl -s -X POST http://127.0.0.1:$(PORT)/_local/run/EvaluateAlertsFunction; echo
-## invoice: close the demo's open Pay as You Go cycle as of two days after it ends: an invoice to open on the page
+## invoice: the close job now: the demo's Pay as You Go first cycles (bought 40 days ago) have ended: team-demo's
+## invoice is paid, team-lab's is declined (its card declines every charge)
 invoice:
 	$(PY) -m infra.demo invoice http://127.0.0.1:$(PORT)
 

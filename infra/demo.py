@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,10 +51,17 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
+# Pay as You Go was bought a month and a bit ago: its first cycle has really ended, so the close job
+# (every 60 s in `make run`, or `make invoice` now) invoices it without pretending to be in the future
+PAYG_BOUGHT_DAYS_AGO = 40
+PAYG_TIMEZONE = "America/Los_Angeles"
+LAB_PAYG = "sub-lab-render-payg"  # the lab team's payg, on a card that attaches and declines every charge
+
+
 def subscriptions(today: datetime, card_id: str = "pm_card_visa") -> list[dict[str, Any]]:
     """The demo grants, dated from `today` (UTC midnight) so reruns on one day are identical."""
     started = today - timedelta(days=15)
-    purchased = today - timedelta(days=20)
+    purchased = today - timedelta(days=PAYG_BOUGHT_DAYS_AGO)
     return [
         {
             "subscription_id": "sub-demo-asset-flex",
@@ -87,7 +95,7 @@ def subscriptions(today: datetime, card_id: str = "pm_card_visa") -> list[dict[s
             "type": "payg",
             "starts_at": _iso(purchased),
             "purchased_at": _iso(purchased),
-            "timezone": "America/Los_Angeles",
+            "timezone": PAYG_TIMEZONE,
             "unit_amount": 250,
             "currency": "usd",
             "purchaser_user_id": "alice",
@@ -131,6 +139,32 @@ def usage_events(now: datetime, count: int = 300, days: int = 10) -> list[dict[s
     return events
 
 
+def first_cycle_events(now: datetime, team_id: str = TEAM_ID, resource_id: str = "processing-minutes",
+                       quantity: int = 20, count: int = 11, user_id: str = "alice") -> list[dict[str, Any]]:
+    """Usage from 25 to 20 days ago: inside a payg's first cycle (bought 40 days ago, it ends 9 to 12
+    days ago, whatever the months' lengths) and before the prepaid grants started (15 and 10 days
+    ago), so Pay as You Go covers it. Demo: 11 charged units of 20 minutes ($27.50) on invoice 1."""
+    start = now.replace(second=0, microsecond=0) - timedelta(days=25)
+    return [_event(f"demo-c0-{team_id}-{index:02d}", start + timedelta(hours=12 * index),
+                   {"resource_id": resource_id, "quantity": quantity, "user_id": user_id}, team_id)
+            for index in range(count)]
+
+
+def _event(event_id: str, at: datetime, data: dict[str, Any], team_id: str = TEAM_ID) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": event_id, "source": EVENT_SOURCE, "type": "usage.recorded",
+            "subject": team_id, "time": _iso(at), "datacontenttype": "application/json", "data": data}
+
+
+def lab_payg(today: datetime) -> dict[str, Any]:
+    """The lab's Pay as You Go for render credits, bought by bob 40 days ago on a card that attaches and
+    then declines every charge: its first cycle's invoice fails, the walk's invoice to pay."""
+    purchased = today - timedelta(days=PAYG_BOUGHT_DAYS_AGO)
+    return {"subscription_id": LAB_PAYG, "resource_id": "render-credits", "type": "payg",
+            "starts_at": _iso(purchased), "purchased_at": _iso(purchased), "timezone": PAYG_TIMEZONE,
+            "unit_amount": 40, "currency": "usd", "purchaser_user_id": "bob",
+            "payment_method": {"id": "pm_card_chargeCustomerFail"}}
+
+
 def load_lab_team(base_url: str, today: datetime, now: datetime) -> int:
     """A second, smaller team: alice is its secondary admin, bob its primary admin, hana has no role."""
     created = {200, 201}
@@ -142,6 +176,8 @@ def load_lab_team(base_url: str, today: datetime, now: datetime) -> int:
              "starts_at": _iso(today - timedelta(days=10)), "ends_at": _iso(today + timedelta(days=355)),
              "refresh_period": "month"}
     _expect(_call(base_url, "POST", f"/v1/admin/teams/{LAB_TEAM_ID}/subscriptions", grant), "lab grant", {200, 201, 409})
+    _expect(_call(base_url, "POST", f"/v1/admin/teams/{LAB_TEAM_ID}/subscriptions", lab_payg(today)), "lab payg",
+            {200, 201, 409})
     rng = random.Random(20261126)
     events = [{
         "specversion": "1.0", "id": f"lab-{index:04d}", "source": EVENT_SOURCE, "type": "usage.recorded",
@@ -166,9 +202,25 @@ def post_events(base_url: str, events: list[dict[str, Any]]) -> int:
     return accepted
 
 
-def load_demo(base_url: str, stripe_api_base: str, now: datetime | None = None) -> dict[str, Any]:
+# runs a step with the stack's clocks at a moment of the past (the local runner's); None: the present
+Replay = Callable[[datetime, Callable[[], Any]], Any]
+
+
+def history(now: datetime) -> list[dict[str, Any]]:
+    """The usage of the payg subscriptions' first cycles, 25 to 20 days ago."""
+    events = (first_cycle_events(now)
+              + first_cycle_events(now, LAB_TEAM_ID, "render-credits", quantity=6, count=8, user_id="bob"))
+    return sorted(events, key=lambda event: event["time"])
+
+
+def load_demo(base_url: str, stripe_api_base: str, now: datetime | None = None,
+              replay: Replay | None = None) -> dict[str, Any]:
     """Create the demo team through the operator API; safe to run again against the same stack.
-    The payg card is made at the processor (localstripe) as Stripe.js would make it on the page."""
+    The payg card is made at the processor (localstripe) as Stripe.js would make it on the page.
+
+    The first cycles' usage is sent through `replay` as of when it happened, so it is billed in those
+    cycles (which have ended since: the close job invoices them now). Sent in the present instead, the
+    contract bills it in the open cycle, as any unit applied after its cycle's end and grace."""
     from infra.localstripe import create_card
 
     now = now or datetime.now(UTC)
@@ -190,28 +242,46 @@ def load_demo(base_url: str, stripe_api_base: str, now: datetime | None = None) 
             f"subscription {subscription['subscription_id']}",
             {200, 201, 409},
         )
+    lab_events = load_lab_team(base_url, today, now)
+    past = history(now)
+
+    def send_past() -> int:
+        return post_events(base_url, past)
+
+    accepted = replay(_parse(past[-1]["time"]) + timedelta(minutes=1), send_past) if replay else send_past()
     events = usage_events(now)
-    accepted = post_events(base_url, events)
-    load_lab_team(base_url, today, now)
-    return {"team_id": TEAM_ID, "subscriptions": len(subscriptions(today)), "events": len(events), "accepted": accepted}
+    accepted += post_events(base_url, events)
+    return {"team_id": TEAM_ID, "subscriptions": len(subscriptions(today)),
+            "events": len(past) + len(events) + lab_events, "accepted": accepted + lab_events}
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def run_close_job(base_url: str) -> dict[str, Any]:
+    """The billing-cycle close job now, as its hourly schedule runs it (cycles that have ended and
+    the payment retries that are due), then the team's invoices."""
+    base_url = base_url.rstrip("/")
+    ran = _expect(call(base_url, "POST", "/_local/run/CloseBillingCyclesFunction"), "close job", {200})
+    invoices = _expect(call(base_url, "GET", f"/v1/teams/{TEAM_ID}/invoices", user="alice"), "invoices", {200})
+    return {"result": ran.get("result"),
+            "invoices": [{key: invoice.get(key) for key in ("invoice_id", "number", "subscription_id", "period_start",
+                                                            "period_end", "total", "currency", "status")}
+                         for invoice in invoices["items"]],
+            "view": f"{base_url}/#/teams/{TEAM_ID}/invoices"}
 
 
 def close_demo_cycle(base_url: str) -> dict[str, Any]:
-    """Run the billing-cycle close job as if it were the day after the demo's open Pay as You Go
-    cycle ended (the local runner takes a `time`): the demo's usage is invoiced now, no month's
-    wait. Returns the job's result and the team's invoices."""
-    reply = call(base_url.rstrip("/"), "GET", f"/v1/teams/{TEAM_ID}/balances/processing-minutes", user="alice")
-    payg = _expect(reply, "the demo's Pay as You Go card", {200}).get("payg")
-    if not payg:
-        raise DemoError("the demo team has no open Pay as You Go cycle")
-    end = datetime.fromisoformat(payg["cycle_end"]).replace(hour=12, tzinfo=UTC) + timedelta(days=2)  # past any zone and the grace
-    ran = _expect(call(base_url.rstrip("/"), "POST", "/_local/run/CloseBillingCyclesFunction", body={"time": _iso(end)}),
-                  "close job", {200})
-    invoices = _expect(call(base_url.rstrip("/"), "GET", f"/v1/teams/{TEAM_ID}/invoices", user="alice"), "invoices", {200})
-    return {"closed_as_of": _iso(end), "result": ran.get("result"),
-            "invoices": [{key: invoice.get(key) for key in ("invoice_id", "number", "period_start", "period_end", "total",
-                                                            "currency", "status")} for invoice in invoices["items"]],
-            "view": f"{base_url.rstrip('/')}/#/teams/{TEAM_ID}/invoices"}
+    """`make invoice`: the close job now. The Pay as You Go first cycles ended days ago: team-demo's is
+    closed into invoice 1 and paid with the saved card, team-lab's is declined (unless the scheduled
+    run did this first: then the same invoices are listed)."""
+    result = run_close_job(base_url)
+    lab = _expect(call(base_url.rstrip("/"), "GET", f"/v1/teams/{LAB_TEAM_ID}/invoices", user="bob"), "lab invoices",
+                  {200})
+    result["lab_invoices"] = [{key: invoice.get(key) for key in ("invoice_id", "number", "total", "status")}
+                              for invoice in lab["items"]]
+    return result
 
 
 if __name__ == "__main__":

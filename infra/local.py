@@ -14,6 +14,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -405,7 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     state = GatewayState(stack=stack, handlers=handlers, load_errors=errors, oidc_issuer=issuer,
                          authorizer=JwtAuthorizer(issuer, [stack.parameters["JwtAudience"]]))
     # pollers first: the stream poller starts at LATEST, so it must exist before any write
-    state.pollers = BackgroundPollers(stack, handlers, schedule_seconds=args.schedule_seconds).start()
+    state.pollers = BackgroundPollers(stack, handlers, schedule_seconds=args.schedule_seconds)
+    state.pollers.schedule_started.clear()  # the schedule starts once the demo is in (below)
+    state.pollers.start()
     server = serve_gateway(LocalGateway(state), args.port)
     print(banner(base_url, moto_url, issuer), flush=True)
 
@@ -413,18 +416,34 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
 
+    def replay(at: datetime, step: Callable[[], Any]) -> Any:
+        """Run `step` and apply what it sent with every function's clock at `at`: the demo's history
+        is billed as it would have been then. The whole process's clock, so only before `ready` (the
+        scheduler waits for the demo; a request served meanwhile sees that time too)."""
+        from usage_ledger import clock
+
+        wall_clock = clock.now
+        clock.now = lambda: at
+        try:
+            result = step()
+            state.pollers.drain_now()
+            return result
+        finally:
+            clock.now = wall_clock
+
     def load() -> None:
         if args.no_demo:
             state.demo = "skipped"
         else:
             try:
-                summary = load_demo(base_url, stripe_url)
+                summary = load_demo(base_url, stripe_url, replay=replay)
                 state.pollers.drain_now()  # so the cards show numbers at once
                 state.demo = "loaded"
                 log.info("demo loaded: %s", summary)
             except Exception as error:
                 log.exception("demo load failed")
                 state.demo = f"failed: {error}"
+        state.pollers.schedule_started.set()
         state.ready = True
         print(f"ready: {base_url} (demo {state.demo})", flush=True)
 

@@ -558,6 +558,10 @@ class BackgroundPollers:
         self.queue_interval = queue_interval
         self.stream_interval = stream_interval
         self.stopping = threading.Event()
+        # the scheduler's clock starts once this is set (the runner sets it when the demo is in, so a
+        # close run never sees a half-loaded demo); set already for everyone else
+        self.schedule_started = threading.Event()
+        self.schedule_started.set()
         self.threads: list[threading.Thread] = []
         self.queue_lock = threading.Lock()  # the loop and drain_now() must not race on receipts
         # created now, so "LATEST" means when the runner started
@@ -571,7 +575,9 @@ class BackgroundPollers:
             ("scheduler", self.schedule_seconds, lambda: run_all_scheduled(self.stack, self.handlers)),
         ]
         for name, interval, step in loops:
-            thread = threading.Thread(target=self._loop, args=(name, interval, step), name=name, daemon=True)
+            started = self.schedule_started if name == "scheduler" else None
+            thread = threading.Thread(target=self._loop, args=(name, interval, step, started), name=name,
+                                      daemon=True)
             thread.start()
             self.threads.append(thread)
         return self
@@ -593,7 +599,11 @@ class BackgroundPollers:
         records = self.streams.poll_once()
         return {"messages": queues.received, "failed": queues.failed, "stream_records": records}
 
-    def _loop(self, name: str, interval: float, step: Callable[[], Any]) -> None:
+    def _loop(self, name: str, interval: float, step: Callable[[], Any],
+              started: threading.Event | None = None) -> None:
+        while started is not None and not started.wait(0.5):
+            if self.stopping.is_set():
+                return
         # the first tick waits one interval, as a rate() schedule does
         while not self.stopping.wait(interval):
             try:
