@@ -5,7 +5,20 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 3000
 
-.PHONY: install run test test-fast bench close alerts invoice lint soak clean openapi
+# The deploy tools, each in a venv of its own under .venv-tools/ (their pins would disturb the project's):
+# the SAM CLI, checkov, and `lambda`, a Python 3.12 holding only boto3 as the Lambda runtime does
+TOOLS := .venv-tools
+SAM_CLI_VERSION := 1.170.0
+CHECKOV_VERSION := 3.3.30
+LAMBDA_BOTO3 := boto3==1.44.18
+# a working Python 3.12 (pyenv's shim for python3.12 exists even where it fails)
+PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && command -v "$$p" && break; done)
+HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
+# sam as docs/deploy.md runs it (samconfig.toml), building with the tools' Python 3.12 (packaging/Makefile)
+SAM := SAM_CLI_TELEMETRY=0 LAMBDA_PYTHON=$(abspath $(TOOLS)/lambda/bin/python3.12) $(TOOLS)/sam/bin/sam
+
+.PHONY: install run test test-fast bench close alerts invoice lint soak clean openapi tools build build-host deploy-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +46,8 @@ soak: install
 		BOUNDED_USERS=$${BOUNDED_USERS:-20000} \
 		$(PY) -m pytest -p no:cacheprovider -s tests/simulation tests/security tests/functional/test_bounded_items.py
 
-## bench: DynamoDB requests per event, per query, per closed cycle; cold-start import time (JSON)
-bench: install
+## bench: DynamoDB requests per event, per query, per closed cycle; cold-start import time from the build output (JSON)
+bench: install build-host
 	$(PY) -m bench.run
 
 ## close / alerts: run the scheduled jobs of a running `make run` now
@@ -54,5 +67,36 @@ openapi: install
 lint: install
 	$(VENV)/bin/cfn-lint template.yaml
 
+$(TOOLS)/.installed:
+	@test -n "$(PYTHON312)" || { echo "the deploy tools need Python 3.12 (python3.12 on PATH, or pyenv's)" >&2; exit 1; }
+	rm -rf $(TOOLS)
+	$(PYTHON312) -m venv $(TOOLS)/sam
+	$(TOOLS)/sam/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	$(PYTHON312) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	$(PYTHON312) -m venv $(TOOLS)/lambda
+	$(TOOLS)/lambda/bin/pip install --quiet $(LAMBDA_BOTO3)
+	touch $@
+
+## tools: the SAM CLI, checkov and a Lambda-like Python 3.12 (boto3 only) in .venv-tools/
+tools: $(TOOLS)/.installed
+
+## build: `sam build` as docs/deploy.md gives it (arm64, .aws-sam/build: what `sam deploy` ships)
+build: tools
+	$(SAM) build
+
+## build-host: the same build for this machine's architecture (.aws-sam/host), whose wheels load here
+build-host: tools
+	LAMBDA_ARCH=$(HOST_ARCH) $(SAM) build --build-dir .aws-sam/host
+
+## deploy-check: sam validate --lint and sam build as documented, every handler imported from the
+## build in a Lambda-like interpreter (infra/deploy_check.py), checkov on the template (docs/deploy.md)
+deploy-check: install tools
+	$(SAM) validate --lint
+	$(SAM) build
+	LAMBDA_ARCH=$(HOST_ARCH) $(SAM) build --build-dir .aws-sam/host
+	$(PY) -m infra.deploy_check --build .aws-sam/host
+	$(PY) -m infra.checkov_check --checkov $(TOOLS)/checkov/bin/checkov
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .hypothesis

@@ -3,7 +3,9 @@
 Per path: DynamoDB requests by operation, write/read request units estimated from the actual
 item sizes, SQS requests, SES sends (all recorded with botocore hooks, see bench/meter.py) and
 handler wall time (converted to Lambda GB-s at the template's MemorySize); each handler's import
-time against `import boto3`, alternated in fresh interpreters (bench/imports.py). Prints one JSON
+time against `import boto3`, alternated in fresh interpreters (bench/imports.py): as built
+(`make build-host`'s output in a Lambda-like Python 3.12, no bytecode written: the cold start's
+code) and from the repository in the dev venv. Prints one JSON
 document; also written to bench/results.json, whose "cost_table" feeds docs/operations.md.
 Everything runs against moto in-process through the real handlers, so the counts are the
 requests production would make; the timings are moto's, not DynamoDB's.
@@ -324,14 +326,18 @@ def main() -> None:
         "evaluate_alerts": optional("alerts", "alerts"),
         "scale_writer": optional("scale_writer", "scale_writer"),  # issue 18: one writer per hot key, fan-out
         "bounded_items": optional("bounded items", "scale_items"),
-        "imports": imports.run(),  # each handler against `import boto3`, alternated (bench/imports.py)
+        # each handler against `import boto3`, alternated (bench/imports.py): from the build output
+        # (make bench builds it first: make build-host), and from the repository
+        "imports_built": imports.run(build=ROOT / ".aws-sam" / "host"),
+        "imports": imports.run(),
     }
     results["cost_table"] = cost_table(results)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(results, indent=2)
     (ROOT / "bench" / "results.json").write_text(text + "\n")
     print(text)
-    print(imports.table(results["imports"]), file=sys.stderr)  # stdout stays one JSON document
+    for key in ("imports_built", "imports"):  # stdout stays one JSON document
+        print(f"{key}:\n{imports.table(results[key])}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ The expansion covers what template.yaml uses, with the transform's rules:
 - the collection is a literal list of strings (nested loops take their own);
 - `${Identifier}` and `&{Identifier}` (non-alphanumerics dropped) are replaced in output keys and
   inside `Fn::Sub` strings; a `Fn::Sub` left without variables becomes its plain string;
-- `!Ref Fn` (the identifier) is the item itself, a string; `!Ref {Fn::Sub: "${Fn}"}` refers to the
-  resource the item names;
+- `!Ref Fn` (the identifier) is the item itself, a string; `!Sub "${${Fn}}"` refers to the resource
+  the item names (it becomes `${TheItem}`, read here as `{"Ref": TheItem}`, which it means). `!Ref`
+  of a `!Sub` is refused: checkov cannot read it;
 - `Fn::FindInMap` with literal keys is looked up in `Mappings`, as the transform does.
 A `${Identifier}` in a plain string is an error here: CloudFormation and cfn-lint do not agree on
 it, so the template writes `!Sub` instead.
@@ -91,12 +92,15 @@ def _walk(node: Any, items: dict[str, str], mappings: dict[str, Any]) -> Any:
         if key == "Ref" and isinstance(value, str):
             return items.get(value, node)
         if key == "Ref":
-            return {"Ref": _walk(value, items, mappings)}
+            raise ValueError(f"!Ref {value!r}: write !Sub \"${{${{Identifier}}}}\" (checkov cannot read !Ref of a !Sub)")
         if key == "Fn::Sub":
             text, *variables = value if isinstance(value, list) else [value]
             text = _substitute(text, items)
             if not variables and not _has_variables(text):
                 return text
+            whole = re.fullmatch(r"\$\{([0-9A-Za-z]+)\}", text)
+            if items and not variables and whole:  # "${${Fn}}": the resource (or parameter) the item names
+                return {"Ref": whole.group(1)}
             return {"Fn::Sub": [text, *_walk(variables, items, mappings)] if variables else text}
         if key == "Fn::FindInMap":
             keys = _walk(value, items, mappings)

@@ -546,17 +546,27 @@ def test_parameters_have_working_defaults():
         assert "Default" in spec, f"{name} has no default"
 
 
+# the functions that render invoice PDFs (invoices and receipts by email, GET .../invoices/{id} as PDF)
+PDF_FUNCTIONS = {"TeamApiFunction", "CloseBillingCyclesWorkerFunction"}
+
+
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_every_function_runs_python312_with_the_domain_layer(function):
+def test_every_function_runs_python312_with_the_layers_it_needs_built_by_the_makefile(function):
     props = FUNCTIONS[function]
     assert props.get("Runtime", GLOBAL_FUNCTION.get("Runtime")) == "python3.12"
-    layers = GLOBAL_FUNCTION.get("Layers", []) + props.get("Layers", [])  # SAM concatenates Globals lists
-    assert {"Ref": "DomainLayer"} in layers
-    if function == "WebPageFunction":  # its code is the page; its handler is in the layer
+    assert "Layers" not in GLOBAL_FUNCTION  # each function names its own (SAM cannot take a Globals one away)
+    layers = props.get("Layers", [])
+    if function == "WebPageFunction":  # its code is the page, and its handler module copied beside it
+        assert layers == []
         assert props["CodeUri"] == "web/" and props["Handler"].startswith("usage_ledger.")
         assert (ROOT / "shared" / (props["Handler"].rsplit(".", 1)[0].replace(".", "/") + ".py")).is_file()
     else:
         assert props["CodeUri"].startswith("functions/") and props["Handler"]
+        expected = [{"Ref": "DomainLayer"}] + ([{"Ref": "PdfLayer"}] if function in PDF_FUNCTIONS else [])
+        assert layers == expected  # PdfLayer after DomainLayer: its font folder joins usage_ledger in /opt
+    # packaging/Makefile's recipes: bytecode compiled in, nothing the runtime provides
+    assert RESOURCES[function]["Metadata"] == {"BuildMethod": "makefile", "ContextPath": "packaging"}
+    assert (ROOT / "packaging" / "Makefile").is_file()
 
 
 def test_the_page_signs_in_against_the_authorizers_issuer_and_audience():
@@ -566,19 +576,31 @@ def test_the_page_signs_in_against_the_authorizers_issuer_and_audience():
     assert "PageUrl" in TEMPLATE["Outputs"]
 
 
-def test_the_layer_is_built_from_shared_with_pinned_requirements():
-    layer = RESOURCES["DomainLayer"]
-    assert layer["Type"] == "AWS::Serverless::LayerVersion"
-    assert layer["Properties"]["ContentUri"] == "shared/"
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
-    lines = [
-        line.split("#")[0].strip()
-        for line in (ROOT / "shared" / "requirements.txt").read_text().splitlines()
-        if line.split("#")[0].strip()
-    ]
-    names = {line.split("==")[0].split("[")[0].lower() for line in lines}
-    assert {"aws-lambda-powertools", "jinja2", "tzdata"} <= names
-    assert all("==" in line for line in lines), lines
+RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil"}
+
+
+def _requirements(name: str) -> dict[str, str]:
+    lines = [line.split("#")[0].strip() for line in (ROOT / "shared" / name).read_text().splitlines()]
+    assert all("==" in line for line in lines if line), name
+    return {line.split("==")[0].split("[")[0].lower().replace("_", "-"): line for line in lines if line}
+
+
+def test_the_layers_are_built_from_shared_with_pinned_requirements_and_nothing_the_runtime_has():
+    for layer in ("DomainLayer", "PdfLayer"):
+        resource = RESOURCES[layer]
+        assert resource["Type"] == "AWS::Serverless::LayerVersion"
+        assert resource["Properties"]["ContentUri"] == "shared/"
+        assert resource["Metadata"] == {"BuildMethod": "makefile", "ContextPath": "packaging"}
+    core, pdf = _requirements("requirements.txt"), _requirements("requirements-pdf.txt")
+    assert {"aws-lambda-powertools", "jinja2", "tzdata", "pynamodb", "stripe"} <= set(core)
+    assert {"fpdf2", "fonttools", "pillow"} <= set(pdf) and not set(pdf) & set(core)
+    assert not RUNTIME_PROVIDED & (set(core) | set(pdf))
+    assert "tracer" not in core["aws-lambda-powertools"]  # no aws-xray-sdk: nothing uses Powertools' Tracer
+
+
+def test_nothing_imports_the_tracer_the_layer_does_not_ship():
+    sources = [*(ROOT / "shared").rglob("*.py"), *(ROOT / "functions").rglob("*.py")]
+    assert not [str(path) for path in sources if re.search(r"\bTracer\b|aws_xray_sdk|\.tracing\b", path.read_text())]
 
 
 def test_ingest_reports_batch_item_failures():
@@ -695,6 +717,10 @@ ADDED_SINCE = {
     **{f"{worker}{suffix}": type_ for worker in ("CloseBillingCyclesWorkerFunction", "EvaluateAlertsWorkerFunction")
        for suffix, type_ in (("", "AWS::Serverless::Function"), ("LogGroup", "AWS::Logs::LogGroup"),
                              ("ErrorsAlarm", "AWS::CloudWatch::Alarm"), ("ThrottlesAlarm", "AWS::CloudWatch::Alarm"))},
+    # issue 29: the PDF stack in a layer of its own, for the functions that render PDFs; the alarm
+    # topic encrypted with a key CloudWatch may use
+    "PdfLayer": "AWS::Serverless::LayerVersion",
+    "AlarmTopicKey": "AWS::KMS::Key",
 }
 
 
@@ -722,7 +748,7 @@ def test_the_expander_unrolls_loops_as_language_extensions_does():
             "Fn::ForEach::Outer": ["X", ["A", "B"], {
                 "Thing${X}": {"Type": "T", "Properties": {
                     "Item": {"Ref": "X"},
-                    "Other": {"Ref": {"Fn::Sub": "Kept${X}"}},
+                    "Other": {"Fn::Sub": "${Kept${X}}"},
                     "Arn": {"Fn::GetAtt": [{"Fn::Sub": "Thing${X}"}, "Arn"]},
                     "Plain": {"Fn::Sub": "prefix-${X}"},
                     "Stack": {"Fn::Sub": "${AWS::StackName}-${X}"},
@@ -742,6 +768,8 @@ def test_the_expander_unrolls_loops_as_language_extensions_does():
     }
     with pytest.raises(ValueError, match="defined twice"):
         expand({"Resources": {"ThingA": {}, "Fn::ForEach::L": ["X", ["A"], {"Thing${X}": {}}]}})
+    with pytest.raises(ValueError, match="checkov cannot read"):  # write !Sub "${${X}}" instead
+        expand({"Resources": {"Fn::ForEach::L": ["X", ["A"], {"T${X}": {"Properties": {"N": {"Ref": {"Fn::Sub": "${X}"}}}}}]}})
     with pytest.raises(ValueError, match="outside a key or !Sub"):  # CloudFormation would leave it as written
         expand({"Resources": {"Fn::ForEach::L": ["X", ["A"], {"Thing${X}": {"Properties": {"Name": "${X}"}}}]}})
 

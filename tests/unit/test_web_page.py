@@ -95,10 +95,15 @@ def test_nothing_outside_web_nor_absent_is_served(path):
 
 
 def test_in_lambda_the_files_are_the_functions_code(monkeypatch, tmp_path):
-    (tmp_path / "index.html").write_text("<!doctype html><title>deployed</title>")
+    """As packaging/Makefile builds it: web/ under web/, the handler's package beside it (not served)."""
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "index.html").write_text("<!doctype html><title>deployed</title>")
+    (tmp_path / "usage_ledger" / "http").mkdir(parents=True)
+    (tmp_path / "usage_ledger" / "http" / "page.py").write_text("# the handler")
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
     assert body(get("/")) == b"<!doctype html><title>deployed</title>"
     assert get("/web/app.js")["statusCode"] == 404
+    assert get("/web/../usage_ledger/http/page.py")["statusCode"] == 404
 
 
 @pytest.mark.parametrize("api_base, js_url, script_src, connect_src", [

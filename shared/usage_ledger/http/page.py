@@ -4,9 +4,10 @@ Routes (public, no authorizer): `GET /` is web/index.html; `GET /web/{proxy+}` i
 web/, and `GET /web/config.json` the configuration the page signs in with, from the function's
 environment (the template's JwtIssuer and JwtAudience), never written into the page itself.
 
-The files are the function's code (CodeUri: web/, so /var/task in Lambda: LAMBDA_TASK_ROOT); this
-module is in the layer, which Lambda puts on sys.path too. Run from the repository (the local
-runner, the tests), the files are the repository's web/ folder.
+In Lambda the function has no layer: its build (packaging/Makefile, build-WebPageFunction) puts
+web/ under web/ in the function's code (/var/task: LAMBDA_TASK_ROOT) and this module, which needs
+only the standard library, beside it as usage_ledger/http/page.py. Run from the repository (the
+local runner, the tests), the files are the repository's web/ folder.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ LOCAL_USER_HEADER_ENV = "USAGE_LEDGER_LOCAL_USER_HEADER"
 def files_root() -> Path:
     task_root = os.environ.get("LAMBDA_TASK_ROOT")
     if task_root:
-        return Path(task_root)
+        return Path(task_root) / "web"  # the handler's own package is beside it, never served
     return Path(__file__).resolve().parents[3] / "web"  # shared/usage_ledger/http/page.py -> web/
 
 

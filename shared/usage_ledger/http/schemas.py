@@ -50,7 +50,9 @@ Name = Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # defer_build: built on the first request that validates one, so a cold start builds only the
+    # body model of the route it serves, not every route's
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 def _instant(value: str) -> str:
