@@ -477,13 +477,14 @@
         var names = (notice.resource_ids || []).map(resourceName);
         replace(banner,
           el("div", { class: "banner__inner" },
-            el("span", { class: "banner__icon", "aria-hidden": "true" }, level === "error" ? "⛔" : "⚠"),
+            el("span", { class: "banner__icon", "aria-hidden": "true" }, level === "error" ? "!" : "⚠"),
             el("div", null,
               el("p", { class: "banner__message" }, el("strong", null, notice.message)),
               names.length ? el("p", { class: "banner__resources" }, "Affected " + (names.length === 1 ? "resource" : "resources") + ": ",
                 names.map(function (name, i) {
                   return [i ? ", " : "", el("a", { href: link(state.team, "balances", notice.resource_ids[i]) }, name)];
-                })) : null
+                })) : null,
+              bannerActions(notice)
             )
           )
         );
@@ -493,6 +494,27 @@
         if (generation === state.generation) banner.hidden = true;
       }
     );
+  }
+
+  /** Past due in the banner: a link to update each card, for whoever may update it. */
+  function bannerActions(notice) {
+    if (!capabilities().payment) return null;
+    var due = cards().filter(function (card) {
+      return isPastDue(card) && mayPayFor(paygRow(card)) && (notice.resource_ids || []).indexOf(card.resource_id) >= 0;
+    });
+    if (!due.length) return null;
+    return el("p", { class: "banner__actions" }, due.map(function (card, i) {
+      var row = paygRow(card);
+      return [i ? " · " : "", el("a", { class: "banner__action", href: link(state.team, "payment", row ? row.subscription_id : null) },
+        "Update the card for " + (card.display_name || card.resource_id))];
+    }));
+  }
+
+  /** After a payment: the banner (and the cards it names) read again, so that a paid past due goes. */
+  function refreshNotices(generation) {
+    if (generation !== state.generation) return;
+    state.balancesFor = null;
+    loadBanner(generation);
   }
 
   function loadCards(generation) {
@@ -749,7 +771,8 @@
       : available === 0 && card.payg && status !== "exhausted" ? ["Pay as You Go", status]
         : status === "ok" && warnings.length ? [warnings[0].badge, "low"] : [STATUS_LABELS[status], status];
     if (badge[0] !== STATUS_LABELS[status]) {
-      fact("Balance status", STATUS_LABELS[status] + (status === "ok" ? ": above the low-balance threshold of this period's units"
+      fact("Balance status", STATUS_LABELS[status] + (status === "ok" && total === 0 ? ": no prepaid units to run low (Pay as You Go only)"
+        : status === "ok" ? ": above the low-balance threshold of this period's units"
         : status === "low" ? ": at or below the low-balance threshold of this period's units" : ""), "fact--explain");
     }
     var article = el("article", { class: "card card--" + badge[1] + (pastDue ? " card--past-due" : ""), "aria-labelledby": headingId,
@@ -800,14 +823,13 @@
    * where to update the card), a run-out inside the alert windows (10 days) and uncovered usage. */
   function cardWarnings(card, chargedUnit) {
     var list = [];
-    var can = capabilities();
     if (isPastDue(card)) {
       var row = paygRow(card);
       list.push({ kind: "past_due", level: "bad", badge: "Past due",
         text: "Past due: an invoice could not be charged, so Pay as You Go covers no more usage until it is paid. ",
-        action: can.payment
+        action: capabilities().payment && mayPayFor(row)
           ? el("a", { class: "card__action", href: link(state.team, "payment", row ? row.subscription_id : null) }, "Update the card")
-          : "Ask a primary admin of the team to update the card." });
+          : "Ask " + (row && row.purchaser_user_id ? row.purchaser_user_id + " (the purchaser) or " : "") + "a primary admin of the team to update the card." });
     }
     var daysLeft = card.days_remaining;
     if (daysLeft !== null && daysLeft !== undefined && daysLeft <= 10 && card.status !== "exhausted" && (card.available || 0) > 0) {
@@ -1483,11 +1505,11 @@
         (sub && sub.purchaser_user_id ? sub.purchaser_user_id + " (the purchaser) or " : "") + "a primary admin of the team to update the card.");
     }
     return el("div", { class: "payment-past-due", role: "alert" }, what + "Update the card: every failed invoice is charged to the new card at once. ",
-      el("button", { type: "button", class: "button button--small payment-past-due__update", onclick: function (event) {
-        var slotButton = panel.querySelector(".payment-update");
-        if (slotButton) startCardUpdate(panel, subscriptionId, generation, slotButton);
+      el("button", { type: "button", class: "link-button payment-past-due__update", onclick: function (event) {
+        var update = panel.querySelector(".payment-update"); // the card's own button opens the form
+        if (update && !update.disabled) startCardUpdate(panel, subscriptionId, generation, update);
         event.target.disabled = true;
-      } }, "Update the card"));
+      } }, "Update the card now"));
   }
 
   function paymentInvoices(invoices, mayPay, panel, subscriptionId, generation) {
@@ -1517,6 +1539,7 @@
               var name = invoiceName(paid.number, paid.invoice_id);
               var text = paid.status === "paid" ? name + " was charged and paid." : name + " was declined again on the saved card. Update the card: the new card is charged for it at once.";
               drawPaymentPanel(panel, subscriptionId, generation, { kind: paid.status === "paid" ? "success" : "error", text: text });
+              if (paid.status === "paid") refreshNotices(generation);
             }, function (error) {
               event.target.disabled = false;
               panel.insertBefore(errorBox(error, "The payment could not be made"), panel.firstChild);
@@ -1577,6 +1600,7 @@
             return " " + invoiceName(numbers[item.invoice_id], item.invoice_id) + (item.status === "paid" ? " was charged and paid." : " was declined again on it.");
           }).join("");
           drawPaymentPanel(panel, subscriptionId, generation, { kind: paid === retried.length ? "success" : "error", text: text });
+          if (paid) refreshNotices(generation);
         }, function (error) {
           save.disabled = false;
           replace(note, errorBox(error, "The card could not be saved"));

@@ -661,6 +661,13 @@ def past_due_card(driver: WebDriver, resource_id: str = "processing-minutes") ->
 
 def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: WebDriver, base_url: str) -> None:
     team, subscription, invoice = _declined_team(base_url)
+    # a secondary admin (not the purchaser) sees past due too, and whom to ask: no link they could not follow
+    sign_in(driver, base_url, "bob")
+    open_link(driver, balances_link(base_url, team))
+    warning = past_due_card(driver).find_element(By.CSS_SELECTOR, '[data-warning="past_due"]')
+    assert "Ask alice (the purchaser) or a primary admin" in warning.text and not warning.find_elements(By.TAG_NAME, "a")
+    assert visible(driver, "#banner.banner--error") and not driver.find_elements(By.CSS_SELECTOR, "#banner .banner__action")
+
     sign_in(driver, base_url, "alice")
 
     # past due on the card: its badge, its status line and a link to where the card is updated; the banner
@@ -672,6 +679,9 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
     assert "Past due" in card.find_element(By.CSS_SELECTOR, ".payg__status").text
     banner = visible(driver, "#banner.banner--error")
     assert "could not be charged" in banner.text and "Processing minutes" in banner.text
+    action = banner.find_element(By.CSS_SELECTOR, ".banner__action")
+    assert action.text == "Update the card for Processing minutes"
+    assert action.get_attribute("href") == payment_method_link(base_url, team, subscription)
     warning.find_element(By.TAG_NAME, "a").click()
     wait(driver).until(lambda d: d.current_url == payment_method_link(base_url, team, subscription) and settled(d))
 
@@ -679,7 +689,7 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
     wait(driver).until(lambda d: panel.get_attribute("aria-busy") == "false")
     notice = panel.find_element(By.CSS_SELECTOR, ".payment-past-due")
     assert f"Invoice {invoice['number']} could not be charged" in notice.text and "past due" in notice.text
-    assert notice.find_element(By.CSS_SELECTOR, "button").text == "Update the card"
+    assert notice.find_element(By.CSS_SELECTOR, "button").text == "Update the card now"
     assert panel.find_element(By.CSS_SELECTOR, ".payment-card__text").text.endswith("ending in 0341, expires 12/2030")
     row = panel.find_element(By.CSS_SELECTOR, f'tr[data-invoice-id="{invoice["invoice_id"]}"]')
     assert row.get_attribute("data-status") == "payment_failed"
@@ -696,7 +706,7 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
     assert api(base_url, f"/v1/teams/{team}/invoices/{invoice['invoice_id']}")["attempt_count"] == invoice["attempt_count"] + 1
 
     # a new card through Stripe.js (localstripe's stand-in): the failed invoice is charged to it
-    driver.find_element(By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] .payment-update').click()
+    driver.find_element(By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] .payment-past-due__update').click()
     form = visible(driver, f'[data-payment-for="{subscription}"] .payment-form')
     for field, value in (("number", "4242424242424242"), ("exp_month", "11"), ("exp_year", "31"), ("cvc", "123"),
                          ("postal_code", "94107")):
@@ -705,6 +715,7 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
     message = visible(driver, f'[data-payment-for="{subscription}"] .payment-message.success', seconds=40)
     assert message.text == f"Card saved: Visa ending in 4242, expires 11/2031. Invoice {invoice['number']} was charged and paid."
     assert not driver.find_elements(By.CSS_SELECTOR, ".payment-past-due")
+    wait(driver).until(lambda d: not d.find_element(By.ID, "banner").is_displayed())  # read again once paid
     row = driver.find_element(By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] tr[data-invoice-id="{invoice["invoice_id"]}"]')
     assert row.get_attribute("data-status") == "paid" and "Paid" in row.text
     assert not row.find_elements(By.CSS_SELECTOR, ".invoice-pay")
