@@ -1141,7 +1141,7 @@
     var status = INVOICE_STATUS[invoice.status] || [String(invoice.status || "–"), "low"];
     var period = date(invoice.period_start) + " – " + date(invoice.period_end);
     return el("tr", { "data-invoice-id": invoice.invoice_id },
-      el("td", null, invoice.number || invoice.invoice_id, el("span", { class: "sub" }, (invoice.lines || []).map(function (line) { return resourceName(line.resource_id); }).join(", "))),
+      el("td", null, invoiceName(invoice.number, invoice.invoice_id), el("span", { class: "sub" }, (invoice.lines || []).map(function (line) { return resourceName(line.resource_id); }).join(", "))),
       el("td", null, period, invoice.issued_at ? el("span", { class: "sub" }, "Issued " + dateIn(invoice.issued_at, invoiceZone(invoice))) : null),
       el("td", { class: "num" }, money(invoice.total, invoice.currency)),
       el("td", null, el("span", { class: "status status--" + status[1] }, status[0])),
