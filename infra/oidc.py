@@ -5,13 +5,17 @@ It stands in for the template's JwtIssuer (a Cognito user pool or any OIDC provi
 they are (a button per demo user, or any user id typed in: it becomes the token's `sub`), a token
 endpoint issuing RS256-signed ID tokens whose `aud` is the client id, a JWKS, an end-session page.
 
-Around the mock, four things a real provider does for a browser app and the mock does not:
+Around the mock, six things a real provider does for a browser app and the mock does not:
 - PKCE (RFC 7636) is required and checked: an authorization request without an S256
   `code_challenge` is refused, and the token endpoint checks `code_verifier` against it;
 - a public client (no secret, `token_endpoint_auth_method=none`) may redeem its code, as a Cognito
   app client without a secret may;
 - CORS on discovery, JWKS and the token endpoint, which the page calls from its own origin;
-- ID tokens carry the `kid` of their key in their header (API Gateway looks the key up by it).
+- ID tokens carry the `kid` of their key in their header (API Gateway looks the key up by it);
+- its pages are styled from files we ship (infra/sign_in/: the mock's own pages link a CDN
+  stylesheet, so they are unstyled offline);
+- signing out with a `post_logout_redirect_uri` goes straight back there, as Cognito's `/logout`
+  does (the mock stops on an "End Session" page first and waits for a click).
 The Werkzeug debugger the mock switches on is switched off again.
 """
 from __future__ import annotations
@@ -25,13 +29,17 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 CORS_PATHS = ("/.well-known/openid-configuration", "/jwks", "/oauth2/token", "/userinfo")
+PAGES = Path(__file__).with_name("sign_in")  # our _base.html over the mock's, and its stylesheet
+STYLESHEET = "/_usage-ledger/sign-in.css"
 
 
 def s256(verifier: str) -> str:
@@ -55,6 +63,13 @@ class PkceAndCors:
             return self.authorize(request, environ, start_response)
         if request.path == "/oauth2/token" and request.method == "POST":
             return self.token(request, environ, start_response)
+        if request.path == STYLESHEET:
+            css = (PAGES / "sign-in.css").read_bytes()
+            return Response(css, content_type="text/css; charset=utf-8")(environ, start_response)
+        if request.path == "/oauth2/end_session":
+            back = self.after_sign_out(request)
+            if back:
+                return Response(status=302, headers={"Location": back})(environ, start_response)
         response = Response.from_app(self.app, environ)
         if request.path in CORS_PATHS:
             self._cors(response)
@@ -92,6 +107,22 @@ class PkceAndCors:
         return self._cors(Response.from_app(self.app, environ))(environ, start_response)
 
     @staticmethod
+    def after_sign_out(request: Request) -> str | None:
+        """Where RP-initiated logout returns to (`post_logout_redirect_uri`, with `state` added as the
+        spec says), or None to leave the request to the mock. Any http(s) address is taken, as the
+        mock takes any redirect_uri when signing in: this provider is for the local runner only."""
+        target = request.values.get("post_logout_redirect_uri") or ""
+        parts = urlsplit(target)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return None
+        state = request.values.get("state")
+        if state is None:
+            return target
+        query = parse_qs(parts.query, keep_blank_values=True)
+        query["state"] = [state]
+        return urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+
+    @staticmethod
     def _cors(response: Response) -> Response:
         response.headers["Access-Control-Allow-Origin"] = "*"
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
@@ -127,6 +158,8 @@ def provider_app(users: dict[str, dict[str, Any]], token_seconds: int = 3600) ->
         user_claims=[oidc_provider_mock.User(sub=sub, claims=claims) for sub, claims in users.items()],
     )
     app.debug = False
+    # our _base.html first (every page of the mock extends it): styled from STYLESHEET, no CDN
+    app.jinja_loader = ChoiceLoader([FileSystemLoader(str(PAGES)), *([app.jinja_loader] if app.jinja_loader else [])])
     app.wsgi_app = getattr(app.wsgi_app, "app", app.wsgi_app)  # no Werkzeug debugger (it runs code)
     app.wsgi_app = PkceAndCors(app.wsgi_app)
     return app

@@ -1,5 +1,7 @@
 /* Resource and API Usage page: plain JS, no build step, no third-party code.
- * Every piece of API data is inserted with textContent / createElement (never innerHTML).
+ * Every piece of API data is inserted with textContent / createElement (never innerHTML); the one
+ * piece of markup, the API's rendered invoice, is parsed inert by DOMParser and stripped of anything
+ * active before it is shown (invoiceDocument).
  *
  * One hash URL scheme for every view, the one shared/usage_ledger/domain/links.py builds for the
  * emails (a test opens each email's link here):
@@ -147,6 +149,43 @@
     if (!value) return "–";
     var parsed = new Date(value);
     return isNaN(parsed.getTime()) ? String(value) : dateTimeFormat.format(parsed);
+  }
+
+  var zonedFormats = {};
+  /** An instant in a named IANA zone (a payg subscription's: its invoices are in the purchaser's zone),
+   * "Dec 9, 2026, 04:00 AM PST"; the page says which zone beside it (zoneNote). UTC when none is known. */
+  function dateTimeIn(value, zone) {
+    if (!value) return "–";
+    var parsed = new Date(value);
+    if (isNaN(parsed.getTime())) return String(value);
+    return zonedFormat(zone, true).format(parsed);
+  }
+
+  /** The local date of an instant in a zone: "Dec 9, 2026". */
+  function dateIn(value, zone) {
+    if (!value) return "–";
+    var parsed = new Date(value);
+    if (isNaN(parsed.getTime())) return String(value);
+    return zonedFormat(zone, false).format(parsed);
+  }
+
+  function zonedFormat(zone, withTime) {
+    var key = (zone || "UTC") + (withTime ? "|t" : "|d");
+    if (!zonedFormats[key]) {
+      var options = { year: "numeric", month: "short", day: "numeric", timeZone: zone || "UTC" };
+      if (withTime) { options.hour = "2-digit"; options.minute = "2-digit"; options.timeZoneName = "short"; }
+      try {
+        zonedFormats[key] = new Intl.DateTimeFormat("en-US", options);
+      } catch (error) { // a zone this browser does not know: UTC, and zoneNote still names the zone
+        options.timeZone = "UTC";
+        zonedFormats[key] = new Intl.DateTimeFormat("en-US", options);
+      }
+    }
+    return zonedFormats[key];
+  }
+
+  function zoneNote(zone) {
+    return "Dates and times in " + (zone || "UTC") + (zone && zone !== "UTC" ? ", the purchaser's time zone" : "");
   }
 
   function parseDate(text) {
@@ -438,13 +477,14 @@
         var names = (notice.resource_ids || []).map(resourceName);
         replace(banner,
           el("div", { class: "banner__inner" },
-            el("span", { class: "banner__icon", "aria-hidden": "true" }, level === "error" ? "⛔" : "⚠"),
+            el("span", { class: "banner__icon", "aria-hidden": "true" }, level === "error" ? "!" : "⚠"),
             el("div", null,
               el("p", { class: "banner__message" }, el("strong", null, notice.message)),
               names.length ? el("p", { class: "banner__resources" }, "Affected " + (names.length === 1 ? "resource" : "resources") + ": ",
                 names.map(function (name, i) {
                   return [i ? ", " : "", el("a", { href: link(state.team, "balances", notice.resource_ids[i]) }, name)];
-                })) : null
+                })) : null,
+              bannerActions(notice)
             )
           )
         );
@@ -454,6 +494,27 @@
         if (generation === state.generation) banner.hidden = true;
       }
     );
+  }
+
+  /** Past due in the banner: a link to update each card, for whoever may update it. */
+  function bannerActions(notice) {
+    if (!capabilities().payment) return null;
+    var due = cards().filter(function (card) {
+      return isPastDue(card) && mayPayFor(paygRow(card)) && (notice.resource_ids || []).indexOf(card.resource_id) >= 0;
+    });
+    if (!due.length) return null;
+    return el("p", { class: "banner__actions" }, due.map(function (card, i) {
+      var row = paygRow(card);
+      return [i ? " · " : "", el("a", { class: "banner__action", href: link(state.team, "payment", row ? row.subscription_id : null) },
+        "Update the card for " + (card.display_name || card.resource_id))];
+    }));
+  }
+
+  /** After a payment: the banner (and the cards it names) read again, so that a paid past due goes. */
+  function refreshNotices(generation) {
+    if (generation !== state.generation) return;
+    state.balancesFor = null;
+    loadBanner(generation);
   }
 
   function loadCards(generation) {
@@ -702,15 +763,30 @@
       timing.push(el("span", { class: "chip", title: "Balance refreshes " + date(card.refreshes_at) }, "Refreshes in " + days(card.refreshes_in_days)));
     }
 
-    var article = el("article", { class: "card card--" + status, "aria-labelledby": headingId, "data-resource-id": card.resource_id },
+    // one story per card: past due and the warnings decide the badge and the card's colour; the
+    // contract's status word stays as it is, and is shown beside them when they differ
+    var warnings = cardWarnings(card, chargedUnit);
+    var pastDue = isPastDue(card);
+    var badge = pastDue ? ["Past due", "exhausted"]
+      : available === 0 && card.payg && status !== "exhausted" ? ["Pay as You Go", status]
+        : status === "ok" && warnings.length ? [warnings[0].badge, "low"] : [STATUS_LABELS[status], status];
+    if (badge[0] !== STATUS_LABELS[status]) {
+      fact("Balance status", STATUS_LABELS[status] + (status === "ok" && total === 0 ? ": no prepaid units to run low (Pay as You Go only)"
+        : status === "ok" ? ": above the low-balance threshold of this period's units"
+        : status === "low" ? ": at or below the low-balance threshold of this period's units" : ""), "fact--explain");
+    }
+    var article = el("article", { class: "card card--" + badge[1] + (pastDue ? " card--past-due" : ""), "aria-labelledby": headingId,
+      "data-resource-id": card.resource_id, "data-status": card.status, "data-past-due": pastDue ? "true" : null },
       el("header", { class: "card__head" },
         el("div", null,
           el("h3", { id: headingId, class: "card__title" }, card.display_name || card.resource_id),
           el("span", { class: "kind" }, card.kind === "api" ? "API" : "Resource")
         ),
-        el("span", { class: "status status--" + status },
-          available === 0 && card.payg && status !== "exhausted" ? "Pay as You Go" : STATUS_LABELS[status])
+        el("span", { class: "status card__badge status--" + badge[1] }, badge[0])
       ),
+      warnings.length ? el("ul", { class: "card__warnings" }, warnings.map(function (warning) {
+        return el("li", { class: "card__warning card__warning--" + warning.level, "data-warning": warning.kind }, warning.text, warning.action || null);
+      })) : null,
       el("p", { class: "card__balance" },
         el("span", { class: "available-text" }, num(available) + " of " + num(total) + " available"),
         total === 0 && card.payg ? el("span", { class: "card__balance-note" }, "Pay as You Go only: no prepaid units") : null
@@ -722,11 +798,53 @@
       timing.length ? el("p", { class: "chips" }, timing) : null,
       facts,
       subscriptionList(card, chargedUnit),
-      card.payg ? paygBlock(card.payg, chargedUnit) : null
+      card.payg ? paygBlock(card.payg, chargedUnit, paygZone(card)) : null
     );
     // width via CSSOM (the page's CSP forbids inline style attributes being parsed from markup)
     article.querySelector(".meter__fill").style.width = percent + "%";
     return article;
+  }
+
+  function isPastDue(card) {
+    return !!(card.payg && card.payg.status === "past_due");
+  }
+
+  function paygRow(card) {
+    var id = card.payg && card.payg.subscription_id;
+    return (card.subscriptions || []).filter(function (sub) { return sub.subscription_id === id; })[0] || null;
+  }
+
+  function paygZone(card) {
+    var row = paygRow(card);
+    return (row && row.timezone) || null;
+  }
+
+  /** What a customer must read on the card whatever its status word: a past-due Pay as You Go (with
+   * where to update the card), a run-out inside the alert windows (10 days) and uncovered usage. */
+  function cardWarnings(card, chargedUnit) {
+    var list = [];
+    if (isPastDue(card)) {
+      var row = paygRow(card);
+      list.push({ kind: "past_due", level: "bad", badge: "Past due",
+        text: "Past due: an invoice could not be charged, so Pay as You Go covers no more usage until it is paid. ",
+        action: capabilities().payment && mayPayFor(row)
+          ? el("a", { class: "card__action", href: link(state.team, "payment", row ? row.subscription_id : null) }, "Update the card")
+          : "Ask " + (row && row.purchaser_user_id ? row.purchaser_user_id + " (the purchaser) or " : "") + "a primary admin of the team to update the card." });
+    }
+    var daysLeft = card.days_remaining;
+    if (daysLeft !== null && daysLeft !== undefined && daysLeft <= 10 && card.status !== "exhausted" && (card.available || 0) > 0) {
+      var when = "about " + days(daysLeft) + (card.projected_depletion_date ? " (" + date(card.projected_depletion_date) + ")" : "");
+      list.push({ kind: "runs_out", level: "warn", badge: "Runs out soon",
+        text: (card.payg ? "Prepaid units run out in " + when + " at the last 7 days' rate; Pay as You Go covers usage after that. "
+          : "Runs out in " + when + " at the last 7 days' rate of use. "),
+        action: el("a", { class: "card__action", href: link(state.team, "usage", null, { resource_id: card.resource_id }) }, "See the usage") });
+    }
+    if (card.shortfall_units) {
+      list.push({ kind: "shortfall", level: "warn", badge: "Usage not covered",
+        text: plural(card.shortfall_units, chargedUnit) + " used with nothing to cover them (recorded, never dropped). " +
+          "Ask your account manager for more capacity or Pay as You Go.", action: null });
+    }
+    return list;
   }
 
   function subscriptionList(card, chargedUnit) {
@@ -748,10 +866,13 @@
     );
   }
 
-  function paygBlock(payg, chargedUnit) {
-    return el("div", { class: "payg" },
-      el("p", { class: "payg__title" }, "Pay as You Go — current billing cycle"),
-      el("p", null, el("span", { class: "payg__cycle" }, date(payg.cycle_start) + " – " + date(payg.cycle_end))),
+  function paygBlock(payg, chargedUnit, zone) {
+    var pastDue = payg.status === "past_due";
+    return el("div", { class: "payg" + (pastDue ? " payg--past-due" : "") },
+      el("p", { class: "payg__title" }, "Pay as You Go — current billing cycle",
+        el("span", { class: "status payg__status status--" + (pastDue ? "exhausted" : "ok") }, pastDue ? "Past due" : "Active")),
+      el("p", null, el("span", { class: "payg__cycle" }, date(payg.cycle_start) + " – " + date(payg.cycle_end)),
+        el("span", { class: "sub payg__zone" }, zoneNote(zone))),
       el("p", null,
         el("span", { class: "payg__units" }, plural(payg.charged_units || 0, chargedUnit)),
         " · ",
@@ -955,11 +1076,20 @@
   function viewInvoices(view, generation, route) {
     if (route.item) return viewInvoice(view, generation, route.item);
     var box = section("invoices", "Invoices");
-    box.appendChild(el("p", { class: "note" }, "Pay as You Go is invoiced at the end of each billing cycle. Cycle dates are in the time zone of the purchase."));
+    var note = el("p", { class: "note", id: "invoices-zone" }, "Pay as You Go is invoiced at the end of each billing cycle. Billing periods and issue dates are in the purchaser's time zone.");
+    box.appendChild(note);
     var container = el("div", { id: "invoices", "aria-busy": "true" }, el("p", { class: "loading" }, "Loading invoices…"));
     box.appendChild(container);
     replace(view, box);
     return loadCards(generation).catch(function () { return []; }).then(function () {
+      var zones = [];
+      cards().forEach(function (card) {
+        (card.subscriptions || []).forEach(function (sub) { if (sub.timezone && zones.indexOf(sub.timezone) < 0) zones.push(sub.timezone); });
+      });
+      if (zones.length) {
+        note.textContent = "Pay as You Go is invoiced at the end of each billing cycle. Billing periods and issue dates are in the purchaser's time zone: " +
+          zones.join(", ") + ".";
+      }
       return loadInvoices(container, generation, null);
     });
   }
@@ -1002,12 +1132,17 @@
 
   var INVOICE_STATUS = { paid: ["Paid", "ok"], payment_failed: ["Payment failed", "exhausted"], open: ["Open", "low"], uncollectible: ["Uncollectible", "exhausted"] };
 
+  function invoiceZone(invoice) {
+    var sub = paymentSubOf(invoice.subscription_id).sub;
+    return (sub && sub.timezone) || null;
+  }
+
   function invoiceRow(invoice) {
     var status = INVOICE_STATUS[invoice.status] || [String(invoice.status || "–"), "low"];
     var period = date(invoice.period_start) + " – " + date(invoice.period_end);
     return el("tr", { "data-invoice-id": invoice.invoice_id },
-      el("td", null, invoice.number || invoice.invoice_id, el("span", { class: "sub" }, (invoice.lines || []).map(function (line) { return resourceName(line.resource_id); }).join(", "))),
-      el("td", null, period, invoice.issued_at ? el("span", { class: "sub" }, "Issued " + date(invoice.issued_at)) : null),
+      el("td", null, invoiceName(invoice.number, invoice.invoice_id), el("span", { class: "sub" }, (invoice.lines || []).map(function (line) { return resourceName(line.resource_id); }).join(", "))),
+      el("td", null, period, invoice.issued_at ? el("span", { class: "sub" }, "Issued " + dateIn(invoice.issued_at, invoiceZone(invoice))) : null),
       el("td", { class: "num" }, money(invoice.total, invoice.currency)),
       el("td", null, el("span", { class: "status status--" + status[1] }, status[0])),
       el("td", { class: "actions" }, el("a", { class: "button button--small invoice-open", href: link(state.team, "invoices", invoice.invoice_id), "aria-label": "View invoice for " + period }, "View"))
@@ -1022,20 +1157,41 @@
     replace(view, box);
     return api(teamPath("/invoices/" + encodeURIComponent(invoiceId)), { accept: "text/html" }).then(function (html) {
       if (generation !== state.generation) return;
-      if (typeof html !== "string") html = "<pre>" + escapeForSrcdoc(JSON.stringify(html, null, 2)) + "</pre>";
-      // sandbox="" : no scripts, no forms, no navigation of this page; srcdoc is a property, not markup
-      var frame = el("iframe", { class: "invoice-frame", sandbox: "", title: "Invoice " + invoiceId, referrerpolicy: "no-referrer" });
-      frame.srcdoc = html;
-      replace(container, frame);
+      replace(container, typeof html === "string" ? invoiceDocument(html, invoiceId) : el("pre", null, JSON.stringify(html, null, 2)));
     }, function (error) {
       if (generation === state.generation) replace(container, errorBox(error, "The invoice could not be shown"));
     });
   }
 
-  function escapeForSrcdoc(text) {
-    return String(text).replace(/[&<>"']/g, function (c) {
-      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+  var INERT_TAGS = "script, iframe, frame, object, embed, link, meta, base, form, input, button, textarea, select, noscript, template";
+
+  /** The API's rendered invoice, inline in the page (no frame, no scrollbar of its own): parsed by
+   * DOMParser into an inert document (nothing in it runs), stripped of anything active (scripts,
+   * frames, forms, on* handlers, javascript: links), then moved into a shadow root so that its own
+   * styles stay on the invoice and the page's stay off it. */
+  function invoiceDocument(html, invoiceId) {
+    var parsed = new DOMParser().parseFromString(html, "text/html");
+    Array.prototype.forEach.call(parsed.querySelectorAll(INERT_TAGS), function (node) { node.remove(); });
+    Array.prototype.forEach.call(parsed.querySelectorAll("*"), function (node) {
+      Array.prototype.slice.call(node.attributes).forEach(function (attr) {
+        var name = attr.name.toLowerCase();
+        if (name.slice(0, 2) === "on" || ((name === "href" || name === "src") && !/^(https?:|#|data:image\/)/i.test(attr.value.trim()))) {
+          node.removeAttribute(attr.name);
+        }
+      });
     });
+    var host = el("div", { class: "invoice-doc", role: "document", "aria-label": "Invoice " + invoiceId });
+    var root = host.attachShadow({ mode: "open" });
+    // the invoice's own rules for its <body> apply to the host here
+    root.appendChild(el("style", null, ":host { display: block; background: #fff; color: #1f2933; } .invoice-doc__body { max-width: 680px; margin: 24px auto; padding: 0 16px; }"));
+    Array.prototype.forEach.call(parsed.querySelectorAll("style"), function (style) {
+      root.appendChild(el("style", null, style.textContent.replace(/(^|[}\s,])body(?=[\s{,])/g, "$1.invoice-doc__body")));
+      style.remove();
+    });
+    var body = el("div", { class: "invoice-doc__body" });
+    Array.prototype.slice.call(parsed.body.childNodes).forEach(function (node) { body.appendChild(document.importNode(node, true)); });
+    root.appendChild(body);
+    return host;
   }
 
   // ------------------------------------------------------------------ settings: alerts view and sidebar
@@ -1235,13 +1391,13 @@
       }
       replace(container, payg.map(function (card) {
         var subs = (card.subscriptions || []).filter(function (sub) { return sub.type === "payg" && (!route.item || sub.subscription_id === route.item); });
-        return el("article", { class: "card card--wide", "data-resource-id": card.resource_id },
+        return el("article", { class: "card card--wide" + (isPastDue(card) ? " card--exhausted card--past-due" : ""), "data-resource-id": card.resource_id },
           el("header", { class: "card__head" }, el("h3", { class: "card__title" }, card.display_name || card.resource_id), el("span", { class: "kind" }, "Pay as You Go")),
-          paygBlock(card.payg, (card.charge_unit_size || 1) > 1 ? "charged unit" : card.unit),
+          paygBlock(card.payg, (card.charge_unit_size || 1) > 1 ? "charged unit" : card.unit, paygZone(card)),
           subs.map(function (sub) {
             var panel = el("div", { class: "payment-panel", "data-payment-for": sub.subscription_id, "aria-busy": "true" }, el("p", { class: "loading" }, "Loading the card…"));
             var holder = el("div", { class: "payment-sub" },
-              el("p", null, el("span", { class: "chip", "data-subscription-id": sub.subscription_id }, "Subscription " + sub.subscription_id)),
+              el("p", null, el("span", { class: "chip", "data-subscription-id": sub.subscription_id }, subscriptionName(card, sub, subs.length > 1))),
               panel);
             drawPaymentPanel(panel, sub.subscription_id, generation, null);
             return holder;
@@ -1251,6 +1407,32 @@
     }, function (error) {
       if (generation === state.generation) replace(container, errorBox(error, "Balances could not be loaded"));
     });
+  }
+
+  /** A subscription as a customer names it: "Processing minutes · Pay as You Go" (its start date
+   * when the resource has more than one of the type). */
+  function subscriptionName(card, sub, withStart) {
+    return (card.display_name || card.resource_id) + " · " + (TYPE_LABELS[sub.type] || sub.type) +
+      (withStart && sub.starts_at ? " since " + date(sub.starts_at) : "");
+  }
+
+  /** The payg subscription's card and row (purchaser, zone) from the team's cards. */
+  function paymentSubOf(subscriptionId) {
+    for (var i = 0; i < cards().length; i++) {
+      var subs = cards()[i].subscriptions || [];
+      for (var j = 0; j < subs.length; j++) if (subs[j].subscription_id === subscriptionId) return { card: cards()[i], sub: subs[j] };
+    }
+    return { card: null, sub: null };
+  }
+
+  /** Whether the caller may see and change the subscription's card (contract section 2: the
+   * purchaser or a primary admin): decided here, so that no request is made that would be refused. */
+  function mayPayFor(sub) {
+    return has("primary_admin") || !!(sub && state.me && sub.purchaser_user_id === state.me.user_id);
+  }
+
+  function invoiceName(number, invoiceId) {
+    return number ? "Invoice " + number : "Invoice " + invoiceId;
   }
 
   function subscriptionPath(subscriptionId, suffix) {
@@ -1268,7 +1450,11 @@
    * why not), then its invoices with status, next attempt and "Pay now" for the failed ones. */
   function drawPaymentPanel(panel, subscriptionId, generation, message) {
     loading(panel, "Loading the card…");
-    var cardRead = api(teamPath("/subscriptions/" + encodeURIComponent(subscriptionId))).then(function (body) { return { body: body }; }, function (error) { return { error: error }; });
+    var owner = paymentSubOf(subscriptionId);
+    var zone = (owner.sub && owner.sub.timezone) || null;
+    var cardRead = mayPayFor(owner.sub)
+      ? api(teamPath("/subscriptions/" + encodeURIComponent(subscriptionId))).then(function (body) { return { body: body }; }, function (error) { return { error: error }; })
+      : Promise.resolve({ refused: true });
     var invoicesRead = api(teamPath("/invoices?limit=100")).then(function (body) {
       return ((body && body.items) || []).filter(function (invoice) { return invoice.subscription_id === subscriptionId; });
     }, function (error) { return error; });
@@ -1287,22 +1473,51 @@
             startCardUpdate(panel, subscriptionId, generation, event.target);
           } }, "Update card"),
           el("div", { class: "payment-form-slot" }));
-      } else if (card.error && card.error.status === 403) {
-        top = el("p", { class: "payment-absent explain-inline" }, "The card is shown only to the subscription's purchaser and the team's primary admins: " +
+      } else if (card.refused || (card.error && card.error.status === 403)) {
+        var purchaser = owner.sub && owner.sub.purchaser_user_id;
+        top = el("p", { class: "payment-absent explain-inline" }, "The card is shown only to the subscription's purchaser" +
+          (purchaser ? " (" + purchaser + ")" : "") + " and the team's primary admins: " +
           "they can update it and pay failed invoices. Ask one of them if a payment failed.");
       } else {
         top = errorBox(card.error, "The card could not be loaded");
       }
+      var numbers = {};
+      if (Array.isArray(invoices)) invoices.forEach(function (invoice) { numbers[invoice.invoice_id] = invoice.number; });
+      panel.invoiceNumbers = numbers; // the card update's message names the invoices it retried
+      var failed = Array.isArray(invoices) ? invoices.filter(function (invoice) {
+        return invoice.status === "payment_failed" || invoice.status === "uncollectible";
+      }) : [];
       var rows = Array.isArray(invoices) ? paymentInvoices(invoices, mayPay, panel, subscriptionId, generation)
         : errorBox(invoices, "Invoices could not be loaded");
-      replace(panel, message ? el("div", { class: "payment-message " + message.kind, role: "status" }, message.text) : null, top, rows);
+      replace(panel, message ? el("div", { class: "payment-message " + message.kind, role: "status" }, message.text) : null,
+        failed.length ? pastDueNotice(failed, mayPay, owner.sub, panel, subscriptionId, generation) : null,
+        top, Array.isArray(invoices) && invoices.length ? el("p", { class: "hint payment-zone" }, zoneNote(zone)) : null, rows);
     });
+  }
+
+  /** Past due in the payment settings: which invoices failed, what that stops, and what to do. */
+  function pastDueNotice(failed, mayPay, sub, panel, subscriptionId, generation) {
+    var names = failed.map(function (invoice) { return invoiceName(invoice.number, invoice.invoice_id); });
+    var what = (names.length === 1 ? names[0] + " could not be charged" : names.join(", ") + " could not be charged") +
+      ", so this Pay as You Go is past due: it covers no more usage until " + (names.length === 1 ? "it is" : "they are") + " paid. ";
+    if (!mayPay) {
+      return el("div", { class: "payment-past-due", role: "alert" }, what + "Ask " +
+        (sub && sub.purchaser_user_id ? sub.purchaser_user_id + " (the purchaser) or " : "") + "a primary admin of the team to update the card.");
+    }
+    return el("div", { class: "payment-past-due", role: "alert" }, what + "Update the card: every failed invoice is charged to the new card at once. ",
+      el("button", { type: "button", class: "link-button payment-past-due__update", onclick: function (event) {
+        var update = panel.querySelector(".payment-update"); // the card's own button opens the form
+        if (update && !update.disabled) startCardUpdate(panel, subscriptionId, generation, update);
+        event.target.disabled = true;
+      } }, "Update the card now"));
   }
 
   function paymentInvoices(invoices, mayPay, panel, subscriptionId, generation) {
     if (!invoices.length) return el("p", { class: "empty" }, "No invoices for this subscription yet.");
+    var owner = paymentSubOf(subscriptionId);
+    var zone = (owner.sub && owner.sub.timezone) || null; // the purchaser's zone, as the invoice itself uses
     return el("div", { class: "table-wrap" }, el("table", { class: "table payment-invoices" },
-      el("caption", { class: "visually-hidden" }, "Invoices of subscription " + subscriptionId + ", newest first"),
+      el("caption", { class: "visually-hidden" }, "Invoices of " + (owner.card ? subscriptionName(owner.card, owner.sub) : "this subscription") + ", newest first"),
       el("thead", null, el("tr", null,
         el("th", { scope: "col" }, "Invoice"), el("th", { scope: "col", class: "num" }, "Total"), el("th", { scope: "col" }, "Status"),
         el("th", { scope: "col" }, "Next attempt"), el("th", { scope: "col" }, el("span", { class: "visually-hidden" }, "Actions")))),
@@ -1310,19 +1525,21 @@
         var status = INVOICE_STATUS[invoice.status] || [String(invoice.status || "–"), "low"];
         var failed = invoice.status === "payment_failed" || invoice.status === "uncollectible";
         return el("tr", { "data-invoice-id": invoice.invoice_id, "data-status": invoice.status },
-          el("td", null, el("a", { href: link(state.team, "invoices", invoice.invoice_id) }, "No. " + (invoice.number || invoice.invoice_id)),
+          el("td", null, el("a", { href: link(state.team, "invoices", invoice.invoice_id) }, invoiceName(invoice.number, invoice.invoice_id)),
             el("span", { class: "sub" }, date(invoice.period_start) + " – " + date(invoice.period_end))),
           el("td", { class: "num" }, money(invoice.total, invoice.currency)),
           el("td", null, el("span", { class: "status status--" + status[1] }, status[0]),
             el("span", { class: "sub" }, invoice.attempt_count + " attempt" + (invoice.attempt_count === 1 ? "" : "s") +
-              (invoice.paid_at ? " · paid " + dateTime(invoice.paid_at) : ""))),
-          el("td", { class: "next-attempt" }, invoice.next_payment_attempt ? dateTime(invoice.next_payment_attempt)
+              (invoice.paid_at ? " · paid " + dateTimeIn(invoice.paid_at, zone) : ""))),
+          el("td", { class: "next-attempt" }, invoice.next_payment_attempt ? dateTimeIn(invoice.next_payment_attempt, zone)
             : invoice.status === "uncollectible" ? "None: no more automatic attempts" : "–"),
           el("td", { class: "actions" }, failed && mayPay ? el("button", { type: "button", class: "button button--small invoice-pay", onclick: function (event) {
             event.target.disabled = true;
             api(teamPath("/invoices/" + encodeURIComponent(invoice.invoice_id) + "/pay"), { method: "POST" }).then(function (paid) {
-              var text = paid.status === "paid" ? "Invoice No. " + (paid.number || paid.invoice_id) + " is paid." : "The charge for invoice No. " + (paid.number || paid.invoice_id) + " failed again (" + (INVOICE_STATUS[paid.status] || [paid.status])[0] + "). Update the card, then pay.";
+              var name = invoiceName(paid.number, paid.invoice_id);
+              var text = paid.status === "paid" ? name + " was charged and paid." : name + " was declined again on the saved card. Update the card: the new card is charged for it at once.";
               drawPaymentPanel(panel, subscriptionId, generation, { kind: paid.status === "paid" ? "success" : "error", text: text });
+              if (paid.status === "paid") refreshNotices(generation);
             }, function (error) {
               event.target.disabled = false;
               panel.insertBefore(errorBox(error, "The payment could not be made"), panel.firstChild);
@@ -1378,10 +1595,12 @@
         }).then(function (saved) {
           var retried = saved.retried_invoices || [];
           var paid = retried.filter(function (item) { return item.status === "paid"; }).length;
-          var text = "Card saved: " + cardText(saved.payment_method) + "." + (retried.length
-            ? " " + retried.length + " failed invoice" + (retried.length === 1 ? " was" : "s were") + " charged to it: " + paid + " paid."
-            : "");
+          var numbers = panel.invoiceNumbers || {};
+          var text = "Card saved: " + cardText(saved.payment_method) + "." + retried.map(function (item) {
+            return " " + invoiceName(numbers[item.invoice_id], item.invoice_id) + (item.status === "paid" ? " was charged and paid." : " was declined again on it.");
+          }).join("");
           drawPaymentPanel(panel, subscriptionId, generation, { kind: paid === retried.length ? "success" : "error", text: text });
+          if (paid) refreshNotices(generation);
         }, function (error) {
           save.disabled = false;
           replace(note, errorBox(error, "The card could not be saved"));

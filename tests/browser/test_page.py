@@ -151,6 +151,20 @@ def requested(driver: WebDriver) -> list[str]:
     return [name.split("://", 1)[-1].split("/", 1)[-1] for name in names if "/v1/" in name]
 
 
+def failed_requests(driver: WebDriver) -> list[str]:
+    """Every request of the page since it loaded that failed (4xx/5xx, or no answer), from the resource
+    timings (their responseStatus) and the console's "Failed to load resource" lines."""
+    timings = driver.execute_script(
+        "return performance.getEntriesByType('resource').concat(performance.getEntriesByType('navigation'))"
+        ".filter(function (e) { return e.responseStatus >= 400; })"
+        ".map(function (e) { return e.responseStatus + ' ' + e.name; })")
+    try:
+        entries = driver.get_log("browser")
+    except Exception:  # noqa: BLE001 - some drivers do not keep the log
+        entries = []
+    return timings + [e["message"] for e in entries if "Failed to load resource" in e["message"]]
+
+
 def console_errors(driver: WebDriver) -> list[str]:
     try:
         entries = driver.get_log("browser")
@@ -218,7 +232,8 @@ def test_each_view_as_a_primary_admin(driver: WebDriver, base_url: str, invoice:
     visible(driver, "#alert-new")
     open_link(driver, payment_method_link(base_url, TEAM, payg["subscription_id"]))
     chip = visible(driver, f'#payment [data-subscription-id="{payg["subscription_id"]}"]')
-    assert chip.text == f"Subscription {payg['subscription_id']}"
+    assert chip.text == "Processing minutes · Pay as You Go"  # named as a customer names it, not by its id
+    assert payg["subscription_id"] not in view_text(driver)
     assert console_errors(driver) == []
 
 
@@ -267,6 +282,102 @@ def test_a_member_without_a_role_gets_an_explanation_and_no_failing_request(driv
         open_link(driver, link)
         assert "no role" in visible(driver, "#view .explain").text
         assert requested(driver) == ["v1/me"]  # nothing the role is known to fail
+
+
+def every_view(base_url: str, invoice: dict[str, Any]) -> list[str]:
+    """Every view of the demo team by its link, items included."""
+    payg = cards_of(base_url, "alice")["processing-minutes"]["payg"]
+    return [
+        f"{base_url}/#/teams/{TEAM}",
+        balances_link(base_url, TEAM),
+        balances_link(base_url, TEAM, "processing-minutes"),
+        balances_link(base_url, TEAM, "asset"),
+        page_link(base_url, TEAM, "usage"),
+        page_link(base_url, TEAM, "usage", resource_id="asset", group_by="user"),
+        page_link(base_url, TEAM, "invoices"),
+        invoice_link(base_url, TEAM, invoice["invoice_id"]),
+        alerts_link(base_url, TEAM),
+        page_link(base_url, TEAM, "settings", "payment"),
+        payment_method_link(base_url, TEAM, payg["subscription_id"]),
+    ]
+
+
+@pytest.mark.parametrize("user", list(ROLES))
+def test_no_view_makes_a_request_the_role_cannot_make(driver: WebDriver, base_url: str, invoice: dict[str, Any],
+                                                      user: str) -> None:
+    """The page decides from GET /v1/me (and the cards' purchasers) before it asks: as each role, every
+    view (and the create-alert sidebar where the role has it) makes no request that fails."""
+    sign_in(driver, base_url, user)
+    assert failed_requests(driver) == []
+    for link in every_view(base_url, invoice):
+        open_link(driver, link)
+        if link.endswith("/settings/alerts") and driver.find_elements(By.ID, "alert-new"):
+            driver.find_element(By.ID, "alert-new").click()
+            visible(driver, "#sidebar #alert-form")
+        wait(driver).until(settled)
+        assert failed_requests(driver) == [], (user, link, requested(driver))
+        assert not driver.find_elements(By.CSS_SELECTOR, "#view .error"), (user, link, view_text(driver))
+    assert console_errors(driver) == []
+
+
+def _story_team(base_url: str) -> tuple[str, str]:
+    """A team of its own (and its own primary admin: the demo users' teams stay as they are) whose Assets card is `ok` by the contract (80 of 100 left) yet runs out in
+    8 days at the last 7 days' rate, with 70 assets used before its subscription started (shortfall)."""
+    from datetime import UTC, datetime, timedelta
+
+    team, user = f"team-story-{uuid.uuid4().hex[:8]}", f"sam-{uuid.uuid4().hex[:6]}"
+    assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True, body={"name": "Story Team"}).status in (200, 201)
+    member = {"email": f"{user}@example.com", "roles": ["primary_admin"], "full_access": False}
+    assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True, body=member).status in (200, 201)
+    now = datetime.now(UTC).replace(microsecond=0)
+    starts = now - timedelta(minutes=30)
+    grant = {"subscription_id": f"sub-story-{uuid.uuid4().hex[:8]}", "resource_id": "asset", "type": "flex",
+             "quantity": 100, "starts_at": starts.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    assert call(base_url, "POST", f"/v1/admin/teams/{team}/subscriptions", operator=True, body=grant).status in (200, 201)
+
+    def event(quantity: int, at: datetime) -> dict[str, Any]:
+        return {"specversion": "1.0", "id": f"story-{uuid.uuid4().hex}", "source": "urn:usage-ledger:browser-test",
+                "type": "usage.recorded", "subject": team, "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "datacontenttype": "application/json", "data": {"resource_id": "asset", "quantity": quantity}}
+
+    # 70 assets two days ago (before the subscription: shortfall), 20 now (from its 100)
+    posted = call(base_url, "POST", "/v1/events", operator=True, body=[event(70, now - timedelta(days=2)), event(20, now)],
+                  content_type="application/cloudevents-batch+json")
+    assert posted.status == 202, posted.body
+    assert call(base_url, "POST", "/_local/drain").status == 200
+    return team, user
+
+
+def test_a_card_tells_one_story_whatever_its_status_word(driver: WebDriver, base_url: str) -> None:
+    team, user = _story_team(base_url)
+    card_data = api(base_url, f"/v1/teams/{team}/balances/asset", user)
+    assert card_data["status"] == "ok" and card_data["shortfall_units"] == 70 and card_data["days_remaining"] == 8, card_data
+    sign_in(driver, base_url, user)
+    open_link(driver, balances_link(base_url, team))
+    card = visible(driver, '#balances .card[data-resource-id="asset"]')
+    assert card.get_attribute("data-status") == "ok"  # the contract's word, as it defines it
+    assert "card--low" in card.get_attribute("class")
+    assert card.find_element(By.CSS_SELECTOR, ".card__badge").text == "Runs out soon"
+    runs_out = card.find_element(By.CSS_SELECTOR, '[data-warning="runs_out"]').text
+    assert "Runs out in about 8 days" in runs_out
+    assert "70 assets used with nothing to cover them" in card.find_element(By.CSS_SELECTOR, '[data-warning="shortfall"]').text
+    assert "OK" in card.find_element(By.XPATH, './/div[dt[text()="Balance status"]]/dd').text
+
+
+def test_a_long_team_name_keeps_the_header_on_one_row(driver: WebDriver, base_url: str) -> None:
+    team, user = f"team-long-{uuid.uuid4().hex[:8]}", f"lena-{uuid.uuid4().hex[:6]}"
+    name = "The Extraordinarily Long-Named Research and Development Collaboration of the Northern Region"
+    assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True, body={"name": name}).status in (200, 201)
+    member = {"email": f"{user}@example.com", "roles": ["primary_admin"], "full_access": False}
+    assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True, body=member).status in (200, 201)
+    sign_in(driver, base_url, user)
+    open_link(driver, balances_link(base_url, team))
+    boxes = driver.execute_script(
+        "return ['.topbar__title', '#team-select', '#sign-out'].map(function (css) {"
+        "var r = document.querySelector(css).getBoundingClientRect(); return [r.top, r.bottom, r.right]; });")
+    assert max(box[0] for box in boxes) < min(box[1] for box in boxes), boxes  # one row: they overlap vertically
+    assert boxes[2][2] <= driver.execute_script("return document.documentElement.clientWidth"), boxes
+    assert name in Select(driver.find_element(By.ID, "team-select")).first_selected_option.text
 
 
 # ------------------------------------------------------------------------------ routing
@@ -335,15 +446,16 @@ def test_every_alert_email_link_lands_on_its_view(driver: WebDriver, base_url: s
 def test_invoice_and_payment_links_open_their_views(driver: WebDriver, base_url: str, invoice: dict[str, Any]) -> None:
     sign_in(driver, base_url, "alice")
     open_link(driver, invoice_link(base_url, TEAM, invoice["invoice_id"]))
-    frame = visible(driver, "#invoice-view iframe.invoice-frame")
-    assert frame.get_attribute("sandbox") == ""
-    driver.switch_to.frame(frame)
-    try:
-        wait(driver).until(lambda d: d.find_element(By.TAG_NAME, "body").text.strip())
-        text = driver.find_element(By.TAG_NAME, "body").text
-    finally:
-        driver.switch_to.default_content()
-    assert f"{invoice['total'] / 100:,.2f}" in text
+    # inline in the page, no frame and no scrollbar of its own: the page scrolls, the invoice grows
+    document = visible(driver, "#invoice-view .invoice-doc")
+    assert not driver.find_elements(By.CSS_SELECTOR, "#invoice-view iframe")
+    text, scrolls, active = driver.execute_script(
+        "var root = arguments[0].shadowRoot; var all = [arguments[0]].concat(Array.from(root.querySelectorAll('*')));"
+        "return [root.textContent, all.filter(function (n) { return n.scrollHeight > n.clientHeight + 1 && "
+        "/(auto|scroll)/.test(getComputedStyle(n).overflowY); }).length,"
+        "root.querySelectorAll('script, iframe, form, [onclick], [onload]').length];", document)
+    assert f"{invoice['total'] / 100:,.2f}" in text and f"Invoice {invoice['number']}" in text
+    assert scrolls == 0 and active == 0
     driver.find_element(By.LINK_TEXT, "← All invoices").click()
     wait(driver).until(lambda d: d.current_url.endswith(f"#/teams/{TEAM}/invoices") and settled(d))
     driver.back()
@@ -540,45 +652,90 @@ def _declined_team(base_url: str) -> tuple[str, str, dict[str, Any]]:
     return team, subscription, invoice
 
 
+def past_due_card(driver: WebDriver, resource_id: str = "processing-minutes") -> WebElement:
+    card = visible(driver, f'#balances .card[data-resource-id="{resource_id}"]')
+    assert card.get_attribute("data-past-due") == "true" and "card--ok" not in card.get_attribute("class")
+    assert card.find_element(By.CSS_SELECTOR, ".card__badge").text == "Past due"
+    return card
+
+
 def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: WebDriver, base_url: str) -> None:
     team, subscription, invoice = _declined_team(base_url)
+    # a secondary admin (not the purchaser) sees past due too, and whom to ask: no link they could not follow
+    sign_in(driver, base_url, "bob")
+    open_link(driver, balances_link(base_url, team))
+    warning = past_due_card(driver).find_element(By.CSS_SELECTOR, '[data-warning="past_due"]')
+    assert "Ask alice (the purchaser) or a primary admin" in warning.text and not warning.find_elements(By.TAG_NAME, "a")
+    assert visible(driver, "#banner.banner--error") and not driver.find_elements(By.CSS_SELECTOR, "#banner .banner__action")
+
     sign_in(driver, base_url, "alice")
-    open_link(driver, payment_method_link(base_url, team, subscription))
+
+    # past due on the card: its badge, its status line and a link to where the card is updated; the banner
+    open_link(driver, balances_link(base_url, team))
+    card = past_due_card(driver)
+    warning = card.find_element(By.CSS_SELECTOR, '[data-warning="past_due"]')
+    assert "could not be charged" in warning.text and "Pay as You Go covers no more usage" in warning.text
+    assert warning.find_element(By.TAG_NAME, "a").get_attribute("href") == payment_method_link(base_url, team, subscription)
+    assert "Past due" in card.find_element(By.CSS_SELECTOR, ".payg__status").text
+    banner = visible(driver, "#banner.banner--error")
+    assert "could not be charged" in banner.text and "Processing minutes" in banner.text
+    action = banner.find_element(By.CSS_SELECTOR, ".banner__action")
+    assert action.text == "Update the card for Processing minutes"
+    assert action.get_attribute("href") == payment_method_link(base_url, team, subscription)
+    warning.find_element(By.TAG_NAME, "a").click()
+    wait(driver).until(lambda d: d.current_url == payment_method_link(base_url, team, subscription) and settled(d))
+
     panel = visible(driver, f'#payment [data-payment-for="{subscription}"]')
     wait(driver).until(lambda d: panel.get_attribute("aria-busy") == "false")
+    notice = panel.find_element(By.CSS_SELECTOR, ".payment-past-due")
+    assert f"Invoice {invoice['number']} could not be charged" in notice.text and "past due" in notice.text
+    assert notice.find_element(By.CSS_SELECTOR, "button").text == "Update the card now"
     assert panel.find_element(By.CSS_SELECTOR, ".payment-card__text").text.endswith("ending in 0341, expires 12/2030")
     row = panel.find_element(By.CSS_SELECTOR, f'tr[data-invoice-id="{invoice["invoice_id"]}"]')
     assert row.get_attribute("data-status") == "payment_failed"
-    assert f"No. {invoice['number']}" in row.text and "Payment failed" in row.text
-    assert row.find_element(By.CSS_SELECTOR, ".next-attempt").text not in ("", "–")
+    assert f"Invoice {invoice['number']}" in row.text and "Payment failed" in row.text
+    # the purchaser's zone, named (the team's payg is in UTC), as the invoice itself uses
+    assert "Dates and times in UTC" in panel.find_element(By.CSS_SELECTOR, ".payment-zone").text
+    assert row.find_element(By.CSS_SELECTOR, ".next-attempt").text.endswith("UTC")
     assert row.find_element(By.CSS_SELECTOR, ".invoice-pay").text == "Pay now"
 
     # Pay now on the same declining card: still failed, and said so
     row.find_element(By.CSS_SELECTOR, ".invoice-pay").click()
     message = visible(driver, f'[data-payment-for="{subscription}"] .payment-message')
-    assert "failed again" in message.text
+    assert message.text.startswith(f"Invoice {invoice['number']} was declined again")
     assert api(base_url, f"/v1/teams/{team}/invoices/{invoice['invoice_id']}")["attempt_count"] == invoice["attempt_count"] + 1
 
     # a new card through Stripe.js (localstripe's stand-in): the failed invoice is charged to it
-    driver.find_element(By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] .payment-update').click()
+    driver.find_element(By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] .payment-past-due__update').click()
     form = visible(driver, f'[data-payment-for="{subscription}"] .payment-form')
     for field, value in (("number", "4242424242424242"), ("exp_month", "11"), ("exp_year", "31"), ("cvc", "123"),
                          ("postal_code", "94107")):
         form.find_element(By.CSS_SELECTOR, f'input[placeholder="{field}"]').send_keys(value)
     form.find_element(By.CSS_SELECTOR, ".payment-save").click()
     message = visible(driver, f'[data-payment-for="{subscription}"] .payment-message.success', seconds=40)
-    assert "ending in 4242, expires 11/2031" in message.text and "1 paid" in message.text
+    assert message.text == f"Card saved: Visa ending in 4242, expires 11/2031. Invoice {invoice['number']} was charged and paid."
+    assert not driver.find_elements(By.CSS_SELECTOR, ".payment-past-due")
+    wait(driver).until(lambda d: not d.find_element(By.ID, "banner").is_displayed())  # read again once paid
     row = driver.find_element(By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] tr[data-invoice-id="{invoice["invoice_id"]}"]')
     assert row.get_attribute("data-status") == "paid" and "Paid" in row.text
     assert not row.find_elements(By.CSS_SELECTOR, ".invoice-pay")
     assert api(base_url, f"/v1/teams/{team}/invoices/{invoice['invoice_id']}")["status"] == "paid"
     assert console_errors(driver) == []
 
-    # a secondary admin sees the invoices but not the card, and is told why
+    # paid: the card and the banner say so no more
+    open_link(driver, balances_link(base_url, team))
+    card = visible(driver, '#balances .card[data-resource-id="processing-minutes"]')
+    assert card.get_attribute("data-past-due") is None and card.find_element(By.CSS_SELECTOR, ".card__badge").text != "Past due"
+    assert not card.find_elements(By.CSS_SELECTOR, '[data-warning="past_due"]')
+    assert not driver.find_element(By.ID, "banner").is_displayed()
+
+    # a secondary admin sees the invoices but not the card, and is told why without asking for it
     sign_in(driver, base_url, "bob")
     open_link(driver, payment_method_link(base_url, team, subscription))
     absent = visible(driver, f'[data-payment-for="{subscription}"] .payment-absent')
-    assert "purchaser" in absent.text and "primary admin" in absent.text
+    assert "purchaser (alice)" in absent.text and "primary admin" in absent.text
+    assert not [path for path in requested(driver) if "/subscriptions/" in path], requested(driver)
+    assert failed_requests(driver) == []
     assert not driver.find_elements(By.CSS_SELECTOR, ".payment-update, .invoice-pay")
     assert driver.find_element(By.CSS_SELECTOR, f'tr[data-invoice-id="{invoice["invoice_id"]}"]').get_attribute("data-status") == "paid"
 
@@ -587,10 +744,11 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
 
 
 def test_save_screenshots(driver: WebDriver, base_url: str, invoice: dict[str, Any]) -> None:
-    """docs/screens/<view>.png with the demo data, when SAVE_SCREENSHOT=1."""
+    """docs/screens/<view>.png with the demo data, when SAVE_SCREENSHOT=1 (and a past-due team of its own)."""
     if os.environ.get("SAVE_SCREENSHOT") != "1":
         pytest.skip("set SAVE_SCREENSHOT=1 to write docs/screens/<view>.png")
     payg = cards_of(base_url, "alice")["processing-minutes"]["payg"]
+    declined_team, declined_subscription, _ = _declined_team(base_url)
     for alert in api(base_url, f"/v1/teams/{TEAM}/alerts?limit=100")["items"]:  # a saved alert as a customer names it
         api(base_url, f"/v1/teams/{TEAM}/alerts/{alert['alert_id']}", method="DELETE")
     api(base_url, f"/v1/teams/{TEAM}/alerts", method="POST", body={
@@ -608,6 +766,9 @@ def test_save_screenshots(driver: WebDriver, base_url: str, invoice: dict[str, A
         ("hana", "hub-admin-balances", balances_link(base_url, TEAM), None),
         ("hana", "hub-admin-invoices", page_link(base_url, TEAM, "invoices"), None),
         ("carl", "no-role", f"{base_url}/#/teams/{TEAM}", None),
+        ("alice", "past-due-balances", balances_link(base_url, declined_team), None),
+        ("alice", "past-due-payment", payment_method_link(base_url, declined_team, declined_subscription), None),
+        ("bob", "past-due-payment-secondary-admin", payment_method_link(base_url, declined_team, declined_subscription), None),
     ]
     SCREENS.mkdir(parents=True, exist_ok=True)
     for user, name, link, click in shots:

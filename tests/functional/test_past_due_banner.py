@@ -58,3 +58,13 @@ def test_the_banner_goes_once_a_new_card_pays(api, world, declined):
                          body={"payment_method": world.card()})
         assert reply.status == 200 and reply.json["retried_invoices"][0]["status"] == "paid", reply.text
     assert notices(api, ALICE) is None and notices(api, HANA) is None
+
+
+def test_a_payg_row_of_the_card_names_its_purchaser_and_zone(api, declined):
+    """The page asks for a subscription's card only where the caller may have it (the purchaser or a
+    primary admin), and shows its invoices' times in the subscription's zone: both come on the card."""
+    reply = api.get(f"/v1/teams/{TEAM}/balances/minutes", as_=ALICE)
+    assert reply.status == 200, reply.text
+    [row] = reply.json["subscriptions"]
+    assert (row["type"], row["purchaser_user_id"], row["timezone"]) == ("payg", "alice", "UTC")
+    assert reply.json["payg"]["status"] == "past_due"

@@ -114,6 +114,10 @@ def balance_card(
             "starts_at": iso(subscription.starts_at),
             "ends_at": iso(subscription.ends_at),
             "refreshes_at": iso(next_refresh(subscription, now)),
+            # payg only: whose card pays it (the page asks for the card only where the caller may have
+            # it) and the zone its cycle dates and invoices are in
+            "purchaser_user_id": subscription.purchaser_user_id if subscription.is_payg else None,
+            "timezone": subscription.timezone if subscription.is_payg else None,
         }
         rows.append(row)
 

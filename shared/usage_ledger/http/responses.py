@@ -117,6 +117,11 @@ class CardSubscription(Answer):
     starts_at: Instant
     ends_at: Instant | None
     refreshes_at: Instant | None
+    purchaser_user_id: Annotated[str | None, Field(
+        description="payg: the purchaser, who (with the team's primary admins) may see and change its card; "
+                    "null otherwise")]
+    timezone: Annotated[str | None, Field(
+        description="payg: the IANA time zone of its billing cycles and invoices; null otherwise")]
 
 
 class PaygCycle(Answer):
