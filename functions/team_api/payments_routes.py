@@ -11,7 +11,7 @@ from usage_ledger.http.identity import TeamRouter
 from usage_ledger.http.params import PathId
 from usage_ledger.http.responses import (
     CurrentPaymentMethod,
-    Invoice,
+    PaidInvoice,
     PaymentMethodAnswer,
     SetupIntentAnswer,
     ok,
@@ -47,6 +47,6 @@ def update_payment_method(team_id: PathId, subscription_id: PathId,
 
 
 @routes.post("/v1/teams/<team_id>/invoices/<invoice_id>/pay", Action.PAY,
-             responses={**ok(Invoice), **UNAVAILABLE})
+             responses={**ok(PaidInvoice), **UNAVAILABLE})
 def pay_invoice(team_id: PathId, invoice_id: str):  # any unknown id, however odd, is a 404
     return json_response(container().payment_methods.pay(team_id, invoice_id, clock.now()))

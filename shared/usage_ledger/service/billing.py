@@ -188,14 +188,19 @@ class Billing:
 
     # -------------------------------------------------------------- attempts outside the schedule
 
-    def pay_now(self, team_id: str, invoice_id: str, now: datetime) -> Invoice:
+    def pay_now(self, team_id: str, invoice_id: str, now: datetime, *, on_session: bool = False,
+                outcome: Charge | None = None, read: Invoice | None = None) -> Invoice:
         """One attempt now on the subscription's current card (`POST .../invoices/{id}/pay`). It does
         not move the retry schedule unless it pays. Conflict for a paid invoice, or while another
-        attempt on it is under way; NotFound for an unknown one; ProcessorUnavailable on an outage."""
-        invoice = self.invoice(team_id, invoice_id)
+        attempt on it is under way; NotFound for an unknown one; ProcessorUnavailable on an outage.
+        `on_session`: the customer is present (service/confirmations.py); `outcome`: a charge the
+        processor already completed (a confirmed PaymentIntent), recorded without charging; `read`:
+        the invoice as the caller just read it (the claim checks it is still so)."""
+        invoice = read or self.invoice(team_id, invoice_id)
         if invoice.status == PAID:
             raise Conflict(f"Invoice {invoice_id!r} is already paid.")
-        attempted = self._attempt(invoice, now, uuid.uuid4().hex, scheduled=False, email_now=True)
+        attempted = self._attempt(invoice, now, uuid.uuid4().hex, scheduled=False, email_now=True,
+                                  on_session=on_session, outcome=outcome)
         if attempted is None:
             stored = self.invoice(team_id, invoice_id)
             if stored.status == PAID:
@@ -222,22 +227,23 @@ class Billing:
     # -------------------------------------------------------------- one attempt
 
     def _attempt(self, invoice: Invoice, now: datetime, token: str, *, scheduled: bool,
-                 email_now: bool = False) -> Invoice | None:
+                 email_now: bool = False, on_session: bool = False, outcome: Charge | None = None) -> Invoice | None:
         """Attempt `attempt_count + 1` on the subscription's card as it is now: claimed, charged,
-        recorded (with its email claim). None when another run holds or made this attempt."""
+        recorded (with its email claim). None when another run holds or made this attempt.
+        `outcome`: the attempt's charge is already known (the processor completed it): recorded as is."""
         taken, resumed = self.store.claim_attempt(invoice, token, clock.lease_until(), clock.now())
         if not taken:
             return None
         number = invoice.attempt_count + 1
         try:
             subscription = self.ledger.get_subscription(invoice.team_id, invoice.resource_id, invoice.subscription_id)
-            charge = None
-            if resumed and subscription is not None and subscription.customer_id:
+            charge = outcome
+            if charge is None and resumed and subscription is not None and subscription.customer_id:
                 # a run took this attempt before and may have charged: the processor decides
                 charge = self.payments.find_charge(customer_id=subscription.customer_id,
                                                    idempotency_key=charge_key(invoice.invoice_id, number))
             if charge is None:
-                charge = self._charge(invoice, subscription, now, attempt=number)
+                charge = self._charge(invoice, subscription, now, attempt=number, on_session=on_session)
         except Exception:
             self._release_attempt(invoice, token)
             raise
@@ -261,7 +267,8 @@ class Billing:
         except Exception:  # the claim then simply runs out
             logger.exception("could not release an attempt claim", extra={"invoice_id": invoice.invoice_id})
 
-    def _charge(self, invoice: Invoice, subscription: Subscription | None, now: datetime, *, attempt: int) -> Charge:
+    def _charge(self, invoice: Invoice, subscription: Subscription | None, now: datetime, *, attempt: int,
+                on_session: bool = False) -> Charge:
         """One attempt on the subscription's current card: a card past its expiry month at `now` is
         not charged at all (the processor may accept it; the contract declines it)."""
         card = subscription.payment_method if subscription is not None else None
@@ -270,11 +277,16 @@ class Billing:
             return Charge("", DECLINED, invoice.total, invoice.currency, "payment_method_missing")
         if now >= card_expires_at(card):
             return Charge("", DECLINED, invoice.total, invoice.currency, "expired_card")
-        return self.payments.charge(
+        request = dict(
             idempotency_key=charge_key(invoice.invoice_id, attempt), amount=invoice.total, currency=invoice.currency,
             customer_id=subscription.customer_id, payment_method=card,
             description=f"Invoice {invoice.number or invoice.invoice_id} ({invoice.team_name})",
+            # the processor's events name the invoice they are about (service/processor_events.py)
+            metadata={"team_id": invoice.team_id, "invoice_id": invoice.invoice_id},
         )
+        if on_session:
+            return self.payments.charge_on_session(**request).charge
+        return self.payments.charge(**request)
 
     def _email(self, invoice: Invoice, now: datetime, token: str, taken: bool) -> None:
         """Send the latest attempt's email (the invoice, the failure notice or the receipt: the render

@@ -8,6 +8,7 @@ from typing import Any
 from usage_ledger.domain.errors import Conflict, NotFound, PaymentMethodRejected, ValidationFailed
 from usage_ledger.domain.model import Subscription
 from usage_ledger.service.billing import Billing
+from usage_ledger.service.confirmations import PaymentConfirmations
 from usage_ledger.service.operator import card_view
 from usage_ledger.service.ports import BillingStore, LedgerStore, PaymentGateway
 
@@ -16,6 +17,7 @@ class PaymentMethods:
     def __init__(self, ledger: LedgerStore, invoices: BillingStore, billing: Billing,
                  payments: PaymentGateway) -> None:
         self.ledger, self.invoices, self.billing, self.payments = ledger, invoices, billing, payments
+        self.confirmations = PaymentConfirmations(billing, payments)
 
     def purchaser(self, team_id: str, path: dict[str, str]) -> str | None:
         """The purchaser of the payg subscription a payment route names (by its id, or by one of its
@@ -67,5 +69,6 @@ class PaymentMethods:
                                      for invoice in retried]}
 
     def pay(self, team_id: str, invoice_id: str, now: datetime) -> dict[str, Any]:
-        """One charge attempt now; the invoice as it then stands (contract section 3)."""
-        return self.billing.pay_now(team_id, invoice_id, now).view()
+        """One charge attempt now; the invoice as it then stands (contract section 3), with
+        `next_action` when the customer must confirm it (service/confirmations.py)."""
+        return self.confirmations.pay(team_id, invoice_id, now)
