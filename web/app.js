@@ -1019,16 +1019,40 @@
     var container = el("div", { id: "invoice-view", "aria-busy": "true" }, el("p", { class: "loading" }, "Loading invoice…"));
     box.appendChild(container);
     replace(view, box);
-    return api(teamPath("/invoices/" + encodeURIComponent(invoiceId)), { accept: "text/html" }).then(function (html) {
+    var path = teamPath("/invoices/" + encodeURIComponent(invoiceId));
+    var read = api(path).catch(function () { return null; });
+    return Promise.all([api(path, { accept: "text/html" }), read]).then(function (results) {
       if (generation !== state.generation) return;
+      var html = results[0], invoice = results[1];
       if (typeof html !== "string") html = "<pre>" + escapeForSrcdoc(JSON.stringify(html, null, 2)) + "</pre>";
       // sandbox="" : no scripts, no forms, no navigation of this page; srcdoc is a property, not markup
-      var frame = el("iframe", { class: "invoice-frame", sandbox: "", title: "Invoice " + invoiceId, referrerpolicy: "no-referrer" });
+      // named: localstripe's Stripe.js stand-in reads every iframe's name when it loads (null breaks it)
+      var frame = el("iframe", { class: "invoice-frame", name: "invoice-frame", sandbox: "", title: "Invoice " + invoiceId, referrerpolicy: "no-referrer" });
       frame.srcdoc = html;
-      replace(container, frame);
+      replace(container, invoice && invoice.action_required ? confirmBox(invoiceId, generation) : null, frame);
     }, function (error) {
       if (generation === state.generation) replace(container, errorBox(error, "The invoice could not be shown"));
     });
+  }
+
+  /** The email's link lands here: the bank asks the customer to confirm the payment (3-D Secure). */
+  function confirmBox(invoiceId, generation) {
+    var note = el("div", { class: "payment-form-message", "aria-live": "polite" });
+    var button = el("button", { type: "button", class: "button invoice-confirm", onclick: function () {
+      button.disabled = true;
+      replace(note, el("p", { class: "loading" }, "Confirming the payment…"));
+      payInvoice(invoiceId).then(function (paid) {
+        if (generation !== state.generation) return;
+        if (paid.status === "paid") return render();
+        button.disabled = false;
+        replace(note, el("p", { class: "payment-message error", role: "status" }, paymentOutcome(paid)));
+      }, function (error) {
+        button.disabled = false;
+        replace(note, errorBox(error, "The payment could not be confirmed"));
+      });
+    } }, "Confirm payment");
+    return el("div", { class: "notice notice--warning invoice-action", role: "region", "aria-label": "Payment needs confirmation" },
+      el("p", null, "Your bank asks you to confirm this payment (3-D Secure)."), button, note);
   }
 
   function escapeForSrcdoc(text) {
@@ -1319,15 +1343,40 @@
             : invoice.status === "uncollectible" ? "None: no more automatic attempts" : "–"),
           el("td", { class: "actions" }, failed && mayPay ? el("button", { type: "button", class: "button button--small invoice-pay", onclick: function (event) {
             event.target.disabled = true;
-            api(teamPath("/invoices/" + encodeURIComponent(invoice.invoice_id) + "/pay"), { method: "POST" }).then(function (paid) {
-              var text = paid.status === "paid" ? "Invoice No. " + (paid.number || paid.invoice_id) + " is paid." : "The charge for invoice No. " + (paid.number || paid.invoice_id) + " failed again (" + (INVOICE_STATUS[paid.status] || [paid.status])[0] + "). Update the card, then pay.";
-              drawPaymentPanel(panel, subscriptionId, generation, { kind: paid.status === "paid" ? "success" : "error", text: text });
+            payInvoice(invoice.invoice_id).then(function (paid) {
+              drawPaymentPanel(panel, subscriptionId, generation, { kind: paid.status === "paid" ? "success" : "error", text: paymentOutcome(paid) });
             }, function (error) {
               event.target.disabled = false;
               panel.insertBefore(errorBox(error, "The payment could not be made"), panel.firstChild);
             });
-          } }, "Pay now") : null));
+          } }, invoice.action_required ? "Confirm payment" : "Pay now") : null));
       }))));
+  }
+
+  /** POST .../pay; when the bank asks the customer to confirm (3-D Secure), Stripe.js shows its
+   * dialog for the on-session PaymentIntent, then the same call records the confirmed payment (the
+   * processor's event may have recorded it first: then 409, and the invoice is read instead). */
+  function payInvoice(invoiceId) {
+    var path = teamPath("/invoices/" + encodeURIComponent(invoiceId));
+    return api(path + "/pay", { method: "POST" }).then(function (paid) {
+      if (!paid.next_action) return paid;
+      return loadStripeJs().then(function (Stripe) {
+        return Stripe(paid.next_action.publishable_key).confirmCardPayment(paid.next_action.client_secret);
+      }).then(function (result) {
+        if (result.error) throw new ApiError(0, { title: "The payment was not confirmed", detail: result.error.message || String(result.error) });
+        return api(path + "/pay", { method: "POST" }).catch(function (error) {
+          if (error.status === 409) return api(path);
+          throw error;
+        });
+      });
+    });
+  }
+
+  function paymentOutcome(paid) {
+    var name = "Invoice No. " + (paid.number || paid.invoice_id);
+    if (paid.status === "paid") return name + " is paid.";
+    if (paid.action_required) return name + " still needs your bank's confirmation. Confirm the payment, or update the card.";
+    return "The charge for " + name.charAt(0).toLowerCase() + name.slice(1) + " failed again (" + (INVOICE_STATUS[paid.status] || [paid.status])[0] + "). Update the card, then pay.";
   }
 
   var stripeJs = null;
