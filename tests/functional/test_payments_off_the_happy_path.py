@@ -434,3 +434,24 @@ def test_a_charge_whose_answer_is_lost_is_made_once_and_the_invoice_is_right_aft
     assert invoice["status"] == "paid" and invoice["attempt_count"] == 1 and invoice["paid_with"]["last4"] == "4242"
     assert [i.id for i in intents(api.stack)] == [intent.id]
     assert container().billing_store.get_invoice(TEAM, invoice["invoice_id"]).charge_id == intent.id
+
+
+def test_a_card_update_with_no_time_left_for_a_charge_saves_the_card_and_leaves_the_invoice_to_the_schedule(
+        api, world, teams, clock, monkeypatch):
+    from infra.lambdas import FakeLambdaContext
+
+    payg(world, world.card(CARD_DECLINED_ON_CHARGE))
+    bill_one_cycle(api, clock)
+    failed = invoice_of(api)
+    new_card = world.card("5555555555554444")
+    with monkeypatch.context() as patch:  # 9 s left in the function: less than one charge (8 s) and its record
+        patch.setattr(FakeLambdaContext, "get_remaining_time_in_millis", lambda self: 9_000)
+        reply = update_card(api, new_card)
+    assert reply.status == 200, reply.text
+    assert reply.json["payment_method"]["last4"] == "4444"
+    assert reply.json["retried_invoices"] == [{"invoice_id": failed["invoice_id"], "status": "payment_failed"}]
+    assert len(intents(api.stack)) == 1 and invoice_of(api) == failed
+
+    # with time enough, the next scheduled retry charges the saved card
+    assert close_billing(api.stack, utc(2026, 2, 16, 2))["paid"] == 1
+    assert invoice_of(api)["paid_with"]["last4"] == "4444"

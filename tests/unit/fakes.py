@@ -388,6 +388,7 @@ class FakeGateway:
     charges: dict[str, Charge] = field(default_factory=dict)
     outages_left: int = 0
     publishable_key: str = "pk_test_fake"
+    max_call_seconds: float = 0.0
     cards: dict[str, PaymentMethod] = field(default_factory=dict)
 
     def save_card(self, payment_method_id: str, *, customer_id: str | None, reference: str) -> tuple[str, PaymentMethod]:

@@ -40,6 +40,7 @@ class StripeGateway:
         self.api_base, self._secret_key, self.publishable_key = api_base.rstrip("/"), secret_key, publishable_key
         self._webhook_secret = webhook_secret
         self._client: Any = None
+        self.max_call_seconds = float(sum(TIMEOUT_SECONDS))
 
     @property
     def client(self) -> Any:

@@ -18,6 +18,7 @@ The close job makes steps 1-3 for every due cycle, then 4-5 for every invoice du
 """
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -46,6 +47,7 @@ from usage_ledger.service.documents import INVOICE_EMAIL, RECEIPT_EMAIL, SUBJECT
 from usage_ledger.service.ports import Attachment, BillingStore, LedgerStore, Mailer, PaymentGateway, Renderer
 
 logger = Logger(child=True)
+RECORD_SECONDS = 3.0  # after a charge: recording it (one transaction) and its email, with room to spare
 
 
 @dataclass
@@ -208,10 +210,12 @@ class Billing:
             raise Conflict(f"A payment attempt on invoice {invoice_id!r} is under way; try again shortly.")
         return attempted
 
-    def retry_failed_invoices(self, team_id: str, subscription_id: str, now: datetime) -> list[Invoice]:
+    def retry_failed_invoices(self, team_id: str, subscription_id: str, now: datetime,
+                              until: float | None = None) -> list[Invoice]:
         """One attempt now on each payment_failed or uncollectible invoice of the subscription (found
         through its past_due set), charged to its current card: the invoices as they then stand.
-        An invoice another run is attempting right now is returned as it stands."""
+        An invoice another run is attempting right now is returned as it stands, and so is one that
+        no longer fits before `until` (time.monotonic()): the close job's retries take it."""
         subscription = self.ledger.subscription_by_id(team_id, subscription_id)
         if subscription is None or not subscription.is_payg:
             raise NotFound(f"Subscription {subscription_id!r} not found.")
@@ -219,6 +223,11 @@ class Billing:
         for invoice_id in sorted(subscription.past_due_invoices):
             invoice = self.store.get_invoice(team_id, invoice_id)
             if invoice is None or invoice.status not in PAST_DUE_STATUSES:
+                continue
+            if until is not None and time.monotonic() + self.payments.max_call_seconds + RECORD_SECONDS > until:
+                logger.warning("no time left to charge a failed invoice now; the schedule retries it",
+                               extra={"invoice_id": invoice_id})
+                results.append(invoice)
                 continue
             attempted = self._attempt(invoice, now, uuid.uuid4().hex, scheduled=False, email_now=True)
             results.append(attempted or self.invoice(team_id, invoice_id))

@@ -51,9 +51,11 @@ class PaymentMethods:
         return {"client_secret": self.payments.setup_intent(subscription.customer_id),
                 "publishable_key": self.payments.publishable_key}
 
-    def update(self, team_id: str, subscription_id: str, payment_method_id: str, now: datetime) -> dict[str, Any]:
+    def update(self, team_id: str, subscription_id: str, payment_method_id: str, now: datetime,
+               until: float | None = None) -> dict[str, Any]:
         """Attach the card to the subscription's Customer, save it (conditional on the subscription
-        being the one read), then charge every failed invoice of the subscription once, on it."""
+        being the one read), then charge every failed invoice of the subscription once, on it, as
+        long as a charge still fits before `until` (time.monotonic(): the function's own deadline)."""
         subscription = self._payg(team_id, subscription_id)
         try:
             customer_id, card = self.payments.save_card(
@@ -63,7 +65,7 @@ class PaymentMethods:
             raise ValidationFailed.single("payment_method", error.detail) from error
         if not self.ledger.set_payment_method(subscription, card, customer_id):
             raise Conflict(f"Subscription {subscription_id!r} changed while its card was saved; try again.")
-        retried = self.billing.retry_failed_invoices(team_id, subscription_id, now)
+        retried = self.billing.retry_failed_invoices(team_id, subscription_id, now, until)
         return {"subscription_id": subscription_id, "payment_method": card_view(card),
                 "retried_invoices": [{"invoice_id": invoice.invoice_id, "status": invoice.status}
                                      for invoice in retried]}

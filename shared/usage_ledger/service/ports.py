@@ -183,6 +183,7 @@ class PaymentGateway(Protocol):
     network failures, which are never a decline."""
 
     publishable_key: str
+    max_call_seconds: float  # the longest one request may take before it is an outage (its timeouts)
 
     def save_card(self, payment_method_id: str, *, customer_id: str | None, reference: str) -> tuple[str, PaymentMethod]:
         """Attach a card PaymentMethod to the customer (created first when None, idempotently per
