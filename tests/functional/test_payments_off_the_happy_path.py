@@ -455,3 +455,17 @@ def test_a_card_update_with_no_time_left_for_a_charge_saves_the_card_and_leaves_
     # with time enough, the next scheduled retry charges the saved card
     assert close_billing(api.stack, utc(2026, 2, 16, 2))["paid"] == 1
     assert invoice_of(api)["paid_with"]["last4"] == "4444"
+
+
+def test_a_payment_confirmed_whose_event_never_came_is_found_by_the_next_retry_not_charged_again(
+        api, needs_authentication):
+    invoice_id = needs_authentication["invoice_id"]
+    action = pay(api, invoice_id).json["next_action"]
+    authenticate(api.stack, action["client_secret"])  # the page closed before its second pay; no event handled
+    before = len(intents(api.stack))
+
+    due = container().billing_store.get_invoice(TEAM, invoice_id).next_payment_attempt
+    assert close_billing(api.stack, due)["paid"] == 1
+    assert len(intents(api.stack)) == before
+    invoice = container().billing_store.get_invoice(TEAM, invoice_id)
+    assert invoice.status == "paid" and invoice.charge_id == action["client_secret"].split("_secret_")[0]

@@ -29,6 +29,7 @@ from aws_lambda_powertools import Logger
 
 from usage_ledger import clock
 from usage_ledger.domain.billing import (
+    AUTHENTICATION_REQUIRED,
     DECLINED,
     PAID,
     PAST_DUE_STATUSES,
@@ -36,6 +37,7 @@ from usage_ledger.domain.billing import (
     CycleRef,
     Invoice,
     InvoiceRef,
+    ProcessorIntent,
     card_expires_at,
     charge_key,
     issue_invoice,
@@ -247,6 +249,12 @@ class Billing:
         try:
             subscription = self.ledger.get_subscription(invoice.team_id, invoice.resource_id, invoice.subscription_id)
             charge = outcome
+            if charge is None and invoice.action_required and not on_session:
+                # the customer may have confirmed the PaymentIntent that needed them (3-D Secure) since,
+                # and its event not reached us: that paid the invoice, a new charge would pay it twice
+                # (an on-session attempt comes from `pay`, which has just asked)
+                waiting = self.awaiting_intent(invoice)
+                charge = waiting.charge if waiting is not None and waiting.charge.succeeded else None
             if charge is None and resumed and subscription is not None and subscription.customer_id:
                 # a run took this attempt before and may have charged: the processor decides
                 charge = self.payments.find_charge(customer_id=subscription.customer_id,
@@ -269,6 +277,15 @@ class Billing:
                 logger.exception("an attempt's email failed; the close job sends it",
                                  extra={"invoice_id": invoice.invoice_id})
         return recorded
+
+    def awaiting_intent(self, invoice: Invoice) -> ProcessorIntent | None:
+        """The PaymentIntent of the invoice's last attempt that needed the customer (decline code
+        authentication_required), as the processor now has it; None when there is none."""
+        attempt = next((attempt for attempt in reversed(invoice.attempts)
+                        if not attempt.succeeded and attempt.decline_code == AUTHENTICATION_REQUIRED), None)
+        if attempt is None or not attempt.charge_id:
+            return None
+        return self.payments.payment_intent(attempt.charge_id)
 
     def _release_attempt(self, invoice: Invoice, token: str) -> None:
         try:

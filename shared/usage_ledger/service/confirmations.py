@@ -7,10 +7,11 @@ processor completed afterwards (the page's confirmation, or the processor's even
    attempt (`authentication_required`, as every attempt is recorded) and its client secret is
    answered as `next_action`, for Stripe.js `confirmCardPayment` on the page.
 2. pay again while that PaymentIntent still waits: the same `next_action`, nothing new charged.
-3. once the customer has confirmed, the PaymentIntent succeeded: `settle` records it as the next
-   attempt (paid, `charge_id` = that PaymentIntent, one receipt), from a later `pay` or from the
-   processor's `payment_intent.succeeded` event, whichever comes first; the attempt claim makes the
-   other one find the invoice paid.
+3. once the customer has confirmed, the PaymentIntent succeeded: it is recorded as the next
+   attempt (paid, `charge_id` = that PaymentIntent, one receipt), from a later `pay`, from the
+   processor's `payment_intent.succeeded` event, or from the next scheduled attempt or card update
+   (Billing asks first, rather than charge again), whichever comes first; the attempt claim makes
+   the others find the invoice paid.
 Only PaymentIntents recorded on the invoice's own attempts settle it: an event or a `pay` can never
 mark an invoice paid with a PaymentIntent of another invoice, team or customer.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from usage_ledger.domain.billing import AUTHENTICATION_REQUIRED, PAID, Invoice, ProcessorIntent
+from usage_ledger.domain.billing import PAID, Invoice, ProcessorIntent
 from usage_ledger.domain.errors import Conflict, Contended
 from usage_ledger.service.billing import Billing
 from usage_ledger.service.ports import PaymentGateway
@@ -42,13 +43,13 @@ class PaymentConfirmations:
             raise Conflict(f"Invoice {invoice_id!r} is already paid.")
         if not invoice.action_required:
             return _answer(self.billing.pay_now(team_id, invoice_id, now, read=invoice))
-        waiting = self._awaiting_intent(invoice)
+        waiting = self.billing.awaiting_intent(invoice)
         if waiting is not None and waiting.charge.succeeded:  # confirmed since: record it, charge nothing new
             return _answer(self.billing.pay_now(team_id, invoice_id, now, outcome=waiting.charge, read=invoice))
         if waiting is not None and waiting.awaiting_customer and waiting.metadata.get("on_session") == "true":
             return _answer(invoice, self._next_action(waiting))  # the page has not confirmed it yet
         attempted = self.billing.pay_now(team_id, invoice_id, now, on_session=True, read=invoice)
-        waiting = self._awaiting_intent(attempted) if attempted.action_required else None
+        waiting = self.billing.awaiting_intent(attempted) if attempted.action_required else None
         return _answer(attempted, self._next_action(waiting) if waiting and waiting.awaiting_customer else None)
 
     def settle_intent(self, team_id: str, invoice_id: str, intent_id: str, now: datetime) -> Invoice | None:
@@ -75,14 +76,6 @@ class PaymentConfirmations:
             return self.billing.pay_now(invoice.team_id, invoice.invoice_id, now, outcome=intent.charge)
         except Conflict:
             return None
-
-    def _awaiting_intent(self, invoice: Invoice) -> ProcessorIntent | None:
-        """The PaymentIntent of the invoice's last attempt that needed the customer, as it now stands."""
-        attempt = next((attempt for attempt in reversed(invoice.attempts)
-                        if not attempt.succeeded and attempt.decline_code == AUTHENTICATION_REQUIRED), None)
-        if attempt is None or not attempt.charge_id:
-            return None
-        return self.payments.payment_intent(attempt.charge_id)
 
     def _next_action(self, intent: ProcessorIntent) -> dict[str, str]:
         return {"type": CONFIRM_PAYMENT, "client_secret": intent.client_secret or "",
