@@ -278,6 +278,7 @@ def test_an_attempt_that_needs_authentication_fails_and_its_email_asks_to_confir
     link = invoice_link(container().settings.portal_base_url, TEAM, invoice["invoice_id"]).replace("&", "&amp;")
     assert "Your bank asks you to confirm the payment" in message.body
     assert f'<a href="{link}">Confirm the payment</a>' in message.body
+    assert "Update your payment method" in message.body  # another card is still the other way out
 
 
 def test_pay_answers_next_action_and_the_processors_event_pays_the_invoice_once(api, needs_authentication,
