@@ -470,3 +470,18 @@ def test_a_payment_confirmed_whose_event_never_came_is_found_by_the_next_retry_n
     assert len(intents(api.stack)) == before
     invoice = container().billing_store.get_invoice(TEAM, invoice_id)
     assert invoice.status == "paid" and invoice.charge_id == action["client_secret"].split("_secret_")[0]
+
+
+def test_a_confirmation_that_comes_after_the_invoice_was_paid_another_way_is_logged_not_recorded(
+        api, world, needs_authentication, deliveries, caplog):
+    invoice_id = needs_authentication["invoice_id"]
+    action = pay(api, invoice_id).json["next_action"]
+    assert update_card(api, world.card()).json["retried_invoices"][0]["status"] == "paid"  # another card paid it
+    paid = invoice_of(api)
+
+    authenticate(api.stack, action["client_secret"])  # then the customer confirms the old payment too
+    late = action["client_secret"].split("_secret_")[0]
+    reply = deliver(api, *deliveries.of("payment_intent.succeeded", late))
+    assert reply.status == 200 and reply.json["acted"] is False
+    assert invoice_of(api) == paid and container().billing_store.get_invoice(TEAM, invoice_id).charge_id != late
+    assert any("paid twice" in record.getMessage() for record in caplog.records)

@@ -57,7 +57,14 @@ class PaymentConfirmations:
         invoice's own attempts and the invoice is not paid yet. The invoice (None: not ours, or
         nothing to do). Contended while another attempt on it is under way (try again later)."""
         invoice = self.billing.store.get_invoice(team_id, invoice_id)
-        if invoice is None or invoice.status == PAID or not _attempted_with(invoice, intent_id):
+        if invoice is None or not _attempted_with(invoice, intent_id):
+            return None
+        if invoice.status == PAID:
+            if invoice.charge_id and invoice.charge_id != intent_id:
+                # paid by another PaymentIntent first (a card update while the customer confirmed this
+                # one): the customer paid twice, and one of them is to be refunded
+                logger.error("an invoice was paid twice", extra={"invoice_id": invoice_id, "team_id": team_id,
+                                                                 "paid_by": invoice.charge_id, "also": intent_id})
             return None
         intent = self.payments.payment_intent(intent_id)
         if intent is None or not intent.charge.succeeded:
