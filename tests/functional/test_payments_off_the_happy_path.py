@@ -332,15 +332,34 @@ def test_a_second_pay_after_the_customer_confirmed_pays_without_a_new_charge(api
     assert emails()[-1].subject.startswith("Receipt for invoice")
 
 
-def test_an_event_for_a_payment_intent_of_no_invoice_of_ours_changes_nothing(api, needs_authentication):
+def test_an_event_for_a_payment_intent_of_no_invoice_of_ours_changes_nothing(api, world, needs_authentication):
+    """Signed with our secret, naming our invoice in its copy of the metadata: the processor's own
+    PaymentIntent decides, and one made elsewhere on the account (another invoice's) pays nothing."""
     invoice_id = needs_authentication["invoice_id"]
-    stranger = {"id": "evt_stranger", "type": "payment_intent.succeeded", "object": "event",
-                "data": {"object": {"id": "pi_not_ours", "object": "payment_intent",
-                                    "metadata": {"team_id": TEAM, "invoice_id": invoice_id}}}}
-    body = json.dumps(stranger).encode()
-    reply = deliver(api, body, sign(body))
-    assert reply.status == 200 and reply.json["acted"] is False
+    elsewhere = stripe_client(api.stack).payment_intents.create(params={
+        "amount": 750, "currency": "usd", "payment_method": world.card(), "confirm": True})
+    assert elsewhere.status == "succeeded"
+    for intent_id in ("pi_unknown", elsewhere.id):
+        stranger = {"id": f"evt_{intent_id}", "type": "payment_intent.succeeded", "object": "event",
+                    "data": {"object": {"id": intent_id, "object": "payment_intent",
+                                        "metadata": {"team_id": TEAM, "invoice_id": invoice_id}}}}
+        body = json.dumps(stranger).encode()
+        reply = deliver(api, body, sign(body))
+        assert reply.status == 200 and reply.json["acted"] is False
     assert invoice_of(api)["status"] == "payment_failed"
+
+
+def test_an_event_is_acted_on_from_the_processors_payment_intent_not_the_events_copy(api, needs_authentication):
+    """A hand-built event carrying only the PaymentIntent's id (no metadata) pays its invoice all the same."""
+    invoice_id = needs_authentication["invoice_id"]
+    action = pay(api, invoice_id).json["next_action"]
+    authenticate(api.stack, action["client_secret"])
+    intent_id = action["client_secret"].split("_secret_")[0]
+    body = json.dumps({"id": "evt_bare", "type": "payment_intent.succeeded", "object": "event",
+                       "data": {"object": {"id": intent_id, "object": "payment_intent"}}}).encode()
+    reply = deliver(api, body, sign(body))
+    assert reply.status == 200 and reply.json["acted"] is True
+    assert invoice_of(api)["status"] == "paid"
 
 
 # ------------------------------------------------------------------ forged events

@@ -52,22 +52,24 @@ class PaymentConfirmations:
         waiting = self.billing.awaiting_intent(attempted) if attempted.action_required else None
         return _answer(attempted, self._next_action(waiting) if waiting and waiting.awaiting_customer else None)
 
-    def settle_intent(self, team_id: str, invoice_id: str, intent_id: str, now: datetime) -> Invoice | None:
-        """The processor says a PaymentIntent succeeded: pay the invoice with it, if it is one of the
-        invoice's own attempts and the invoice is not paid yet. The invoice (None: not ours, or
-        nothing to do). Contended while another attempt on it is under way (try again later)."""
-        invoice = self.billing.store.get_invoice(team_id, invoice_id)
-        if invoice is None or not _attempted_with(invoice, intent_id):
+    def settle_intent(self, intent_id: str, now: datetime) -> Invoice | None:
+        """The processor says a PaymentIntent succeeded: pay its invoice with it, if the processor
+        confirms it succeeded, it names one of our invoices (the metadata we set on it) and it is one
+        of that invoice's own attempts, and the invoice is not paid yet. The invoice (None: not ours,
+        or nothing to do). Contended while another attempt on it is under way (try again later)."""
+        intent = self.payments.payment_intent(intent_id)  # the processor's word, not the event's copy
+        if intent is None or not intent.charge.succeeded:
             return None
+        team_id, invoice_id = intent.metadata.get("team_id"), intent.metadata.get("invoice_id")
+        invoice = self.billing.store.get_invoice(team_id, invoice_id) if team_id and invoice_id else None
+        if invoice is None or not _attempted_with(invoice, intent_id):
+            return None  # a PaymentIntent made elsewhere on the account, or for another invoice
         if invoice.status == PAID:
             if invoice.charge_id and invoice.charge_id != intent_id:
                 # paid by another PaymentIntent first (a card update while the customer confirmed this
                 # one): the customer paid twice, and one of them is to be refunded
                 logger.error("an invoice was paid twice", extra={"invoice_id": invoice_id, "team_id": team_id,
                                                                  "paid_by": invoice.charge_id, "also": intent_id})
-            return None
-        intent = self.payments.payment_intent(intent_id)
-        if intent is None or not intent.charge.succeeded:
             return None
         settled = self.settle(invoice, intent, now)
         if settled is None:

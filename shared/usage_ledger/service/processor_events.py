@@ -54,8 +54,7 @@ class ProcessorEvents:
         return {"received": True, "acted": acted}
 
     def _intent_succeeded(self, intent: dict[str, Any], now: datetime) -> bool:
-        metadata = intent.get("metadata") or {}
-        team_id, invoice_id, intent_id = metadata.get("team_id"), metadata.get("invoice_id"), intent.get("id")
-        if not (isinstance(team_id, str) and isinstance(invoice_id, str) and isinstance(intent_id, str)):
-            return False  # not one of ours (a PaymentIntent made elsewhere on the account)
-        return self.confirmations.settle_intent(team_id, invoice_id, intent_id, now) is not None
+        intent_id = intent.get("id")
+        if not isinstance(intent_id, str) or not intent_id.startswith("pi_"):
+            return False
+        return self.confirmations.settle_intent(intent_id, now) is not None
