@@ -221,10 +221,14 @@ def test_a_zero_total_is_issued_paid_with_no_attempt_no_charge_and_no_failure_em
     invoice = invoice_of(api)
     assert invoice["total"] == 0 and invoice["status"] == "paid" and invoice["attempt_count"] == 0
     assert invoice["paid_at"] == "2026-02-15T01:00:00Z" and invoice["paid_with"] is None
-    assert intents(api.stack) == [] and mail_count() == before
+    assert intents(api.stack) == [] and mail_count() == before + 1  # the invoice itself, once
+    (message,) = emails()[before:]
+    assert message.subject == f"Invoice {invoice['number']} for TEAM-A: 0.00 USD" and message.attachments
+    assert "could not charge" not in message.text
     card = api.get(f"/v1/teams/{TEAM}/balances/minutes", as_=Identity.user("alice")).json
     assert card["payg"]["status"] == "active"
     assert close_billing(api.stack, utc(2026, 2, 20))["attempts"] == 0  # never due for payment
+    assert mail_count() == before + 1
     assert pay(api, invoice["invoice_id"]).status == 409
 
 

@@ -223,6 +223,8 @@ def _attempts_and_emails(sim: Simulation, invoice: dict[str, Any], intents: dict
         if invoice["status"] != "paid" or count or attempts or charged or invoice_id in past_due:
             problems.append(f"I5 {invoice_id}: a total of 0 is {invoice['status']} with {count} attempts, "
                             f"{len(charged)} charges")
+        if invoice.get("emailed") != "sent":  # emailed as the invoice, with no attempt
+            problems.append(f"I5 {invoice_id}: a total of 0 not emailed ({invoice.get('emailed')!r})")
         return problems
     if count < 1 or len(attempts) != count:
         return [f"I5 {invoice_id}: {count} attempts counted, {len(attempts)} recorded (the last run makes every due one)"]

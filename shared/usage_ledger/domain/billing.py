@@ -121,8 +121,9 @@ class Invoice:
 
     @property
     def email_pending(self) -> bool:
-        """An attempt was recorded and its email has not gone out yet."""
-        return self.attempt_count > 0 and not self.emailed
+        """An attempt was recorded (or the invoice was paid at issue: a total of 0, which is emailed
+        as the invoice with no attempt) and its email has not gone out yet."""
+        return (self.attempt_count > 0 or (self.status == PAID and self.total == 0)) and not self.emailed
 
     @property
     def first_failure(self) -> datetime | None:

@@ -317,7 +317,7 @@ class Billing:
     def _email(self, invoice: Invoice, now: datetime, token: str, taken: bool) -> None:
         """Send the latest attempt's email (the invoice, the failure notice or the receipt: the render
         chooses from the invoice's state) once; released on failure so a retry sends it."""
-        if invoice.emailed or invoice.attempt_count == 0:
+        if not invoice.email_pending:
             return
         if not taken and not self.store.claim_email(invoice, token, clock.lease_until(), clock.now()):
             return  # sent, or being sent by another run
