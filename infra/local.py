@@ -25,7 +25,7 @@ from infra.apigw import ANONYMOUS, Identity, Route, find_route, http_event, rout
 from infra.demo import MEMBERS, load_demo
 from infra.jwt_authorizer import JwtAuthorizer, Unauthorized, claim_strings
 from infra.lambdas import load_handler
-from infra.localstripe import start_localstripe
+from infra.localstripe import register_webhook, start_localstripe
 from infra.mime import read_mime
 from infra.moto_server import MOTO_LOCK, start_moto_server
 from infra.oidc import start_oidc_provider
@@ -402,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         endpoint_url=moto_url,
     )
     apply_function_environment(stack)
+    # Stripe's events reach the local stack's webhook route, signed with the secret deploy() stored
+    register_webhook(stripe_url, f"{base_url}/v1/stripe/webhooks")
     handlers, errors = load_handlers(stack)
     state = GatewayState(stack=stack, handlers=handlers, load_errors=errors, oidc_issuer=issuer,
                          authorizer=JwtAuthorizer(issuer, [stack.parameters["JwtAudience"]]))

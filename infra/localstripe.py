@@ -17,8 +17,13 @@ from collections.abc import Callable
 
 # the secret key the local stack keeps in Secrets Manager; localstripe accepts any sk_ value
 LOCAL_SECRET_KEY = "sk_test_localstripe"
+# the webhook signing secret the local stack keeps in Secrets Manager (StripeWebhookSecretName)
+LOCAL_WEBHOOK_SECRET = "whsec_localstripe"
+WEBHOOK_EVENTS = ["payment_intent.succeeded", "payment_intent.payment_failed"]
 CARD_OK = "4242424242424242"
 CARD_DECLINED_ON_CHARGE = "4000000000000341"  # attaches, then every charge is declined
+# asks for 3-D Secure on every charge, off session too, until the customer authenticates it
+CARD_AUTHENTICATION_REQUIRED = "4000002760003184"
 
 
 def _free_port(host: str) -> int:
@@ -83,3 +88,17 @@ def create_card(api_base: str, number: str = CARD_OK, exp_month: int = 12, exp_y
     card = client.payment_methods.create(params={"type": "card", "card": {
         "number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": "123"}})
     return str(card.id)
+
+
+def register_webhook(api_base: str, url: str, secret: str = LOCAL_WEBHOOK_SECRET, webhook_id: str = "usage-ledger",
+                     events: list[str] | None = None) -> None:
+    """What an operator does in Stripe's dashboard (docs/deploy.md): localstripe then signs its
+    events with `secret` and POSTs them to `url` (one registration per id; the same id replaces it)."""
+    import json
+
+    body = json.dumps({"url": url, "secret": secret, "events": events or WEBHOOK_EVENTS}).encode("utf-8")
+    request = urllib.request.Request(f"{api_base.rstrip('/')}/_config/webhooks/{webhook_id}", data=body,
+                                     method="POST", headers={"Content-Type": "application/json",
+                                                             "Authorization": f"Bearer {LOCAL_SECRET_KEY}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()

@@ -152,16 +152,17 @@ def deploy(
             stack.physical[logical] = f"{prefix}-{logical}"
 
     ses.verify_email_identity(EmailAddress=params["SenderEmail"])
-    _put_stripe_secret(session, params["StripeSecretName"])
+    from infra.localstripe import LOCAL_SECRET_KEY, LOCAL_WEBHOOK_SECRET
+
+    _put_secret(session, params["StripeSecretName"], LOCAL_SECRET_KEY)
+    _put_secret(session, params["StripeWebhookSecretName"], LOCAL_WEBHOOK_SECRET)
     return stack
 
 
-def _put_stripe_secret(session: boto3.session.Session, name: str) -> None:
-    """What an operator does once per account (the template reads the secret, never creates it)."""
-    from infra.localstripe import LOCAL_SECRET_KEY
-
+def _put_secret(session: boto3.session.Session, name: str, value: str) -> None:
+    """What an operator does once per account (the template reads the secrets, never creates them)."""
     secrets = session.client("secretsmanager")
     try:
-        secrets.create_secret(Name=name, SecretString=LOCAL_SECRET_KEY)
+        secrets.create_secret(Name=name, SecretString=value)
     except secrets.exceptions.ResourceExistsException:
         pass

@@ -1155,12 +1155,36 @@
     var container = el("div", { id: "invoice-view", "aria-busy": "true" }, el("p", { class: "loading" }, "Loading invoice…"));
     box.appendChild(container);
     replace(view, box);
-    return api(teamPath("/invoices/" + encodeURIComponent(invoiceId)), { accept: "text/html" }).then(function (html) {
+    var path = teamPath("/invoices/" + encodeURIComponent(invoiceId));
+    var read = api(path).catch(function () { return null; });
+    return Promise.all([api(path, { accept: "text/html" }), read]).then(function (results) {
       if (generation !== state.generation) return;
-      replace(container, typeof html === "string" ? invoiceDocument(html, invoiceId) : el("pre", null, JSON.stringify(html, null, 2)));
+      var html = results[0], invoice = results[1];
+      var shown = typeof html === "string" ? invoiceDocument(html, invoiceId) : el("pre", null, JSON.stringify(html, null, 2));
+      replace(container, invoice && invoice.action_required ? confirmBox(invoiceId, generation) : null, shown);
     }, function (error) {
       if (generation === state.generation) replace(container, errorBox(error, "The invoice could not be shown"));
     });
+  }
+
+  /** The email's link lands here: the bank asks the customer to confirm the payment (3-D Secure). */
+  function confirmBox(invoiceId, generation) {
+    var note = el("div", { class: "payment-form-message", "aria-live": "polite" });
+    var button = el("button", { type: "button", class: "button invoice-confirm", onclick: function () {
+      button.disabled = true;
+      replace(note, el("p", { class: "loading" }, "Confirming the payment…"));
+      payInvoice(invoiceId).then(function (paid) {
+        if (generation !== state.generation) return;
+        if (paid.status === "paid") return render();
+        button.disabled = false;
+        replace(note, el("p", { class: "payment-message error", role: "status" }, paymentOutcome(paid)));
+      }, function (error) {
+        button.disabled = false;
+        replace(note, errorBox(error, "The payment could not be confirmed"));
+      });
+    } }, "Confirm payment");
+    return el("div", { class: "notice notice--warning invoice-action", role: "region", "aria-label": "Payment needs confirmation" },
+      el("p", null, "Your bank asks you to confirm this payment (3-D Secure)."), button, note);
   }
 
   var INERT_TAGS = "script, iframe, frame, object, embed, link, meta, base, form, input, button, textarea, select, noscript, template";
@@ -1535,17 +1559,41 @@
             : invoice.status === "uncollectible" ? "None: no more automatic attempts" : "–"),
           el("td", { class: "actions" }, failed && mayPay ? el("button", { type: "button", class: "button button--small invoice-pay", onclick: function (event) {
             event.target.disabled = true;
-            api(teamPath("/invoices/" + encodeURIComponent(invoice.invoice_id) + "/pay"), { method: "POST" }).then(function (paid) {
-              var name = invoiceName(paid.number, paid.invoice_id);
-              var text = paid.status === "paid" ? name + " was charged and paid." : name + " was declined again on the saved card. Update the card: the new card is charged for it at once.";
-              drawPaymentPanel(panel, subscriptionId, generation, { kind: paid.status === "paid" ? "success" : "error", text: text });
+            payInvoice(invoice.invoice_id).then(function (paid) {
+              drawPaymentPanel(panel, subscriptionId, generation, { kind: paid.status === "paid" ? "success" : "error", text: paymentOutcome(paid) });
               if (paid.status === "paid") refreshNotices(generation);
             }, function (error) {
               event.target.disabled = false;
               panel.insertBefore(errorBox(error, "The payment could not be made"), panel.firstChild);
             });
-          } }, "Pay now") : null));
+          } }, invoice.action_required ? "Confirm payment" : "Pay now") : null));
       }))));
+  }
+
+  /** POST .../pay; when the bank asks the customer to confirm (3-D Secure), Stripe.js shows its
+   * dialog for the on-session PaymentIntent, then the same call records the confirmed payment (the
+   * processor's event may have recorded it first: then 409, and the invoice is read instead). */
+  function payInvoice(invoiceId) {
+    var path = teamPath("/invoices/" + encodeURIComponent(invoiceId));
+    return api(path + "/pay", { method: "POST" }).then(function (paid) {
+      if (!paid.next_action) return paid;
+      return loadStripeJs().then(function (Stripe) {
+        return Stripe(paid.next_action.publishable_key).confirmCardPayment(paid.next_action.client_secret);
+      }).then(function (result) {
+        if (result.error) throw new ApiError(0, { title: "The payment was not confirmed", detail: result.error.message || String(result.error) });
+        return api(path + "/pay", { method: "POST" }).catch(function (error) {
+          if (error.status === 409) return api(path);
+          throw error;
+        });
+      });
+    });
+  }
+
+  function paymentOutcome(paid) {
+    var name = invoiceName(paid.number, paid.invoice_id);
+    if (paid.status === "paid") return name + " was charged and paid.";
+    if (paid.action_required) return name + " still needs your bank's confirmation. Confirm the payment, or update the card.";
+    return name + " was declined again on the saved card. Update the card: the new card is charged for it at once.";
   }
 
   var stripeJs = null;

@@ -1,5 +1,6 @@
 """Payment routes: a SetupIntent for a new card, saving the card (which retries failed invoices on
 it) and paying an invoice now. The purchaser or a primary_admin only (the guard checks PAY)."""
+import time
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -11,7 +12,7 @@ from usage_ledger.http.identity import TeamRouter
 from usage_ledger.http.params import PathId
 from usage_ledger.http.responses import (
     CurrentPaymentMethod,
-    Invoice,
+    PaidInvoice,
     PaymentMethodAnswer,
     SetupIntentAnswer,
     ok,
@@ -42,11 +43,14 @@ def setup_payment_method(team_id: PathId, subscription_id: PathId):
             responses={**ok(PaymentMethodAnswer), **UNAVAILABLE})
 def update_payment_method(team_id: PathId, subscription_id: PathId,
                           body: Annotated[PaymentMethodUpdateBody, Body()]):
+    # the function's deadline: a slow processor leaves the remaining invoices to the schedule
+    # rather than time the call out after the card was saved
+    until = time.monotonic() + router.lambda_context.get_remaining_time_in_millis() / 1000
     return json_response(container().payment_methods.update(team_id, subscription_id, body.payment_method,
-                                                            clock.now()))
+                                                            clock.now(), until))
 
 
 @routes.post("/v1/teams/<team_id>/invoices/<invoice_id>/pay", Action.PAY,
-             responses={**ok(Invoice), **UNAVAILABLE})
+             responses={**ok(PaidInvoice), **UNAVAILABLE})
 def pay_invoice(team_id: PathId, invoice_id: str):  # any unknown id, however odd, is a 404
     return json_response(container().payment_methods.pay(team_id, invoice_id, clock.now()))

@@ -114,7 +114,15 @@ class Container:
 
         settings = self.settings
         return StripeGateway(settings.stripe_api_base, secret_from_secrets_manager(settings.stripe_secret_name),
-                             settings.stripe_publishable_key)
+                             settings.stripe_publishable_key,
+                             webhook_secret=secret_from_secrets_manager(settings.stripe_webhook_secret_name))
+
+    @_part
+    def processor_event_markers(self) -> Any:
+        from usage_ledger.adapters.dynamodb.processor_events import ProcessorEventMarkers
+
+        self._tables()
+        return ProcessorEventMarkers()
 
     # -------------------------------------------------------------- use cases
 
@@ -165,6 +173,12 @@ class Container:
         from usage_ledger.service.payments import PaymentMethods
 
         return PaymentMethods(self.ledger_store, self.billing_store, self.billing, self.payments)
+
+    @_part
+    def processor_events(self) -> Any:
+        from usage_ledger.service.processor_events import ProcessorEvents
+
+        return ProcessorEvents(self.payments, self.processor_event_markers, self.payment_methods.confirmations)
 
     @_part
     def alerting(self) -> Any:

@@ -19,6 +19,7 @@ class Settings:
     stripe_api_base: str = "https://api.stripe.com"
     stripe_secret_name: str = "usage-ledger/stripe"
     stripe_publishable_key: str = "pk_test_local"
+    stripe_webhook_secret_name: str = "usage-ledger/stripe-webhook"
     billing_work_queue_url: str = ""
     alerts_work_queue_url: str = ""
     issuer_name: str = "Usage Ledger Example Ltd."
@@ -40,6 +41,7 @@ def settings() -> Settings:
         stripe_api_base=env.get("STRIPE_API_BASE", "https://api.stripe.com"),
         stripe_secret_name=env.get("STRIPE_SECRET_NAME", "usage-ledger/stripe"),
         stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", "pk_test_local"),
+        stripe_webhook_secret_name=env.get("STRIPE_WEBHOOK_SECRET_NAME", Settings.stripe_webhook_secret_name),
         billing_work_queue_url=env.get("BILLING_WORK_QUEUE_URL", ""),
         alerts_work_queue_url=env.get("ALERTS_WORK_QUEUE_URL", ""),
         issuer_name=env.get("ISSUER_NAME") or Settings.issuer_name,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from local_stack import call, start_local_stack
+from local_stack import call, failed_invoice_team, start_local_stack
 from usage_ledger.domain.links import alerts_link, balances_link, invoice_link, page_link, payment_method_link
 
 from infra.demo import LAB_TEAM_ID, close_demo_cycle
@@ -614,44 +614,6 @@ def test_no_user_is_hard_coded_in_the_page() -> None:
 # ------------------------------------------------------------------------------ settings: payment method
 
 
-def _declined_team(base_url: str) -> tuple[str, str, dict[str, Any]]:
-    """A team of its own (the demo's invoices stay as they are) whose Pay as You Go card attaches and
-    then declines (4000000000000341): its closed cycle's invoice is payment_failed. Returns the team,
-    the subscription and the invoice."""
-    from datetime import UTC, datetime, timedelta
-
-    from infra.localstripe import CARD_DECLINED_ON_CHARGE, create_card
-
-    team, subscription = f"team-pay-{uuid.uuid4().hex[:8]}", f"sub-pay-{uuid.uuid4().hex[:8]}"
-    stripe_base = call(base_url, "GET", "/web/config.json").body["stripeJsUrl"].removesuffix("/js.stripe.com/v3/")
-    assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True, body={"name": "Pay Team"}).status in (200, 201)
-    for user, roles in (("alice", ["primary_admin"]), ("bob", ["secondary_admin"])):
-        member = {"email": f"{user}@example.com", "roles": roles, "full_access": False}
-        assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True, body=member).status in (200, 201)
-    now = datetime.now(UTC).replace(microsecond=0)
-    purchased = (now - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    grant = {"subscription_id": subscription, "resource_id": "processing-minutes", "type": "payg", "starts_at": purchased,
-             "purchased_at": purchased, "timezone": "UTC", "unit_amount": 250, "currency": "usd",
-             "purchaser_user_id": "alice",
-             "payment_method": {"id": create_card(stripe_base, CARD_DECLINED_ON_CHARGE)}}
-    created = call(base_url, "POST", f"/v1/admin/teams/{team}/subscriptions", operator=True, body=grant)
-    assert created.status in (200, 201), created.body
-    event = {"specversion": "1.0", "id": f"pay-{uuid.uuid4().hex}", "source": "urn:usage-ledger:browser-test",
-             "type": "usage.recorded", "subject": team, "time": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "datacontenttype": "application/json",
-             "data": {"resource_id": "processing-minutes", "quantity": 30, "user_id": "alice"}}
-    posted = call(base_url, "POST", "/v1/events", operator=True, body=[event], content_type="application/cloudevents-batch+json")
-    assert posted.status == 202, posted.body
-    assert call(base_url, "POST", "/_local/drain").status == 200
-    payg = api(base_url, f"/v1/teams/{team}/balances/processing-minutes")["payg"]
-    end = datetime.fromisoformat(payg["cycle_end"]).replace(hour=12, tzinfo=UTC) + timedelta(days=2)
-    ran = call(base_url, "POST", "/_local/run/CloseBillingCyclesFunction", body={"time": end.strftime("%Y-%m-%dT%H:%M:%SZ")})
-    assert ran.status == 200, ran.body
-    [invoice] = api(base_url, f"/v1/teams/{team}/invoices")["items"]
-    assert invoice["status"] == "payment_failed" and invoice["next_payment_attempt"], invoice
-    return team, subscription, invoice
-
-
 def past_due_card(driver: WebDriver, resource_id: str = "processing-minutes") -> WebElement:
     card = visible(driver, f'#balances .card[data-resource-id="{resource_id}"]')
     assert card.get_attribute("data-past-due") == "true" and "card--ok" not in card.get_attribute("class")
@@ -660,7 +622,7 @@ def past_due_card(driver: WebDriver, resource_id: str = "processing-minutes") ->
 
 
 def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: WebDriver, base_url: str) -> None:
-    team, subscription, invoice = _declined_team(base_url)
+    team, subscription, invoice = failed_invoice_team(base_url)
     # a secondary admin (not the purchaser) sees past due too, and whom to ask: no link they could not follow
     sign_in(driver, base_url, "bob")
     open_link(driver, balances_link(base_url, team))
@@ -740,6 +702,36 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
     assert driver.find_element(By.CSS_SELECTOR, f'tr[data-invoice-id="{invoice["invoice_id"]}"]').get_attribute("data-status") == "paid"
 
 
+def test_a_payment_the_bank_asks_to_confirm_is_confirmed_on_the_page_and_paid(driver: WebDriver,
+                                                                               base_url: str) -> None:
+    """3-D Secure: the off-session attempt needs the customer; the email's link opens the invoice,
+    whose "Confirm payment" runs Stripe.js confirmCardPayment (localstripe's stand-in shows its dialog)."""
+    from infra.localstripe import CARD_AUTHENTICATION_REQUIRED
+
+    team, subscription, invoice = failed_invoice_team(base_url, CARD_AUTHENTICATION_REQUIRED)
+    assert invoice["action_required"] is True
+    sign_in(driver, base_url, "alice")
+    open_link(driver, invoice_link(base_url, team, invoice["invoice_id"]))
+    box = visible(driver, ".invoice-action")
+    assert "confirm this payment" in box.text
+    box.find_element(By.CSS_SELECTOR, ".invoice-confirm").click()
+    dialog = wait(driver, 20).until(lambda d: next((b for b in d.find_elements(By.TAG_NAME, "button")
+                                                    if b.text == "Complete authentication"), None))
+    dialog.click()
+    wait(driver, 40).until(lambda d: api(base_url, f"/v1/teams/{team}/invoices/{invoice['invoice_id']}")["status"]
+                           == "paid" and not d.find_elements(By.CSS_SELECTOR, ".invoice-action") and settled(d))
+    paid = api(base_url, f"/v1/teams/{team}/invoices/{invoice['invoice_id']}")
+    assert paid["action_required"] is False and paid["paid_with"]["last4"] == "3184"
+    assert console_errors(driver) == []
+
+    # the payment panel lists it paid, with nothing left to confirm
+    open_link(driver, payment_method_link(base_url, team, subscription))
+    panel = visible(driver, f'#payment [data-payment-for="{subscription}"]')
+    wait(driver).until(lambda d: panel.get_attribute("aria-busy") == "false")
+    row = panel.find_element(By.CSS_SELECTOR, f'tr[data-invoice-id="{invoice["invoice_id"]}"]')
+    assert row.get_attribute("data-status") == "paid" and not row.find_elements(By.CSS_SELECTOR, ".invoice-pay")
+
+
 # ------------------------------------------------------------------------------ screenshots
 
 
@@ -748,7 +740,7 @@ def test_save_screenshots(driver: WebDriver, base_url: str, invoice: dict[str, A
     if os.environ.get("SAVE_SCREENSHOT") != "1":
         pytest.skip("set SAVE_SCREENSHOT=1 to write docs/screens/<view>.png")
     payg = cards_of(base_url, "alice")["processing-minutes"]["payg"]
-    declined_team, declined_subscription, _ = _declined_team(base_url)
+    declined_team, declined_subscription, _ = failed_invoice_team(base_url)
     for alert in api(base_url, f"/v1/teams/{TEAM}/alerts?limit=100")["items"]:  # a saved alert as a customer names it
         api(base_url, f"/v1/teams/{TEAM}/alerts/{alert['alert_id']}", method="DELETE")
     api(base_url, f"/v1/teams/{TEAM}/alerts", method="POST", body={

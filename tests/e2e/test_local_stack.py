@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from local_stack import call, start_local_stack
+from local_stack import call, failed_invoice_team, start_local_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -148,3 +148,34 @@ def test_sent_emails_are_listed(base_url: str) -> None:
 
     assert reply.status == 200
     assert isinstance(reply.body["items"], list)
+
+
+def test_a_3d_secure_payment_confirmed_at_the_processor_reaches_the_invoice_through_its_event(base_url: str) -> None:
+    """The loop `make run` runs: pay answers next_action; the customer authenticates (what Stripe.js
+    does on the page); localstripe signs payment_intent.succeeded and POSTs it to the registered
+    /v1/stripe/webhooks, which pays the invoice. No second pay: only the event can have paid it."""
+    import json
+    import urllib.request
+
+    from infra.localstripe import CARD_AUTHENTICATION_REQUIRED, LOCAL_SECRET_KEY
+
+    team, _, invoice = failed_invoice_team(base_url, CARD_AUTHENTICATION_REQUIRED)
+    assert invoice["action_required"] is True
+    paying = call(base_url, "POST", f"/v1/teams/{team}/invoices/{invoice['invoice_id']}/pay", user="alice")
+    assert paying.status == 200, paying.body
+    secret = paying.body["next_action"]["client_secret"]
+    stripe_base = call(base_url, "GET", "/web/config.json").body["stripeJsUrl"].removesuffix("/js.stripe.com/v3/")
+    request = urllib.request.Request(
+        f"{stripe_base}/v1/payment_intents/{secret.split('_secret_')[0]}/_authenticate?success=true",
+        data=json.dumps({"client_secret": secret}).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {LOCAL_SECRET_KEY}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert json.loads(answer.read())["status"] == "succeeded"
+    deadline = time.monotonic() + 20
+    while True:
+        now = call(base_url, "GET", f"/v1/teams/{team}/invoices/{invoice['invoice_id']}", user="alice").body
+        if now["status"] == "paid" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert now["status"] == "paid" and now["action_required"] is False, now
+    assert now["paid_with"]["last4"] == "3184"

@@ -256,7 +256,7 @@ class ChargesDown:
     """The real gateway, except that charging times out (an outage, never a decline)."""
 
     def __init__(self, real):
-        self.real, self.publishable_key = real, real.publishable_key
+        self.real, self.publishable_key, self.max_call_seconds = real, real.publishable_key, real.max_call_seconds
 
     def save_card(self, *args, **kwargs):
         return self.real.save_card(*args, **kwargs)
@@ -270,6 +270,7 @@ class ChargesDown:
 
 class ProcessorDown:
     publishable_key = "pk_test_local"
+    max_call_seconds = 8.0
 
     def save_card(self, *args, **kwargs):
         raise ProcessorUnavailable("the processor timed out")

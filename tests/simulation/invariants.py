@@ -218,6 +218,14 @@ def _attempts_and_emails(sim: Simulation, invoice: dict[str, Any], intents: dict
     problems = []
     invoice_id, total = invoice["invoice_id"], int(invoice["total"])
     count, attempts = int(invoice.get("attempt_count", 0)), invoice.get("attempts") or []
+    if total == 0:  # nothing to collect: issued paid, never sent to the processor, never emailed as a failure
+        charged = [key for key in intents if key.startswith(f"{invoice_id}#")]
+        if invoice["status"] != "paid" or count or attempts or charged or invoice_id in past_due:
+            problems.append(f"I5 {invoice_id}: a total of 0 is {invoice['status']} with {count} attempts, "
+                            f"{len(charged)} charges")
+        if invoice.get("emailed") != "sent":  # emailed as the invoice, with no attempt
+            problems.append(f"I5 {invoice_id}: a total of 0 not emailed ({invoice.get('emailed')!r})")
+        return problems
     if count < 1 or len(attempts) != count:
         return [f"I5 {invoice_id}: {count} attempts counted, {len(attempts)} recorded (the last run makes every due one)"]
     for number, attempt in enumerate(attempts, start=1):

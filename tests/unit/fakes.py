@@ -388,6 +388,7 @@ class FakeGateway:
     charges: dict[str, Charge] = field(default_factory=dict)
     outages_left: int = 0
     publishable_key: str = "pk_test_fake"
+    max_call_seconds: float = 0.0
     cards: dict[str, PaymentMethod] = field(default_factory=dict)
 
     def save_card(self, payment_method_id: str, *, customer_id: str | None, reference: str) -> tuple[str, PaymentMethod]:
@@ -399,12 +400,12 @@ class FakeGateway:
         return f"seti_{customer_id}_secret"
 
     def charge(self, *, idempotency_key: str, amount: int, currency: str, customer_id: str, payment_method: Any,
-               description: str) -> Charge:
+               description: str, metadata: dict[str, str] | None = None) -> Charge:
         if self.outages_left:
             self.outages_left -= 1
             raise ProcessorUnavailable("processor timed out")
         return self.charges.setdefault(idempotency_key, Charge(f"ch_{len(self.charges)}", "succeeded", amount,
-                                                               currency))
+                                                               currency, payment_method=payment_method))
 
     def find_charge(self, *, customer_id: str, idempotency_key: str) -> Charge | None:
         return self.charges.get(idempotency_key)

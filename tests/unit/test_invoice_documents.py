@@ -89,6 +89,38 @@ def test_a_failed_attempt_with_a_retry_says_when_and_links_the_card_update(billi
     assert attachments == ()  # the notice is light: the invoice itself was sent at issue
 
 
+NEEDS_CUSTOMER = (Attempt(1, utc(2026, 3, 28, 8), False, "pi_1", "authentication_required"),)
+
+
+def test_an_attempt_that_needs_the_customer_asks_to_confirm_on_the_invoices_page(billing):
+    waiting = invoice(status=PAYMENT_FAILED, attempts=NEEDS_CUSTOMER, paid_at=None,
+                      next_payment_attempt=utc(2026, 3, 29, 8))
+    assert waiting.action_required and waiting.view()["action_required"] is True
+    subject, html, text, attachments = billing.render_email(waiting)
+    assert subject == "Payment failed for invoice 7 for TEAM-A (27.50 USD): please confirm the payment"
+    assert f"Please confirm it on the invoice's page: {VIEW}" in text and "Until you do, we'll retry on" in text
+    assert f'<a href="{VIEW}">Confirm the payment</a>' in html and links_to(html, UPDATE) == 1
+    assert "We could not charge" not in text and attachments == ()
+    final = replace(waiting, status=UNCOLLECTIBLE, next_payment_attempt=None)
+    subject, html, text, _ = billing.render_email(final)
+    assert subject.endswith("no more attempts will be made, please confirm the payment")
+    assert "No more automatic attempts will be made." in text and f'<a href="{VIEW}">Confirm the payment</a>' in html
+
+
+def test_a_receipt_names_the_card_that_paid_not_the_one_that_declined(billing):
+    new_card = PaymentMethod("pm_2", "mastercard", "4444", 11, 2031)
+    paid = invoice(attempts=(*FAILED_ONCE, Attempt(2, utc(2026, 3, 29, 8), True, "pi_2")), attempt_count=2,
+                   payment_method=PaymentMethod("pm_1", "visa", "0341", 12, 2030), paid_with=new_card,
+                   paid_at=utc(2026, 3, 29, 8))
+    assert paid.view()["paid_with"] == {"id": "pm_2", "brand": "mastercard", "last4": "4444"}
+    assert paid.view()["action_required"] is False
+    subject, html, text, (pdf,) = billing.render_email(paid)
+    assert subject.startswith("Receipt for invoice 7")
+    assert "Paid with: Mastercard ending in 4444" in text and "ending in 0341" not in text
+    assert "Mastercard ending in 4444" in html and "ending in 0341" not in html
+    assert "Paid with" in pdf_text(pdf.data) and "Mastercard ending in 4444" in pdf_text(pdf.data)
+
+
 def test_the_last_failure_says_no_more_attempts_will_be_made(billing):
     final = invoice(status=UNCOLLECTIBLE, attempts=FAILED_FIVE, attempt_count=5, paid_at=None,
                     next_payment_attempt=None)

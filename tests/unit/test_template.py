@@ -61,6 +61,8 @@ JWT_AUTHORIZER = HTTP_API["Auth"]["DefaultAuthorizer"]
 PRODUCER_ROUTES = {("POST", "/v1/events"), ("GET", "/v1/teams/{team_id}/entitlements/{resource_id}")}
 # the page: public (it signs in by itself), files only, served by a function that reads no data
 PAGE_ROUTES = {("GET", "/"), ("GET", "/web/{proxy+}")}
+# the processor's events: public (Stripe cannot sign in), each request verified by its signature
+PROCESSOR_ROUTES = {("POST", "/v1/stripe/webhooks")}
 
 
 def http_routes() -> list[tuple[str, str, str, str | None]]:
@@ -77,6 +79,8 @@ def http_routes() -> list[tuple[str, str, str, str | None]]:
 def route_kind(method: str, path: str) -> str:
     if (method, path) in PAGE_ROUTES:
         return "page"
+    if (method, path) in PROCESSOR_ROUTES:
+        return "processor"
     if path.startswith("/v1/admin/"):
         return "operator"
     if (method, path) in PRODUCER_ROUTES:
@@ -97,7 +101,7 @@ def test_jwt_authorizer_is_the_default_and_takes_issuer_and_audience_from_parame
 def test_every_route_is_on_the_http_api_and_has_the_authorizer_of_its_kind():
     routes = http_routes()
     kinds = {route_kind(method, path) for method, path, _, _ in routes}
-    assert kinds == {"operator", "producer", "team", "page"}, routes
+    assert kinds == {"operator", "producer", "team", "page", "processor"}, routes
     assert PRODUCER_ROUTES <= {(method, path) for method, path, _, _ in routes}
     for function in FUNCTIONS:
         for name, props in events(function, "HttpApi").items():
@@ -105,9 +109,9 @@ def test_every_route_is_on_the_http_api_and_has_the_authorizer_of_its_kind():
     problems = []
     for method, path, function, authorizer in routes:
         kind = route_kind(method, path)
-        if kind == "page":
+        if kind in ("page", "processor"):
             if authorizer != "NONE":
-                problems.append(f"page route {method} {path} must say Authorizer NONE, is {authorizer}")
+                problems.append(f"{kind} route {method} {path} must say Authorizer NONE, is {authorizer}")
         elif authorizer in (None, "", "NONE"):
             problems.append(f"{method} {path} ({function}) has no authorizer")
         elif kind in ("operator", "producer") and authorizer != "AWS_IAM":
@@ -119,7 +123,7 @@ def test_every_route_is_on_the_http_api_and_has_the_authorizer_of_its_kind():
 
 def test_routes_are_served_by_the_function_of_their_kind():
     owner = {"operator": "OperatorApiFunction", "producer": "ProducerApiFunction", "team": "TeamApiFunction",
-             "page": "WebPageFunction"}
+             "page": "WebPageFunction", "processor": "StripeWebhooksFunction"}
     wrong = [
         (method, path, function)
         for method, path, function, _ in http_routes()
@@ -269,6 +273,9 @@ EXPECTED_ACCESS: dict[str, set[tuple[str, str]]] = {
     "EvaluateAlertsWorkerFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
     "BalanceChangedAlertsFunction": {("write", "LedgerTable"), ("email", "SenderEmail")},
     "WebPageFunction": set(),
+    # a succeeded PaymentIntent pays its invoice (and emails the receipt); each event id is marked once
+    "StripeWebhooksFunction": {("write", "LedgerTable"), ("mark", "DedupeTable"), ("secret", "StripeSecretName"),
+                               ("secret", "StripeWebhookSecretName"), ("email", "SenderEmail")},
 }
 WRITE_TEMPLATES = {"DynamoDBCrudPolicy", "DynamoDBWritePolicy"}
 READ_TEMPLATES = {"DynamoDBReadPolicy"}
@@ -318,6 +325,9 @@ def access_of(function: str) -> tuple[set[tuple[str, str]], list[str]]:
                 elif actions == {"sqs:ChangeMessageVisibility"} and len(resources) == 1 \
                         and resources[0] == {"Fn::GetAtt": ["EventsFifoQueue", "Arn"]}:
                     granted.add(("visibility", "EventsFifoQueue"))
+                elif actions == {"dynamodb:PutItem", "dynamodb:DeleteItem"} and len(resources) == 1 \
+                        and resources[0] == {"Fn::GetAtt": ["DedupeTable", "Arn"]}:
+                    granted.add(("mark", "DedupeTable"))  # single items by key: no query, scan or batch
                 else:
                     problems.append(f"inline statement not understood by this test: {statement}")
             continue
@@ -328,10 +338,12 @@ def access_of(function: str) -> tuple[set[tuple[str, str]], list[str]]:
         elif name == "SQSSendMessagePolicy":
             granted.add(("send", ref(args["QueueName"])))
         elif name == "AWSSecretsManagerGetSecretValuePolicy":
-            # scoped to the one secret the StripeSecretName parameter names (its ARN ends in a random suffix)
+            # scoped to the one secret a parameter names (its ARN ends in a random suffix)
             arn = json.dumps(args["SecretArn"])
-            if ":secret:${StripeSecretName}-*" in arn:
-                granted.add(("secret", "StripeSecretName"))
+            named = [parameter for parameter in ("StripeSecretName", "StripeWebhookSecretName")
+                     if f":secret:${{{parameter}}}-*" in arn]
+            if named:
+                granted.add(("secret", named[0]))
             else:
                 problems.append(f"secret policy not scoped to the Stripe secret: {arn}")
         else:
@@ -379,9 +391,10 @@ def test_the_template_managed_policies_reach_only_the_functions_that_list_them()
 def test_ses_send_is_limited_to_the_sender_address():
     emailing = sorted(function for function, access in EXPECTED_ACCESS.items() if ("email", "SenderEmail") in access)
     assert emailing == ["BalanceChangedAlertsFunction", "CloseBillingCyclesWorkerFunction",
-                        "EvaluateAlertsWorkerFunction", "TeamApiFunction"]
+                        "EvaluateAlertsWorkerFunction", "StripeWebhooksFunction", "TeamApiFunction"]
     for function in emailing:
-        statements = statements_of(function)
+        statements = [statement for statement in statements_of(function)
+                      if set(as_list(statement["Action"])) & SES_SEND_ACTIONS]
         assert statements and all(
             statement["Condition"]["StringEquals"]["ses:FromAddress"] == {"Ref": "SenderEmail"}
             for statement in statements
@@ -547,7 +560,7 @@ def test_parameters_have_working_defaults():
 
 
 # the functions that render invoice PDFs (invoices and receipts by email, GET .../invoices/{id} as PDF)
-PDF_FUNCTIONS = {"TeamApiFunction", "CloseBillingCyclesWorkerFunction"}
+PDF_FUNCTIONS = {"TeamApiFunction", "CloseBillingCyclesWorkerFunction", "StripeWebhooksFunction"}
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
@@ -689,6 +702,11 @@ LOGICAL_IDS_BEFORE_FOLDING = [
     "HttpApi5xxAlarm", "LedgerTableThrottleAlarm", "UsageTableThrottleAlarm", "DedupeTableThrottleAlarm",
 ]
 ADDED_SINCE = {
+    # Stripe's events (contract section 6), with its log group and alarms
+    "StripeWebhooksFunction": "AWS::Serverless::Function",
+    "StripeWebhooksFunctionLogGroup": "AWS::Logs::LogGroup",
+    "StripeWebhooksFunctionErrorsAlarm": "AWS::CloudWatch::Alarm",
+    "StripeWebhooksFunctionThrottlesAlarm": "AWS::CloudWatch::Alarm",
     # the stream entry point of the alert evaluator, as a function of its own (one handler per trigger)
     "BalanceChangedAlertsFunction": "AWS::Serverless::Function",
     "BalanceChangedAlertsFunctionLogGroup": "AWS::Logs::LogGroup",

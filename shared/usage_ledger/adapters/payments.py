@@ -9,13 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from usage_ledger.domain.billing import DECLINED, SUCCEEDED, Charge
-from usage_ledger.domain.errors import PaymentMethodRejected, ProcessorUnavailable
+from usage_ledger.domain.billing import AUTHENTICATION_REQUIRED, DECLINED, SUCCEEDED, Charge, ProcessorIntent
+from usage_ledger.domain.errors import ForgedEvent, PaymentMethodRejected, ProcessorUnavailable
 from usage_ledger.domain.model import PaymentMethod
 
-TIMEOUT_SECONDS = 20  # well inside the functions' timeouts; a slower answer is an outage, not a decline
-NETWORK_RETRIES = 2  # the SDK retries connection failures and 5xx with the same idempotency key
-NEEDS_CUSTOMER = "authentication_required"  # a charge the customer must be present for fails the attempt
+# (connect, read) seconds per request: a card update makes at most 3 requests and one charge per
+# failed invoice, so each call ends well inside the 30 s team API with room to record the outcome;
+# a slower answer is an outage, never a decline
+TIMEOUT_SECONDS = (2.0, 6.0)
+# no SDK retries: each would reach a processor that ignores idempotency keys (localstripe) as a new
+# charge; the attempt record (claimed per invoice and attempt, read back from the processor when
+# taken over) is the one retry mechanism
+NETWORK_RETRIES = 0
+NEEDS_CUSTOMER = AUTHENTICATION_REQUIRED  # a charge the customer must be present for fails the attempt
+WEBHOOK_TOLERANCE_SECONDS = 300  # an event signed longer ago than this is refused (a replay)
 
 
 def secret_from_secrets_manager(name: str) -> Callable[[], str]:
@@ -28,9 +35,12 @@ def secret_from_secrets_manager(name: str) -> Callable[[], str]:
 
 
 class StripeGateway:
-    def __init__(self, api_base: str, secret_key: Callable[[], str], publishable_key: str) -> None:
+    def __init__(self, api_base: str, secret_key: Callable[[], str], publishable_key: str,
+                 webhook_secret: Callable[[], str] | None = None) -> None:
         self.api_base, self._secret_key, self.publishable_key = api_base.rstrip("/"), secret_key, publishable_key
+        self._webhook_secret = webhook_secret
         self._client: Any = None
+        self.max_call_seconds = float(sum(TIMEOUT_SECONDS))
 
     @property
     def client(self) -> Any:
@@ -56,6 +66,11 @@ class StripeGateway:
                     from error
             if found.type != "card" or not getattr(found, "card", None):
                 raise PaymentMethodRejected(f"Payment method {payment_method_id!r} is not a card.")
+            owner = getattr(found, "customer", None)
+            if owner is not None and owner != customer_id:
+                # another customer's card (another team's): refused as if unknown, nothing of it
+                # shown, and left attached where it is
+                raise PaymentMethodRejected(f"The processor does not know payment method {payment_method_id!r}.")
             if customer_id is None:
                 customer = self.client.customers.create(
                     params={"description": reference, "metadata": {"reference": reference}},
@@ -77,13 +92,30 @@ class StripeGateway:
     # -------------------------------------------------------------- charges
 
     def charge(self, *, idempotency_key: str, amount: int, currency: str, customer_id: str,
-               payment_method: PaymentMethod, description: str) -> Charge:
-        import stripe
-
+               payment_method: PaymentMethod, description: str,
+               metadata: dict[str, str] | None = None) -> Charge:
         params = {"amount": amount, "currency": currency, "customer": customer_id,
                   "payment_method": payment_method.id, "off_session": True, "confirm": True,
                   # metadata rather than `description`, which localstripe refuses on PaymentIntents
-                  "metadata": {"idempotency_key": idempotency_key, "description": description}}
+                  "metadata": {**(metadata or {}), "idempotency_key": idempotency_key, "description": description}}
+        return self._confirmed_intent(params, idempotency_key, payment_method).charge
+
+    def charge_on_session(self, *, idempotency_key: str, amount: int, currency: str, customer_id: str,
+                          payment_method: PaymentMethod, description: str,
+                          metadata: dict[str, str] | None = None) -> ProcessorIntent:
+        """A PaymentIntent confirmed with the customer present: it succeeds, is declined, or waits
+        for the customer to authenticate (Stripe.js confirmCardPayment with its client secret)."""
+        params = {"amount": amount, "currency": currency, "customer": customer_id,
+                  "payment_method": payment_method.id, "confirm": True, "payment_method_types": ["card"],
+                  "metadata": {**(metadata or {}), "idempotency_key": idempotency_key, "description": description,
+                               "on_session": "true"}}
+        return self._confirmed_intent(params, idempotency_key, payment_method)
+
+    def _confirmed_intent(self, params: dict[str, Any], idempotency_key: str,
+                          payment_method: PaymentMethod) -> ProcessorIntent:
+        import stripe
+
+        amount, currency = int(params["amount"]), str(params["currency"])
         with _processor_errors():
             try:
                 intent = self.client.payment_intents.create(params=params,
@@ -92,13 +124,63 @@ class StripeGateway:
                 details = error.error
                 intent_id = getattr(getattr(details, "payment_intent", None), "id", None) if details else None
                 code = (details.decline_code or details.code) if details else None
-                return Charge(intent_id or "", DECLINED, amount, currency, code or "card_declined")
+                return ProcessorIntent(Charge(intent_id or "", DECLINED, amount, currency, code or "card_declined"))
             except stripe.InvalidRequestError as error:  # e.g. the card was detached: this attempt fails
-                return Charge("", DECLINED, amount, currency, error.code or "invalid_request")
+                return ProcessorIntent(Charge("", DECLINED, amount, currency, error.code or "invalid_request"))
         if intent.status == "succeeded":
-            return Charge(intent.id, SUCCEEDED, amount, currency)
-        return Charge(intent.id, DECLINED, amount, currency, NEEDS_CUSTOMER)
+            return ProcessorIntent(Charge(intent.id, SUCCEEDED, amount, currency, payment_method=payment_method),
+                                   metadata=_metadata(intent))
+        return ProcessorIntent(Charge(intent.id, DECLINED, amount, currency, NEEDS_CUSTOMER),
+                               client_secret=str(intent.client_secret),
+                               awaiting_customer=intent.status == "requires_action", metadata=_metadata(intent))
 
+    def payment_intent(self, intent_id: str) -> ProcessorIntent | None:
+        """A PaymentIntent as the processor now has it (None: unknown), with the card it charged."""
+        import stripe
+
+        with _processor_errors():
+            try:
+                intent = self.client.payment_intents.retrieve(intent_id)
+            except stripe.InvalidRequestError:
+                return None
+            return self._intent(intent)
+
+    def _intent(self, intent: Any) -> ProcessorIntent:
+        amount, currency = int(intent.amount), str(intent.currency)
+        metadata, customer = _metadata(intent), getattr(intent, "customer", None)
+        status = intent.status
+        if status == "succeeded":
+            card = None
+            if getattr(intent, "payment_method", None):
+                card = _card(self.client.payment_methods.retrieve(str(intent.payment_method)))
+            charge = Charge(intent.id, SUCCEEDED, amount, currency, payment_method=card)
+        elif status == "requires_action":
+            charge = Charge(intent.id, DECLINED, amount, currency, NEEDS_CUSTOMER)
+        else:
+            error = getattr(intent, "last_payment_error", None)
+            code = (getattr(error, "decline_code", None) or getattr(error, "code", None)) if error else None
+            charge = Charge(intent.id, DECLINED, amount, currency, code or "card_declined")
+        return ProcessorIntent(charge, client_secret=str(intent.client_secret or ""),
+                               awaiting_customer=status == "requires_action", metadata=metadata,
+                               customer_id=str(customer) if customer else None, status=str(status))
+
+    # -------------------------------------------------------------- processor events
+
+    def processor_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        """The event, verified by its Stripe-Signature against the webhook signing secret (within
+        WEBHOOK_TOLERANCE_SECONDS of its timestamp): its id, type and object. ForgedEvent otherwise."""
+        import stripe
+
+        if self._webhook_secret is None:
+            raise ProcessorUnavailable("No webhook signing secret is configured.")
+        try:
+            event = stripe.Webhook.construct_event(payload, signature, self._webhook_secret(),
+                                                   tolerance=WEBHOOK_TOLERANCE_SECONDS)
+        except (stripe.SignatureVerificationError, ValueError) as error:
+            raise ForgedEvent(f"The event's signature does not verify: {error}") from error
+        data = event.to_dict()
+        return {"id": str(data.get("id") or ""), "type": str(data.get("type") or ""),
+                "object": (data.get("data") or {}).get("object") or {}}
 
     def find_charge(self, *, customer_id: str, idempotency_key: str) -> Charge | None:
         """The outcome of a charge made earlier with this key, read back from the processor (its
@@ -120,15 +202,9 @@ class StripeGateway:
         if not found:
             return None
         intent = max(found, key=lambda intent: intent.created)
-        amount, currency = int(intent.amount), str(intent.currency)
-        if intent.status == "succeeded":
-            return Charge(intent.id, SUCCEEDED, amount, currency)
-        if intent.status == "requires_payment_method":
-            error = getattr(intent, "last_payment_error", None)
-            code = (getattr(error, "decline_code", None) or getattr(error, "code", None)) if error else None
-            return Charge(intent.id, DECLINED, amount, currency, code or "card_declined")
-        if intent.status == "requires_action":
-            return Charge(intent.id, DECLINED, amount, currency, NEEDS_CUSTOMER)
+        if intent.status in ("succeeded", "requires_payment_method", "requires_action"):
+            with _processor_errors():
+                return self._intent(intent).charge
         return None  # never confirmed, or canceled: nothing was charged
 
 

@@ -93,7 +93,7 @@ def invoice_pdf(document: dict[str, Any]) -> bytes:
         details.append(("Paid", document["paid_on"]))
     if document["next_attempt"]:
         details.append(("Next payment attempt", document["next_attempt"]))
-    details.append(("Payment method", document["card"]))
+    details.append((document.get("card_label", "Payment method"), document["card"]))
     pdf.set_font(FAMILY, size=10)
     with pdf.table(col_widths=(35, 65), first_row_as_headings=False, borders_layout="HORIZONTAL_LINES",
                    line_height=6) as table:

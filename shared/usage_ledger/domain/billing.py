@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import calendar as _calendar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,8 @@ RETRY_AFTER_DAYS = (1, 3, 5, 7)
 # where an invoice's email stands: being sent under a run's lease, sent, or no one to send it to
 SENDING, SENT, NO_RECIPIENT = "sending", "sent", "no_recipient"
 MAX_INVOICE_ID = 128  # far above the ids we issue, far below DynamoDB's key limit
+# the decline code of a charge the processor cannot complete without the customer present (SCA)
+AUTHENTICATION_REQUIRED = "authentication_required"
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,15 @@ class Invoice:
     decline_code: str | None = None
     email_status: str | None = None  # of the email of attempt `email_attempt`
     email_attempt: int | None = None  # the attempt whose email was last claimed (one email per attempt)
+    paid_with: PaymentMethod | None = None  # the card of the attempt that paid it
+
+    @property
+    def action_required(self) -> bool:
+        """Unpaid, and its last failed attempt needs the customer to authenticate (contract section 6)."""
+        if self.status not in (UNPAID, PAYMENT_FAILED, UNCOLLECTIBLE):
+            return False
+        failed = next((attempt for attempt in reversed(self.attempts) if not attempt.succeeded), None)
+        return failed is not None and failed.decline_code == AUTHENTICATION_REQUIRED
 
     @property
     def emailed(self) -> bool:
@@ -110,8 +121,9 @@ class Invoice:
 
     @property
     def email_pending(self) -> bool:
-        """An attempt was recorded and its email has not gone out yet."""
-        return self.attempt_count > 0 and not self.emailed
+        """An attempt was recorded (or the invoice was paid at issue: a total of 0, which is emailed
+        as the invoice with no attempt) and its email has not gone out yet."""
+        return (self.attempt_count > 0 or (self.status == PAID and self.total == 0)) and not self.emailed
 
     @property
     def first_failure(self) -> datetime | None:
@@ -147,7 +159,8 @@ class Invoice:
                            charge_id=charge.charge_id or self.charge_id, settled_at=at,
                            decline_code=None if charge.succeeded else charge.decline_code)
         if charge.succeeded:
-            return replace(recorded, status=PAID, paid_at=at, next_payment_attempt=None)
+            return replace(recorded, status=PAID, paid_at=at, next_payment_attempt=None,
+                           paid_with=charge.payment_method)
         if not scheduled and self.status in PAST_DUE_STATUSES:
             return recorded
         first_failure = self.first_failure or at
@@ -174,6 +187,9 @@ class Invoice:
             "next_payment_attempt": iso(self.next_payment_attempt),
             "paid_at": iso(self.paid_at),
             "issued_at": iso(self.issued_at),
+            "paid_with": ({"id": self.paid_with.id, "brand": self.paid_with.brand, "last4": self.paid_with.last4}
+                          if self.paid_with is not None and self.status == PAID else None),
+            "action_required": self.action_required,
         }
 
 
@@ -204,13 +220,15 @@ def issue_invoice(cycle: PaygCycle, subscription: Subscription, team: Team | Non
     assert subscription.unit_amount is not None and subscription.currency is not None
     assert subscription.payment_method is not None
     amount = cycle.charged_units * subscription.unit_amount
+    # nothing to collect (a unit_amount of 0): issued paid, and the processor is never called
+    settled = {"status": PAID, "paid_at": now} if amount == 0 else {"status": UNPAID}
     return Invoice(
         invoice_id=invoice_id_for(cycle.team_id, cycle.subscription_id, cycle.index, cycle.end_date),
         team_id=cycle.team_id, subscription_id=cycle.subscription_id, resource_id=cycle.resource_id,
         cycle_index=cycle.index, period_start=cycle.start_date, period_end=cycle.end_date,
         timezone=subscription.timezone,
         lines=(InvoiceLine(cycle.resource_id, cycle.charged_units, subscription.unit_amount, amount),),
-        total=amount, currency=subscription.currency, status=UNPAID, issued_at=now,
+        total=amount, currency=subscription.currency, issued_at=now, **settled,
         team_name=team.name if team else cycle.team_id,
         resource_name=resource.display_name if resource else cycle.resource_id,
         unit=resource.unit if resource else "unit",
@@ -233,10 +251,24 @@ class Charge:
     amount: int
     currency: str
     decline_code: str | None = None
+    payment_method: PaymentMethod | None = None  # the card charged, as the processor describes it
 
     @property
     def succeeded(self) -> bool:
         return self.status == SUCCEEDED
+
+
+@dataclass(frozen=True)
+class ProcessorIntent:
+    """A PaymentIntent as the processor has it: its outcome as a charge, and for one that waits for
+    the customer (3-D Secure) the client secret that Stripe.js confirms it with."""
+
+    charge: Charge
+    client_secret: str | None = None
+    awaiting_customer: bool = False  # requires_action: the customer must authenticate
+    metadata: dict[str, str] = field(default_factory=dict)  # what we set: team_id, invoice_id, on_session
+    customer_id: str | None = None
+    status: str | None = None
 
 
 def card_expires_at(payment_method: PaymentMethod) -> datetime:

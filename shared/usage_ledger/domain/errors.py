@@ -77,6 +77,14 @@ class ValidationFailed(LedgerError):
         return cls([FieldError(path, message)])
 
 
+class ForgedEvent(LedgerError):
+    """A processor event whose signature is missing, wrong or too old: nothing is changed."""
+
+    status = 400
+    slug = "bad-signature"
+    title = "Bad signature"
+
+
 class PaymentMethodRejected(LedgerError):
     """The processor does not know the PaymentMethod, or it is not a card (the caller names the field)."""
 

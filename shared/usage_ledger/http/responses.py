@@ -263,6 +263,12 @@ class InvoiceLine(Answer):
     amount: int
 
 
+class PaidWith(Answer):
+    id: Annotated[str, Field(description="the Stripe PaymentMethod id")]
+    brand: str
+    last4: Annotated[str, Field(pattern=r"^[0-9]{4}$")]
+
+
 class Invoice(Answer):
     invoice_id: str
     number: Annotated[int | None, Field(description="the team's invoices numbered 1, 2, 3, ... in the order issued")]
@@ -277,6 +283,22 @@ class Invoice(Answer):
     next_payment_attempt: Annotated[Instant | None, Field(description="when the next automatic retry is due")]
     paid_at: Instant | None
     issued_at: Instant
+    paid_with: Annotated[PaidWith | None, Field(description="the card that paid it; null while unpaid")]
+    action_required: Annotated[bool, Field(description="unpaid, and its last failed attempt needs the customer "
+                                                       "to authenticate (POST .../pay, then Stripe.js)")]
+
+
+class NextAction(Answer):
+    type: Literal["confirm_payment"]
+    client_secret: Annotated[str, Field(description="of a PaymentIntent made on session, for Stripe.js "
+                                                    "confirmCardPayment")]
+    publishable_key: Annotated[str, Field(description="the Stripe publishable key for Stripe.js")]
+
+
+class PaidInvoice(Invoice):
+    """POST .../invoices/{invoice_id}/pay: the invoice after the attempt."""
+    next_action: Annotated[NextAction | None, Field(description="present when the customer must confirm the "
+                                                                "payment on the page (3-D Secure)")] = None
 
 
 class Invoices(Answer):

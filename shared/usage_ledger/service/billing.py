@@ -18,6 +18,7 @@ The close job makes steps 1-3 for every due cycle, then 4-5 for every invoice du
 """
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -28,6 +29,7 @@ from aws_lambda_powertools import Logger
 
 from usage_ledger import clock
 from usage_ledger.domain.billing import (
+    AUTHENTICATION_REQUIRED,
     DECLINED,
     PAID,
     PAST_DUE_STATUSES,
@@ -35,6 +37,7 @@ from usage_ledger.domain.billing import (
     CycleRef,
     Invoice,
     InvoiceRef,
+    ProcessorIntent,
     card_expires_at,
     charge_key,
     issue_invoice,
@@ -46,6 +49,7 @@ from usage_ledger.service.documents import INVOICE_EMAIL, RECEIPT_EMAIL, SUBJECT
 from usage_ledger.service.ports import Attachment, BillingStore, LedgerStore, Mailer, PaymentGateway, Renderer
 
 logger = Logger(child=True)
+RECORD_SECONDS = 3.0  # after a charge: recording it (one transaction) and its email, with room to spare
 
 
 @dataclass
@@ -188,14 +192,19 @@ class Billing:
 
     # -------------------------------------------------------------- attempts outside the schedule
 
-    def pay_now(self, team_id: str, invoice_id: str, now: datetime) -> Invoice:
+    def pay_now(self, team_id: str, invoice_id: str, now: datetime, *, on_session: bool = False,
+                outcome: Charge | None = None, read: Invoice | None = None) -> Invoice:
         """One attempt now on the subscription's current card (`POST .../invoices/{id}/pay`). It does
         not move the retry schedule unless it pays. Conflict for a paid invoice, or while another
-        attempt on it is under way; NotFound for an unknown one; ProcessorUnavailable on an outage."""
-        invoice = self.invoice(team_id, invoice_id)
+        attempt on it is under way; NotFound for an unknown one; ProcessorUnavailable on an outage.
+        `on_session`: the customer is present (service/confirmations.py); `outcome`: a charge the
+        processor already completed (a confirmed PaymentIntent), recorded without charging; `read`:
+        the invoice as the caller just read it (the claim checks it is still so)."""
+        invoice = read or self.invoice(team_id, invoice_id)
         if invoice.status == PAID:
             raise Conflict(f"Invoice {invoice_id!r} is already paid.")
-        attempted = self._attempt(invoice, now, uuid.uuid4().hex, scheduled=False, email_now=True)
+        attempted = self._attempt(invoice, now, uuid.uuid4().hex, scheduled=False, email_now=True,
+                                  on_session=on_session, outcome=outcome)
         if attempted is None:
             stored = self.invoice(team_id, invoice_id)
             if stored.status == PAID:
@@ -203,10 +212,12 @@ class Billing:
             raise Conflict(f"A payment attempt on invoice {invoice_id!r} is under way; try again shortly.")
         return attempted
 
-    def retry_failed_invoices(self, team_id: str, subscription_id: str, now: datetime) -> list[Invoice]:
+    def retry_failed_invoices(self, team_id: str, subscription_id: str, now: datetime,
+                              until: float | None = None) -> list[Invoice]:
         """One attempt now on each payment_failed or uncollectible invoice of the subscription (found
         through its past_due set), charged to its current card: the invoices as they then stand.
-        An invoice another run is attempting right now is returned as it stands."""
+        An invoice another run is attempting right now is returned as it stands, and so is one that
+        no longer fits before `until` (time.monotonic()): the close job's retries take it."""
         subscription = self.ledger.subscription_by_id(team_id, subscription_id)
         if subscription is None or not subscription.is_payg:
             raise NotFound(f"Subscription {subscription_id!r} not found.")
@@ -215,6 +226,11 @@ class Billing:
             invoice = self.store.get_invoice(team_id, invoice_id)
             if invoice is None or invoice.status not in PAST_DUE_STATUSES:
                 continue
+            if until is not None and time.monotonic() + self.payments.max_call_seconds + RECORD_SECONDS > until:
+                logger.warning("no time left to charge a failed invoice now; the schedule retries it",
+                               extra={"invoice_id": invoice_id})
+                results.append(invoice)
+                continue
             attempted = self._attempt(invoice, now, uuid.uuid4().hex, scheduled=False, email_now=True)
             results.append(attempted or self.invoice(team_id, invoice_id))
         return results
@@ -222,22 +238,29 @@ class Billing:
     # -------------------------------------------------------------- one attempt
 
     def _attempt(self, invoice: Invoice, now: datetime, token: str, *, scheduled: bool,
-                 email_now: bool = False) -> Invoice | None:
+                 email_now: bool = False, on_session: bool = False, outcome: Charge | None = None) -> Invoice | None:
         """Attempt `attempt_count + 1` on the subscription's card as it is now: claimed, charged,
-        recorded (with its email claim). None when another run holds or made this attempt."""
+        recorded (with its email claim). None when another run holds or made this attempt.
+        `outcome`: the attempt's charge is already known (the processor completed it): recorded as is."""
         taken, resumed = self.store.claim_attempt(invoice, token, clock.lease_until(), clock.now())
         if not taken:
             return None
         number = invoice.attempt_count + 1
         try:
             subscription = self.ledger.get_subscription(invoice.team_id, invoice.resource_id, invoice.subscription_id)
-            charge = None
-            if resumed and subscription is not None and subscription.customer_id:
+            charge = outcome
+            if charge is None and invoice.action_required and not on_session:
+                # the customer may have confirmed the PaymentIntent that needed them (3-D Secure) since,
+                # and its event not reached us: that paid the invoice, a new charge would pay it twice
+                # (an on-session attempt comes from `pay`, which has just asked)
+                waiting = self.awaiting_intent(invoice)
+                charge = waiting.charge if waiting is not None and waiting.charge.succeeded else None
+            if charge is None and resumed and subscription is not None and subscription.customer_id:
                 # a run took this attempt before and may have charged: the processor decides
                 charge = self.payments.find_charge(customer_id=subscription.customer_id,
                                                    idempotency_key=charge_key(invoice.invoice_id, number))
             if charge is None:
-                charge = self._charge(invoice, subscription, now, attempt=number)
+                charge = self._charge(invoice, subscription, now, attempt=number, on_session=on_session)
         except Exception:
             self._release_attempt(invoice, token)
             raise
@@ -255,13 +278,23 @@ class Billing:
                                  extra={"invoice_id": invoice.invoice_id})
         return recorded
 
+    def awaiting_intent(self, invoice: Invoice) -> ProcessorIntent | None:
+        """The PaymentIntent of the invoice's last attempt that needed the customer (decline code
+        authentication_required), as the processor now has it; None when there is none."""
+        attempt = next((attempt for attempt in reversed(invoice.attempts)
+                        if not attempt.succeeded and attempt.decline_code == AUTHENTICATION_REQUIRED), None)
+        if attempt is None or not attempt.charge_id:
+            return None
+        return self.payments.payment_intent(attempt.charge_id)
+
     def _release_attempt(self, invoice: Invoice, token: str) -> None:
         try:
             self.store.release_attempt(invoice, token)
         except Exception:  # the claim then simply runs out
             logger.exception("could not release an attempt claim", extra={"invoice_id": invoice.invoice_id})
 
-    def _charge(self, invoice: Invoice, subscription: Subscription | None, now: datetime, *, attempt: int) -> Charge:
+    def _charge(self, invoice: Invoice, subscription: Subscription | None, now: datetime, *, attempt: int,
+                on_session: bool = False) -> Charge:
         """One attempt on the subscription's current card: a card past its expiry month at `now` is
         not charged at all (the processor may accept it; the contract declines it)."""
         card = subscription.payment_method if subscription is not None else None
@@ -270,16 +303,21 @@ class Billing:
             return Charge("", DECLINED, invoice.total, invoice.currency, "payment_method_missing")
         if now >= card_expires_at(card):
             return Charge("", DECLINED, invoice.total, invoice.currency, "expired_card")
-        return self.payments.charge(
+        request = dict(
             idempotency_key=charge_key(invoice.invoice_id, attempt), amount=invoice.total, currency=invoice.currency,
             customer_id=subscription.customer_id, payment_method=card,
             description=f"Invoice {invoice.number or invoice.invoice_id} ({invoice.team_name})",
+            # the processor's events name the invoice they are about (service/processor_events.py)
+            metadata={"team_id": invoice.team_id, "invoice_id": invoice.invoice_id},
         )
+        if on_session:
+            return self.payments.charge_on_session(**request).charge
+        return self.payments.charge(**request)
 
     def _email(self, invoice: Invoice, now: datetime, token: str, taken: bool) -> None:
         """Send the latest attempt's email (the invoice, the failure notice or the receipt: the render
         chooses from the invoice's state) once; released on failure so a retry sends it."""
-        if invoice.emailed or invoice.attempt_count == 0:
+        if not invoice.email_pending:
             return
         if not taken and not self.store.claim_email(invoice, token, clock.lease_until(), clock.now()):
             return  # sent, or being sent by another run

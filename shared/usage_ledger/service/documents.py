@@ -21,9 +21,9 @@ INVOICE_EMAIL, RECEIPT_EMAIL, PAYMENT_FAILED_EMAIL, UNCOLLECTIBLE_EMAIL = (
 SUBJECTS = {
     INVOICE_EMAIL: "Invoice {ref} for {team}: {total}",
     RECEIPT_EMAIL: "Receipt for invoice {ref} for {team}: {total} paid",
-    PAYMENT_FAILED_EMAIL: "Payment failed for invoice {ref} for {team} ({total}): please update your card",
+    PAYMENT_FAILED_EMAIL: "Payment failed for invoice {ref} for {team} ({total}): please {action}",
     UNCOLLECTIBLE_EMAIL: ("Payment failed for invoice {ref} for {team} ({total}): no more attempts will be made, "
-                          "please update your card"),
+                          "please {action}"),
 }
 STATUS_LABELS = {UNPAID: "Open", PAID: "Paid", PAYMENT_FAILED: "Payment failed", UNCOLLECTIBLE: "Uncollectible"}
 DEFAULT_ISSUER_NAME = "Usage Ledger Example Ltd."
@@ -88,7 +88,9 @@ def invoice_document(invoice: Invoice, issuer: Issuer, portal_url: str) -> dict[
     """Everything an invoice shows, as display strings (jinja2 escapes them in HTML)."""
     zone = invoice.timezone or "UTC"
     money = lambda amount: format_minor_units(amount, invoice.currency)
-    card = invoice.payment_method
+    # a paid invoice names the card that paid it, not the one it was issued on (which may have declined)
+    paid_with = invoice.paid_with if invoice.status == PAID else None
+    card = paid_with or invoice.payment_method
     attempts = attempts_of(invoice)
     paid_at = invoice.paid_at or (invoice.settled_at if invoice.status == PAID else None)
     reference = reference_of(invoice)
@@ -116,6 +118,8 @@ def invoice_document(invoice: Invoice, issuer: Issuer, portal_url: str) -> dict[
                      f"{'carries' if rolled == 1 else 'carry'} over to the next cycle" if rolled > 0 else None),
         "total": money(invoice.total),
         "card": f"{card.brand.title()} ending in {card.last4}",
+        "card_label": "Paid with" if paid_with is not None else "Payment method",
+        "action_required": invoice.action_required,
         "attempts": [{"number": attempt.number, "when": instant_in_words(attempt.at, zone),
                       "outcome": _outcome(attempt)} for attempt in attempts],
         "failed_attempts": sum(not attempt.succeeded for attempt in attempts),
@@ -126,7 +130,8 @@ def invoice_document(invoice: Invoice, issuer: Issuer, portal_url: str) -> dict[
         "paid_on": local_date_in_words(paid_at, zone) if paid_at else None,
         "view_url": invoice_link(portal_url, invoice.team_id, invoice.invoice_id),
         "update_card_url": payment_method_link(portal_url, invoice.team_id, invoice.subscription_id),
-        "subject": {"ref": reference, "team": invoice.team_name, "total": money(invoice.total)},
+        "subject": {"ref": reference, "team": invoice.team_name, "total": money(invoice.total),
+                    "action": "confirm the payment" if invoice.action_required else "update your card"},
         "pdf_filename": pdf_filename(invoice),
         "email": False,
     }

@@ -8,6 +8,7 @@ from typing import Any
 from usage_ledger.domain.errors import Conflict, NotFound, PaymentMethodRejected, ValidationFailed
 from usage_ledger.domain.model import Subscription
 from usage_ledger.service.billing import Billing
+from usage_ledger.service.confirmations import PaymentConfirmations
 from usage_ledger.service.operator import card_view
 from usage_ledger.service.ports import BillingStore, LedgerStore, PaymentGateway
 
@@ -16,6 +17,7 @@ class PaymentMethods:
     def __init__(self, ledger: LedgerStore, invoices: BillingStore, billing: Billing,
                  payments: PaymentGateway) -> None:
         self.ledger, self.invoices, self.billing, self.payments = ledger, invoices, billing, payments
+        self.confirmations = PaymentConfirmations(billing, payments)
 
     def purchaser(self, team_id: str, path: dict[str, str]) -> str | None:
         """The purchaser of the payg subscription a payment route names (by its id, or by one of its
@@ -49,9 +51,11 @@ class PaymentMethods:
         return {"client_secret": self.payments.setup_intent(subscription.customer_id),
                 "publishable_key": self.payments.publishable_key}
 
-    def update(self, team_id: str, subscription_id: str, payment_method_id: str, now: datetime) -> dict[str, Any]:
+    def update(self, team_id: str, subscription_id: str, payment_method_id: str, now: datetime,
+               until: float | None = None) -> dict[str, Any]:
         """Attach the card to the subscription's Customer, save it (conditional on the subscription
-        being the one read), then charge every failed invoice of the subscription once, on it."""
+        being the one read), then charge every failed invoice of the subscription once, on it, as
+        long as a charge still fits before `until` (time.monotonic(): the function's own deadline)."""
         subscription = self._payg(team_id, subscription_id)
         try:
             customer_id, card = self.payments.save_card(
@@ -61,11 +65,12 @@ class PaymentMethods:
             raise ValidationFailed.single("payment_method", error.detail) from error
         if not self.ledger.set_payment_method(subscription, card, customer_id):
             raise Conflict(f"Subscription {subscription_id!r} changed while its card was saved; try again.")
-        retried = self.billing.retry_failed_invoices(team_id, subscription_id, now)
+        retried = self.billing.retry_failed_invoices(team_id, subscription_id, now, until)
         return {"subscription_id": subscription_id, "payment_method": card_view(card),
                 "retried_invoices": [{"invoice_id": invoice.invoice_id, "status": invoice.status}
                                      for invoice in retried]}
 
     def pay(self, team_id: str, invoice_id: str, now: datetime) -> dict[str, Any]:
-        """One charge attempt now; the invoice as it then stands (contract section 3)."""
-        return self.billing.pay_now(team_id, invoice_id, now).view()
+        """One charge attempt now; the invoice as it then stands (contract section 3), with
+        `next_action` when the customer must confirm it (service/confirmations.py)."""
+        return self.confirmations.pay(team_id, invoice_id, now)

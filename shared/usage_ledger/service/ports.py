@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from usage_ledger.domain.alert import Alert, Notice, NoticeState
-from usage_ledger.domain.billing import Charge, CycleRef, Invoice, InvoiceRef, PaygCycle
+from usage_ledger.domain.billing import Charge, CycleRef, Invoice, InvoiceRef, PaygCycle, ProcessorIntent
 from usage_ledger.domain.ledger import BalanceState, Debit, ResourceLedger, TeamSnapshot
 from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team, UsageBucket, UsageEvent
 
@@ -183,6 +183,7 @@ class PaymentGateway(Protocol):
     network failures, which are never a decline."""
 
     publishable_key: str
+    max_call_seconds: float  # the longest one request may take before it is an outage (its timeouts)
 
     def save_card(self, payment_method_id: str, *, customer_id: str | None, reference: str) -> tuple[str, PaymentMethod]:
         """Attach a card PaymentMethod to the customer (created first when None, idempotently per
@@ -195,9 +196,25 @@ class PaymentGateway(Protocol):
         ...
 
     def charge(self, *, idempotency_key: str, amount: int, currency: str, customer_id: str,
-               payment_method: PaymentMethod, description: str) -> Charge:
+               payment_method: PaymentMethod, description: str, metadata: dict[str, str] | None = None) -> Charge:
         """One off-session charge attempt, confirmed now; a retried request with the same key charges
-        at most once (at Stripe; our own attempt record guards processors that ignore keys)."""
+        at most once (at Stripe; our own attempt record guards processors that ignore keys).
+        `metadata` (team_id, invoice_id) travels on the PaymentIntent, for its events."""
+        ...
+
+    def charge_on_session(self, *, idempotency_key: str, amount: int, currency: str, customer_id: str,
+                          payment_method: PaymentMethod, description: str,
+                          metadata: dict[str, str] | None = None) -> ProcessorIntent:
+        """A charge confirmed with the customer present: succeeded, declined, or awaiting the
+        customer's authentication (its client secret for Stripe.js)."""
+        ...
+
+    def payment_intent(self, intent_id: str) -> ProcessorIntent | None:
+        """A PaymentIntent as the processor now has it; None when it does not know it."""
+        ...
+
+    def processor_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        """A webhook event verified by its signature: {"id", "type", "object"}; ForgedEvent otherwise."""
         ...
 
     def find_charge(self, *, customer_id: str, idempotency_key: str) -> Charge | None:

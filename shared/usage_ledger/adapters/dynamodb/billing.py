@@ -84,6 +84,7 @@ def invoice_of(item: InvoiceItem) -> Invoice:
         next_payment_attempt=item.next_payment_attempt, paid_at=item.paid_at,
         charge_id=item.charge_id, settled_at=item.settled_at, decline_code=item.decline_code,
         email_status=item.emailed, email_attempt=int(item.email_attempt) if item.email_attempt is not None else None,
+        paid_with=card_of(item.paid_with),
     )
 
 
@@ -102,6 +103,7 @@ def invoice_item(invoice: Invoice) -> InvoiceItem:
         payment_method=card_attribute(invoice.payment_method), number=invoice.number,
         attempt_count=invoice.attempt_count, attempts=_attempt_attributes(invoice),
         next_payment_attempt=invoice.next_payment_attempt, paid_at=invoice.paid_at,
+        paid_with=card_attribute(invoice.paid_with) if invoice.paid_with is not None else None,
     )
 
 
@@ -280,6 +282,8 @@ class BillingStore:
                             ("charge_id", recorded.charge_id or None), ("decline_code", recorded.decline_code)):
             attribute = getattr(InvoiceItem, name)
             actions.append(attribute.set(value) if value is not None else attribute.remove())
+        actions.append(InvoiceItem.paid_with.set(card_attribute(recorded.paid_with)) if recorded.paid_with is not None
+                       else InvoiceItem.paid_with.remove())
         subscription = SubscriptionItem(keys.team_pk(recorded.team_id),
                                         keys.subscription_sk(recorded.resource_id, recorded.subscription_id))
         past_due = {recorded.invoice_id}

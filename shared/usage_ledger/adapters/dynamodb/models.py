@@ -231,6 +231,7 @@ class InvoiceItem(LedgerItem, discriminator="invoice"):
     attempts = ListAttribute(of=AttemptAttribute, default=list)
     next_payment_attempt = InstantAttribute(null=True)
     paid_at = InstantAttribute(null=True)
+    paid_with = CardAttribute(null=True)  # the card of the attempt that paid it
     # the attempt claim: attempt `claim_attempt` is being charged under a run's lease; it stays
     # after a release (an outage), so whoever makes that attempt next asks the processor first
     claim_attempt = NumberAttribute(null=True)
@@ -313,6 +314,18 @@ class EventMarker(SharedClientModel):
     expires_at = TTLAttribute()
 
 
+class ProcessorEventMarker(SharedClientModel):
+    """DedupeTable: a processor (Stripe) event acted on; put if absent before acting on it."""
+
+    class Meta(_Meta):
+        pass
+
+    PK = UnicodeAttribute(hash_key=True)
+    event_type = UnicodeAttribute()
+    received_at = UnicodeAttribute()
+    expires_at = TTLAttribute()
+
+
 class AppliedMarker(SharedClientModel):
     """DedupeTable: a (batch, team, resource, chunk) already applied."""
 
@@ -329,3 +342,4 @@ def bind(ledger_table: str, dedupe_table: str) -> None:
     IndexedKey.Meta.table_name = ledger_table
     EventMarker.Meta.table_name = dedupe_table
     AppliedMarker.Meta.table_name = dedupe_table
+    ProcessorEventMarker.Meta.table_name = dedupe_table
