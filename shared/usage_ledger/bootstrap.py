@@ -72,6 +72,13 @@ class Container:
         return BillingStore()
 
     @_part
+    def credit_note_store(self) -> Any:
+        from usage_ledger.adapters.dynamodb.credit_notes import CreditNoteStore
+
+        self._tables()
+        return CreditNoteStore()
+
+    @_part
     def alert_store(self) -> Any:
         from usage_ledger.adapters.dynamodb.alerts import AlertStore
 
@@ -165,6 +172,21 @@ class Container:
         from usage_ledger.service.payments import PaymentMethods
 
         return PaymentMethods(self.ledger_store, self.billing_store, self.billing, self.payments)
+
+    @_part
+    def credit_notes(self) -> Any:
+        from usage_ledger.service.credit_notes import CreditNotes
+        from usage_ledger.service.documents import Issuer
+
+        return CreditNotes(self.ledger_store, self.billing_store, self.credit_note_store, self.payments, self.mailer,
+                           self.renderer, self.settings.portal_base_url,
+                           Issuer(self.settings.issuer_name, self.settings.issuer_address))
+
+    @_part
+    def cancellation(self) -> Any:
+        from usage_ledger.service.cancellation import Cancellation
+
+        return Cancellation(self.ledger_store)
 
     @_part
     def alerting(self) -> Any:

@@ -95,6 +95,13 @@ def invoice_pk(team_id: str) -> str:
 
 INVOICE_PREFIX = "in_"
 INVOICE_COUNTER_SK = "NUMBER"  # in the invoice partition; never starts with INVOICE_PREFIX
+CREDIT_NOTE_COUNTER_SK = "CREDIT_NOTE_NUMBER"  # the credit notes' own sequence, beside it
+CREDIT_NOTE_PREFIX = "CN#"
+
+
+def credit_note_sk(credit_note_id: str) -> str:
+    """In the invoice partition (a team's credit note ids are unique across its invoices)."""
+    return f"{CREDIT_NOTE_PREFIX}{credit_note_id}"
 
 
 def team_of_invoice_pk(pk: str) -> str:

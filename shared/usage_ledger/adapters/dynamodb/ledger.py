@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from usage_ledger.adapters.dynamodb import keys
-from usage_ledger.adapters.dynamodb.errors import CONDITION_FAILED, cancellation_codes, is_condition_failure
+from usage_ledger.adapters.dynamodb.errors import (
+    CONDITION_FAILED,
+    cancellation_codes,
+    is_condition_failure,
+    lost_a_race,
+)
 from usage_ledger.adapters.dynamodb.models import (
     AppItem,
     BalanceItem,
@@ -27,6 +33,7 @@ from usage_ledger.adapters.dynamodb.models import (
 )
 from usage_ledger.adapters.dynamodb.paging import decode_cursor, encode_cursor, page
 from usage_ledger.domain.billing import CLOSED, CLOSING
+from usage_ledger.domain.errors import Contended
 from usage_ledger.domain.ids import is_identifier
 from usage_ledger.domain.ledger import BalanceState, CycleKey, TeamSnapshot
 from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team
@@ -34,6 +41,8 @@ from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subs
 # the catalogue changes rarely; a container re-reads it at most this often
 CATALOGUE_TTL_SECONDS = 60
 BATCH_GET_LIMIT = 100
+
+MAX_END_RACES = 10  # tries of a subscription's end against concurrent ingest applies
 
 
 # ------------------------------------------------------------------ item <-> domain
@@ -298,6 +307,31 @@ class LedgerStore:
                 return False
             raise
         return True
+
+    def end_subscription(self, subscription: Subscription, ends_at: datetime) -> bool:
+        """Set `ends_at` unless the stored one is already at or before it (an earlier end stays):
+        False then. The same transaction moves the resource's balance version, so an ingest apply
+        that read the subscription before the end re-reads it instead of debiting past it."""
+        pk = keys.team_pk(subscription.team_id)
+        item = SubscriptionItem(pk, keys.subscription_sk(subscription.resource_id, subscription.subscription_id))
+        balance = self._get(pk, keys.balance_sk(subscription.resource_id))
+        condition = SubscriptionItem.SK.exists() & (SubscriptionItem.ends_at.does_not_exist()
+                                                    | (SubscriptionItem.ends_at > ends_at))
+        for _ in range(MAX_END_RACES):  # a transaction conflict with an ingest apply: try again
+            try:
+                with TransactWrite(connection=connection()) as transaction:
+                    transaction.update(item, actions=[SubscriptionItem.ends_at.set(ends_at)], condition=condition)
+                    if isinstance(balance, BalanceItem):
+                        transaction.update(BalanceItem(pk, balance.SK), actions=[BalanceItem.version.add(1)],
+                                           condition=BalanceItem.SK.exists())
+                return True
+            except TransactWriteError as error:
+                codes = cancellation_codes(error)
+                if codes and codes[0] == CONDITION_FAILED:
+                    return False
+                if not lost_a_race(codes):
+                    raise
+        raise Contended(f"subscription {subscription.subscription_id}: ending it kept conflicting")
 
     # -------------------------------------------------------------- the team's partition
 
