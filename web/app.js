@@ -747,9 +747,19 @@
     );
   }
 
+  function paygEnded(payg) {
+    return !!(payg && payg.ends_at && new Date(payg.ends_at) <= new Date());
+  }
+
   function paygBlock(payg, chargedUnit) {
-    return el("div", { class: "payg" },
-      el("p", { class: "payg__title" }, "Pay as You Go — current billing cycle"),
+    var ended = paygEnded(payg);
+    return el("div", { class: "payg", "data-ended": ended ? "true" : null },
+      el("p", { class: "payg__title" }, ended
+        ? "Pay as You Go — ended " + dateTime(payg.ends_at) + "; final billing cycle"
+        : payg.ends_at ? "Pay as You Go — current billing cycle, the last (it ends " + dateTime(payg.ends_at) + ")"
+          : "Pay as You Go — current billing cycle"),
+      ended ? el("p", { class: "payg__ended note" }, "This subscription has ended and covers no further use. Its final invoice, " +
+        "for the cycle below, is issued once the cycle closes; the partial unit left over is never charged.") : null,
       el("p", null, el("span", { class: "payg__cycle" }, date(payg.cycle_start) + " – " + date(payg.cycle_end))),
       el("p", null,
         el("span", { class: "payg__units" }, plural(payg.charged_units || 0, chargedUnit)),
@@ -999,7 +1009,7 @@
     });
   }
 
-  var INVOICE_STATUS = { paid: ["Paid", "ok"], payment_failed: ["Payment failed", "exhausted"], open: ["Open", "low"], uncollectible: ["Uncollectible", "exhausted"] };
+  var INVOICE_STATUS = { paid: ["Paid", "ok"], payment_failed: ["Payment failed", "exhausted"], open: ["Open", "low"], uncollectible: ["Uncollectible", "exhausted"], void: ["Void (credited in full)", "ok"] };
 
   function invoiceRow(invoice) {
     var status = INVOICE_STATUS[invoice.status] || [String(invoice.status || "–"), "low"];
@@ -1242,6 +1252,8 @@
             var holder = el("div", { class: "payment-sub" },
               el("p", null, el("span", { class: "chip", "data-subscription-id": sub.subscription_id }, "Subscription " + sub.subscription_id)),
               panel);
+            panel.payg = card.payg;  // what "Cancel Pay as You Go" says the final invoice covers
+            panel.unitLabel = (card.charge_unit_size || 1) > 1 ? "charged unit" : card.unit;
             drawPaymentPanel(panel, sub.subscription_id, generation, null);
             return holder;
           })
@@ -1285,7 +1297,8 @@
           el("button", { type: "button", class: "button button--small payment-update", onclick: function (event) {
             startCardUpdate(panel, subscriptionId, generation, event.target);
           } }, "Update card"),
-          el("div", { class: "payment-form-slot" }));
+          el("div", { class: "payment-form-slot" }),
+          paygEnded(panel.payg) ? null : cancelControl(panel, subscriptionId, generation));
       } else if (card.error && card.error.status === 403) {
         top = el("p", { class: "payment-absent explain-inline" }, "The card is shown only to the subscription's purchaser and the team's primary admins: " +
           "they can update it and pay failed invoices. Ask one of them if a payment failed.");
@@ -1296,6 +1309,36 @@
         : errorBox(invoices, "Invoices could not be loaded");
       replace(panel, message ? el("div", { class: "payment-message " + message.kind, role: "status" }, message.text) : null, top, rows);
     });
+  }
+
+  /** "Cancel Pay as You Go" (the purchaser and primary admins: whoever may read the card here), with a
+   * confirmation of what the final invoice will cover: the open cycle up to now, billed when it closes. */
+  function cancelControl(panel, subscriptionId, generation) {
+    var slot = el("div", { class: "payg-cancel" });
+    var start = el("button", { type: "button", class: "button button--small button--danger payg-cancel__start", onclick: function () {
+      var payg = panel.payg || {};
+      var covers = payg.cycle_start
+        ? "The final invoice will cover " + date(payg.cycle_start) + " – today: " + plural(payg.charged_units || 0, panel.unitLabel || "unit") +
+          " so far (" + money(payg.amount || 0, payg.currency) + "), plus any usage recorded before now that is still being counted. " +
+          "It is issued and charged once the cycle closes; the partial unit left over is never charged."
+        : "The final invoice will cover the current billing cycle up to now, once it closes.";
+      replace(slot, el("div", { class: "payg-cancel__confirm", role: "alertdialog", "aria-label": "Cancel Pay as You Go" },
+        el("p", null, el("strong", null, "Cancel Pay as You Go now?"), " From now on it covers no usage: further use counts against the team's other subscriptions, or as shortfall."),
+        el("p", { class: "payg-cancel__covers" }, covers),
+        el("button", { type: "button", class: "button button--small button--danger payg-cancel__confirm-button", onclick: function (event) {
+          event.target.disabled = true;
+          api(teamPath("/subscriptions/" + encodeURIComponent(subscriptionId) + "/cancel"), { method: "POST" }).then(function () {
+            if (generation === state.generation) render();
+          }, function (error) {
+            event.target.disabled = false;
+            slot.appendChild(errorBox(error, "Not cancelled"));
+          });
+        } }, "Yes, cancel Pay as You Go"),
+        " ",
+        el("button", { type: "button", class: "button button--small payg-cancel__keep", onclick: function () { replace(slot, start); } }, "Keep it")));
+    } }, "Cancel Pay as You Go");
+    slot.appendChild(start);
+    return slot;
   }
 
   function paymentInvoices(invoices, mayPay, panel, subscriptionId, generation) {

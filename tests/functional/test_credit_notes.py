@@ -167,6 +167,8 @@ def test_credit_notes_on_an_unpaid_invoice_lower_the_next_attempt_and_void_it_at
 
     assert close_billing(api.stack, CLOSE_AT + timedelta(days=1))["attempts"] == 1  # the day-1 retry
     assert sorted(intent.amount for intent in intents_of(api.stack, invoice)) == [600, 1000]  # the retry asked amount_due
+    failed = [email for email in sent_emails() if email.subject.startswith("Payment failed")]
+    assert "(10.00 USD)" in failed[0].subject and "(6.00 USD)" in failed[-1].subject  # what each attempt asked
 
     full = credit(api, invoice, 600, "order_change")
     assert full.status == 201, full.text

@@ -12,13 +12,22 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from usage_ledger.domain.billing import PAID, UNPAID, VOID, CreditNoteSummary, Invoice, Refund
+from usage_ledger.domain.billing import (
+    PAID,
+    PAYMENT_FAILED,
+    UNCOLLECTIBLE,
+    UNPAID,
+    VOID,
+    CreditNoteSummary,
+    Invoice,
+    Refund,
+)
 from usage_ledger.domain.calendar import iso
 from usage_ledger.domain.errors import ValidationFailed
 from usage_ledger.domain.model import PaymentMethod
 
 REASONS = ("duplicate", "fraudulent", "order_change", "product_unsatisfactory", "other")
-CREDITABLE = frozenset({UNPAID, PAID, "payment_failed", "uncollectible"})
+CREDITABLE = frozenset({UNPAID, PAID, PAYMENT_FAILED, UNCOLLECTIBLE})  # never a void one
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,14 @@ def _safe_filename(prefix: str, reference: str) -> str:
     return f"{prefix}-{re.sub(r'[^A-Za-z0-9._-]+', '-', reference).strip('-.') or 'document'}.pdf"
 
 
+def charged_amount(invoice: Invoice) -> int:
+    """What an attempt asks (unpaid: amount_due) or asked (paid: the total less credit notes issued
+    while it was unpaid, the ones without a refund); the emails about a payment name this."""
+    if invoice.status != PAID:
+        return invoice.amount_due
+    return invoice.total - sum(note.amount for note in invoice.credit_notes if note.refund is None)
+
+
 def invoice_document(invoice: Invoice, issuer: Issuer, portal_url: str) -> dict[str, Any]:
     """Everything an invoice shows, as display strings (jinja2 escapes them in HTML)."""
     zone = invoice.timezone or "UTC"
@@ -143,7 +151,8 @@ def invoice_document(invoice: Invoice, issuer: Issuer, portal_url: str) -> dict[
         "paid_on": local_date_in_words(paid_at, zone) if paid_at else None,
         "view_url": invoice_link(portal_url, invoice.team_id, invoice.invoice_id),
         "update_card_url": payment_method_link(portal_url, invoice.team_id, invoice.subscription_id),
-        "subject": {"ref": reference, "team": invoice.team_name, "total": money(invoice.total)},
+        "charged": money(charged_amount(invoice)),
+        "subject": {"ref": reference, "team": invoice.team_name, "total": money(charged_amount(invoice))},
         "pdf_filename": pdf_filename(invoice),
         "email": False,
     }
