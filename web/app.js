@@ -1236,7 +1236,8 @@
     return loadCards(generation).then(function (list) {
       if (generation !== state.generation) return;
       var payg = list.filter(function (card) {
-        return card.payg && (!route.item || (card.subscriptions || []).some(function (sub) { return sub.subscription_id === route.item; }));
+        return card.payg && (!route.item || card.payg.subscription_id === route.item ||
+          (card.subscriptions || []).some(function (sub) { return sub.subscription_id === route.item; }));
       });
       if (!payg.length) {
         replace(container, el("p", { class: "empty" }, route.item ? "Subscription “" + route.item + "” is not a Pay as You Go subscription of this team." : "This team has no Pay as You Go subscription."));
@@ -1244,6 +1245,10 @@
       }
       replace(container, payg.map(function (card) {
         var subs = (card.subscriptions || []).filter(function (sub) { return sub.type === "payg" && (!route.item || sub.subscription_id === route.item); });
+        var ended = card.payg.subscription_id;  // an ended payg is no longer a row; its invoices are still collected
+        if (ended && (!route.item || ended === route.item) && !subs.some(function (sub) { return sub.subscription_id === ended; })) {
+          subs.push({ subscription_id: ended, type: "payg" });
+        }
         return el("article", { class: "card card--wide", "data-resource-id": card.resource_id },
           el("header", { class: "card__head" }, el("h3", { class: "card__title" }, card.display_name || card.resource_id), el("span", { class: "kind" }, "Pay as You Go")),
           paygBlock(card.payg, (card.charge_unit_size || 1) > 1 ? "charged unit" : card.unit),

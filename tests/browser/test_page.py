@@ -500,13 +500,13 @@ def test_no_user_is_hard_coded_in_the_page() -> None:
 # ------------------------------------------------------------------------------ settings: payment method
 
 
-def _declined_team(base_url: str) -> tuple[str, str, dict[str, Any]]:
-    """A team of its own (the demo's invoices stay as they are) whose Pay as You Go card attaches and
-    then declines (4000000000000341): its closed cycle's invoice is payment_failed. Returns the team,
-    the subscription and the invoice."""
+def _payg_team(base_url: str, card: str, purchaser: str = "alice") -> tuple[str, str]:
+    """A team of its own (the demo's data stays as it is) with a Pay as You Go bought 20 days ago on
+    `card` and 30 minutes used an hour ago (alice primary admin, bob secondary admin): the team and
+    the subscription."""
     from datetime import UTC, datetime, timedelta
 
-    from infra.localstripe import CARD_DECLINED_ON_CHARGE, create_card
+    from infra.localstripe import create_card
 
     team, subscription = f"team-pay-{uuid.uuid4().hex[:8]}", f"sub-pay-{uuid.uuid4().hex[:8]}"
     stripe_base = call(base_url, "GET", "/web/config.json").body["stripeJsUrl"].removesuffix("/js.stripe.com/v3/")
@@ -518,8 +518,7 @@ def _declined_team(base_url: str) -> tuple[str, str, dict[str, Any]]:
     purchased = (now - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
     grant = {"subscription_id": subscription, "resource_id": "processing-minutes", "type": "payg", "starts_at": purchased,
              "purchased_at": purchased, "timezone": "UTC", "unit_amount": 250, "currency": "usd",
-             "purchaser_user_id": "alice",
-             "payment_method": {"id": create_card(stripe_base, CARD_DECLINED_ON_CHARGE)}}
+             "purchaser_user_id": purchaser, "payment_method": {"id": create_card(stripe_base, card)}}
     created = call(base_url, "POST", f"/v1/admin/teams/{team}/subscriptions", operator=True, body=grant)
     assert created.status in (200, 201), created.body
     event = {"specversion": "1.0", "id": f"pay-{uuid.uuid4().hex}", "source": "urn:usage-ledger:browser-test",
@@ -529,6 +528,17 @@ def _declined_team(base_url: str) -> tuple[str, str, dict[str, Any]]:
     posted = call(base_url, "POST", "/v1/events", operator=True, body=[event], content_type="application/cloudevents-batch+json")
     assert posted.status == 202, posted.body
     assert call(base_url, "POST", "/_local/drain").status == 200
+    return team, subscription
+
+
+def _declined_team(base_url: str) -> tuple[str, str, dict[str, Any]]:
+    """A Pay as You Go team (_payg_team) whose card attaches and then declines (4000000000000341): its
+    closed cycle's invoice is payment_failed. Returns the team, the subscription and the invoice."""
+    from datetime import UTC, datetime, timedelta
+
+    from infra.localstripe import CARD_DECLINED_ON_CHARGE
+
+    team, subscription = _payg_team(base_url, CARD_DECLINED_ON_CHARGE)
     payg = api(base_url, f"/v1/teams/{team}/balances/processing-minutes")["payg"]
     end = datetime.fromisoformat(payg["cycle_end"]).replace(hour=12, tzinfo=UTC) + timedelta(days=2)
     ran = call(base_url, "POST", "/_local/run/CloseBillingCyclesFunction", body={"time": end.strftime("%Y-%m-%dT%H:%M:%SZ")})
@@ -579,6 +589,43 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
     assert "purchaser" in absent.text and "primary admin" in absent.text
     assert not driver.find_elements(By.CSS_SELECTOR, ".payment-update, .invoice-pay")
     assert driver.find_element(By.CSS_SELECTOR, f'tr[data-invoice-id="{invoice["invoice_id"]}"]').get_attribute("data-status") == "paid"
+
+
+def test_the_purchaser_cancels_pay_as_you_go_and_the_card_shows_the_final_cycle(driver: WebDriver, base_url: str) -> None:
+    from infra.localstripe import CARD_OK
+
+    team, subscription = _payg_team(base_url, CARD_OK, purchaser="bob")
+    before = api(base_url, f"/v1/teams/{team}/balances/processing-minutes", "bob")["payg"]
+    assert before["ends_at"] is None and before["charged_units"] > 0
+    sign_in(driver, base_url, "bob")  # the purchaser, a secondary admin
+    open_link(driver, payment_method_link(base_url, team, subscription))
+    panel = visible(driver, f'#payment [data-payment-for="{subscription}"]')
+    wait(driver).until(lambda d: panel.get_attribute("aria-busy") == "false")
+    panel.find_element(By.CSS_SELECTOR, ".payg-cancel__start").click()
+    covers = visible(driver, f'[data-payment-for="{subscription}"] .payg-cancel__covers')
+    cycle_start = driver.execute_script("return arguments[0].textContent", driver.find_element(By.CSS_SELECTOR, "#payment .payg__cycle"))
+    assert "final invoice will cover" in covers.text and cycle_start.split(" – ")[0] in covers.text
+    assert f"{before['charged_units']} charged unit" in covers.text
+    assert api(base_url, f"/v1/teams/{team}/balances/processing-minutes", "bob")["payg"]["ends_at"] is None  # not yet
+    driver.find_element(By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] .payg-cancel__confirm-button').click()
+    visible(driver, '#payment .payg[data-ended="true"]')
+    after = api(base_url, f"/v1/teams/{team}/balances/processing-minutes", "bob")["payg"]
+    assert after["ends_at"] and after["charged_units"] == before["charged_units"]
+    # the final cycle: from its start to the day of the cancel (the zone is UTC here)
+    assert (after["cycle_start"], after["cycle_end"]) == (before["cycle_start"], after["ends_at"][:10])
+
+    open_link(driver, balances_link(base_url, team))
+    block = visible(driver, '#balances .card[data-resource-id="processing-minutes"] .payg[data-ended="true"]')
+    assert "ended" in block.text and "final billing cycle" in block.text and "final invoice" in block.text
+    shown = block.find_element(By.CSS_SELECTOR, ".payg__cycle").text
+    assert shown.split(" – ")[0] == cycle_start.split(" – ")[0] and shown != cycle_start  # it ends today now
+    assert console_errors(driver) == []
+
+    # alice (primary admin) sees it ended and is offered no second cancel
+    sign_in(driver, base_url, "alice")
+    open_link(driver, payment_method_link(base_url, team, subscription))
+    visible(driver, '#payment .payg[data-ended="true"]')
+    assert not driver.find_elements(By.CSS_SELECTOR, ".payg-cancel__start")
 
 
 # ------------------------------------------------------------------------------ screenshots
