@@ -263,3 +263,5 @@ def test_the_credit_note_reads_as_json_and_pdf_and_its_email_attaches_the_pdf(ap
     html = api.get(f"/v1/teams/team-a/invoices/{invoice['invoice_id']}", as_=ALICE,
                    headers={"accept": "text/html"}).text
     assert "Credit notes" in html and "Amount due" in html and "-1.25 USD" in html
+    invoice_pdf = pdf_text(api.get(f"/v1/teams/team-a/invoices/{invoice['invoice_id']}", as_=ALICE, headers=PDF).content)
+    assert "Credit note 1" in invoice_pdf and "-1.25 USD" in invoice_pdf and "Refunded" in invoice_pdf

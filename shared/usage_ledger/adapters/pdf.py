@@ -126,11 +126,11 @@ def invoice_pdf(document: dict[str, Any]) -> bytes:
         gap(6)
         text("Credit notes", size=13, height=7)
         pdf.set_font(FAMILY, size=10)
-        with pdf.table(col_widths=(22, 30, 30, 18), first_row_as_headings=False, borders_layout="HORIZONTAL_LINES",
-                       line_height=6) as table:
+        with pdf.table(col_widths=(22, 26, 28, 14, 14), text_align=("LEFT", "LEFT", "LEFT", "RIGHT", "LEFT"),
+                       first_row_as_headings=False, borders_layout="HORIZONTAL_LINES", line_height=6) as table:
             for note in document["credit_notes"]:
-                table.row((f"Credit note {note['number']}", note["issued_on"], note["reason"],
-                           f"{note['amount']} {note['refund'] or ''}".strip()))
+                table.row((f"Credit note {note['number']}", note["issued_on"], note["reason"], note["amount"],
+                           note["refund"] or ""))
     if document["attempts"]:
         gap(6)
         text("Payment attempts", size=13, height=7)

@@ -90,6 +90,10 @@ def pdf_filename(invoice: Invoice) -> str:
     return _safe_filename("invoice", reference_of(invoice))
 
 
+def _refund_label(status: str) -> str:
+    return "Refunded" if status == "succeeded" else f"Refund {status.replace('_', ' ')}"
+
+
 def _safe_filename(prefix: str, reference: str) -> str:
     return f"{prefix}-{re.sub(r'[^A-Za-z0-9._-]+', '-', reference).strip('-.') or 'document'}.pdf"
 
@@ -138,7 +142,7 @@ def invoice_document(invoice: Invoice, issuer: Issuer, portal_url: str) -> dict[
         "credit_notes": [{"number": note.number, "amount": money(note.amount),
                           "reason": REASON_LABELS.get(note.reason, note.reason),
                           "issued_on": local_date_in_words(note.issued_at, zone),
-                          "refund": f"refunded ({note.refund.status})" if note.refund else None}
+                          "refund": _refund_label(note.refund.status) if note.refund else None}
                          for note in invoice.credit_notes],
         "card": f"{card.brand.title()} ending in {card.last4}",
         "attempts": [{"number": attempt.number, "when": instant_in_words(attempt.at, zone),
