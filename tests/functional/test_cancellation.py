@@ -143,3 +143,32 @@ def test_an_earlier_end_stays(api, world, team, clock):
     clock.set(utc(2026, 5, 1))  # already ended
     reply = api.post("/v1/admin/teams/team-a/subscriptions/flex-1/cancel", None, as_=OPERATOR)
     assert reply.status == 200 and reply.json["ends_at"] == "2026-04-01T00:00:00Z"
+
+
+
+def test_cancels_racing_each_other_and_ingest_end_it_once(api, world, team, clock):
+    import threading
+
+    payg(world)
+    ingest(api, clock, utc(2026, 3, 10), 20)
+    clock.set(CANCELLED_AT)
+    barrier, replies = threading.Barrier(4), []
+
+    def run(index):
+        barrier.wait()
+        if index == 3:  # an event from before the end, applied while the cancels race
+            replies.append(send_events(api, [cloud_event("team-a", "minutes", 20, CANCELLED_AT - timedelta(hours=1))]))
+            drain_events(api.stack)
+        else:
+            replies.append(cancel(api, (ALICE, BOB, ALICE)[index]))
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(reply.status for reply in replies) == [200, 200, 200, 202]
+    assert {reply.json["ends_at"] for reply in replies if reply.status == 200} == {rfc3339(CANCELLED_AT)}
+    close_billing(api.stack, CANCELLED_AT + timedelta(hours=2))
+    (final,) = invoices(api)
+    assert (final["period_end"], final["lines"][0]["charged_units"]) == ("2026-03-11", 2)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from usage_ledger.domain.calendar import cycle_at
 from usage_ledger.domain.errors import NotFound
 from usage_ledger.service.operator import subscription_view
 from usage_ledger.service.ports import LedgerStore
@@ -24,10 +23,7 @@ class Cancellation:
         if subscription is None or (payg_only and not subscription.is_payg):
             raise NotFound(f"Team {team_id!r} has no {'payg ' if payg_only else ''}subscription {subscription_id!r}.")
         if subscription.ends_at is None or subscription.ends_at > now:
-            final_cycle = None
-            if subscription.is_payg and subscription.purchased_at and subscription.timezone:
-                final_cycle = cycle_at(subscription.purchased_at, subscription.timezone, now, now)
             # False: a racing cancel (or an earlier end) got there first; its end stands
-            self.ledger.end_subscription(subscription, now, final_cycle)
+            self.ledger.end_subscription(subscription, now)
             subscription = self.ledger.subscription_by_id(team_id, subscription_id) or subscription
         return subscription_view(subscription)

@@ -11,7 +11,6 @@ from typing import Any, Protocol
 
 from usage_ledger.domain.alert import Alert, Notice, NoticeState
 from usage_ledger.domain.billing import Charge, CycleRef, Invoice, InvoiceRef, PaygCycle, Refund
-from usage_ledger.domain.calendar import Cycle
 from usage_ledger.domain.credit_note import CreditNote
 from usage_ledger.domain.ledger import BalanceState, Debit, ResourceLedger, TeamSnapshot
 from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team, UsageBucket, UsageEvent
@@ -63,9 +62,9 @@ class LedgerStore(Protocol):
         """Save the card (and its Customer) on the payg subscription as read; False when the stored
         item is no longer that payg subscription with that Customer."""
         ...
-    def end_subscription(self, subscription: Subscription, ends_at: datetime, final_cycle: Cycle | None = None) -> bool:
-        """Set `ends_at` unless an end at or before it is stored (False then); a payg's open final
-        cycle ends there in the same write."""
+    def end_subscription(self, subscription: Subscription, ends_at: datetime) -> bool:
+        """Set `ends_at` unless an end at or before it is stored (False then); a payg's open cycles
+        that end later end there in the same write."""
         ...
     def load_team(self, team_id: str, *, everything: bool = False,
                   resource_id: str | None = None) -> TeamSnapshot: ...

@@ -63,7 +63,12 @@ def subscription_sk(resource_id: str, subscription_id: str) -> str:
 
 
 def cycle_sk(resource_id: str, subscription_id: str, index: int) -> str:
-    return f"{RESOURCE_PREFIX}{resource_id}#CYCLE#{subscription_id}#{index:06d}"
+    return f"{cycles_prefix(resource_id, subscription_id)}{index:06d}"
+
+
+def cycles_prefix(resource_id: str, subscription_id: str) -> str:
+    """Every open cycle of one payg subscription (begins_with)."""
+    return f"{RESOURCE_PREFIX}{resource_id}#CYCLE#{subscription_id}#"
 
 
 def closed_cycles_pk(team_id: str) -> str:

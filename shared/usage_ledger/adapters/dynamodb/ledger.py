@@ -33,7 +33,7 @@ from usage_ledger.adapters.dynamodb.models import (
 )
 from usage_ledger.adapters.dynamodb.paging import decode_cursor, encode_cursor, page
 from usage_ledger.domain.billing import CLOSED, CLOSING, OPEN
-from usage_ledger.domain.calendar import Cycle, iso
+from usage_ledger.domain.calendar import Cycle, cycle_by_index, iso
 from usage_ledger.domain.errors import Contended
 from usage_ledger.domain.ids import is_identifier
 from usage_ledger.domain.ledger import BalanceState, CycleKey, TeamSnapshot
@@ -309,33 +309,29 @@ class LedgerStore:
             raise
         return True
 
-    def end_subscription(self, subscription: Subscription, ends_at: datetime, final_cycle: Cycle | None = None) -> bool:
+    def end_subscription(self, subscription: Subscription, ends_at: datetime) -> bool:
         """Set `ends_at` unless the stored one is already at or before it (an earlier end stays):
-        False then. In the same transaction: the payg's open `final_cycle` (the one containing the
-        end) ends there, so the close job finds it due then; and the resource's balance version
-        moves, so an ingest apply that read the subscription before the end re-reads it instead of
-        debiting past it (or making that cycle with its old end)."""
+        False then. In the same transaction: a payg's open cycles that end later end there (the one
+        containing the end, or one a late unit started after it), so the close job finds them due
+        then; and the resource's balance version moves, so an ingest apply that read the
+        subscription before the end re-reads it instead of debiting past it or making a cycle with
+        its old end."""
         pk = keys.team_pk(subscription.team_id)
         item = SubscriptionItem(pk, keys.subscription_sk(subscription.resource_id, subscription.subscription_id))
         condition = SubscriptionItem.SK.exists() & (SubscriptionItem.ends_at.does_not_exist()
                                                     | (SubscriptionItem.ends_at > ends_at))
         for _ in range(MAX_END_RACES):  # a conflict with an ingest apply or a close: read again and retry
             balance = self._get(pk, keys.balance_sk(subscription.resource_id))
-            cycle = None
-            if final_cycle is not None:
-                cycle = self._get(pk, keys.cycle_sk(subscription.resource_id, subscription.subscription_id,
-                                                    final_cycle.index))
             try:
                 with TransactWrite(connection=connection()) as transaction:
                     transaction.update(item, actions=[SubscriptionItem.ends_at.set(ends_at)], condition=condition)
                     if isinstance(balance, BalanceItem):
                         # pynamodb adds the version's increment and its condition (the version read)
                         transaction.update(balance, actions=[])
-                    if isinstance(cycle, CycleItem) and final_cycle is not None:
+                    for cycle, ended in self._cycles_ending(subscription, ends_at):
                         transaction.update(CycleItem(pk, cycle.SK), actions=[
-                            CycleItem.cycle_end.set(final_cycle.end_date.isoformat()),
-                            CycleItem.ends_at.set(final_cycle.ends_at), CycleItem.GSI1SK.set(iso(final_cycle.ends_at)),
-                        ], condition=CycleItem.status == OPEN)
+                            CycleItem.cycle_end.set(ended.end_date.isoformat()), CycleItem.ends_at.set(ended.ends_at),
+                            CycleItem.GSI1SK.set(iso(ended.ends_at))], condition=CycleItem.status == OPEN)
                 return True
             except TransactWriteError as error:
                 codes = cancellation_codes(error)
@@ -344,6 +340,19 @@ class LedgerStore:
                 if not lost_a_race(codes) and CONDITION_FAILED not in codes:
                     raise
         raise Contended(f"subscription {subscription.subscription_id}: ending it kept conflicting")
+
+    @staticmethod
+    def _cycles_ending(subscription: Subscription, ends_at: datetime) -> list[tuple[CycleItem, Cycle]]:
+        """The payg's open cycles (in `RES#`) that end after `ends_at`, each as it ends then."""
+        if not subscription.is_payg or subscription.purchased_at is None or subscription.timezone is None:
+            return []
+        found = []
+        for stored in LedgerItem.query(keys.team_pk(subscription.team_id), LedgerItem.SK.startswith(
+                keys.cycles_prefix(subscription.resource_id, subscription.subscription_id)), consistent_read=True):
+            if isinstance(stored, CycleItem) and stored.status == OPEN and stored.ends_at > ends_at:
+                found.append((stored, cycle_by_index(subscription.purchased_at, subscription.timezone,
+                                                     int(stored.cycle_index), ends_at)))
+        return found
 
     # -------------------------------------------------------------- the team's partition
 
