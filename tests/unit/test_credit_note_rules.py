@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from test_invoice_documents import invoice
 from usage_ledger.domain.billing import PAID, PAYMENT_FAILED, UNCOLLECTIBLE, UNPAID, VOID, Refund
 from usage_ledger.domain.credit_note import credit_note_for, credited
-from usage_ledger.domain.errors import ValidationFailed
+from usage_ledger.domain.errors import Conflict, ValidationFailed
 
 NOW = datetime(2026, 4, 2, tzinfo=UTC)
 
@@ -59,3 +59,8 @@ def test_a_void_invoice_takes_no_credit_note():
     void, _ = credit(invoice(status=UNPAID, paid_at=None), 2750, 1)
     with pytest.raises(ValidationFailed):
         credit(void, 1, 2)
+
+
+def test_a_paid_invoice_without_a_paying_intent_is_refused_before_anything_is_credited():
+    with pytest.raises(Conflict):
+        credit(invoice(charge_id=None), 100, 1)

@@ -23,7 +23,7 @@ from usage_ledger.domain.billing import (
     Refund,
 )
 from usage_ledger.domain.calendar import iso
-from usage_ledger.domain.errors import ValidationFailed
+from usage_ledger.domain.errors import Conflict, ValidationFailed
 from usage_ledger.domain.model import PaymentMethod
 
 REASONS = ("duplicate", "fraudulent", "order_change", "product_unsatisfactory", "other")
@@ -83,13 +83,17 @@ def refund_key(team_id: str, credit_note_id: str) -> str:
 def credit_note_for(invoice: Invoice, credit_note_id: str, amount: int, reason: str, memo: str | None,
                     now: datetime) -> CreditNote:
     """The credit note `amount` of `invoice` as it stands; ValidationFailed on `amount` past what is
-    left to credit (the store's conditional write keeps that true under races)."""
+    left to credit (the store's conditional write keeps that true under races); Conflict for a paid
+    invoice with no PaymentIntent to refund."""
     left = invoice.total - invoice.credited
     if invoice.status not in CREDITABLE or amount > left:
         raise ValidationFailed.single(
             "amount", f"must not exceed what is left to credit on invoice {invoice.invoice_id!r}: {left} "
                       f"({invoice.total} total, {invoice.credited} credited)" if invoice.status in CREDITABLE
             else f"invoice {invoice.invoice_id!r} is {invoice.status}: nothing is left to credit")
+    if invoice.status == PAID and not invoice.charge_id:  # refused before anything is credited
+        raise Conflict(f"Invoice {invoice.invoice_id!r} was paid without a PaymentIntent to refund; refund it at "
+                       "the processor instead.")
     return CreditNote(
         credit_note_id=credit_note_id, team_id=invoice.team_id, invoice_id=invoice.invoice_id,
         invoice_number=invoice.number, number=None, amount=amount, currency=invoice.currency, reason=reason,

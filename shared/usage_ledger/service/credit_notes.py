@@ -89,8 +89,7 @@ class CreditNotes:
         """The refund a paid invoice's credit note owes, made once (see the module's step 2)."""
         if not note.refund_owed:
             return note
-        if not note.payment_intent:  # paid before PaymentIntents were kept: nothing to refund through
-            raise Conflict(f"Invoice {note.invoice_id!r} has no PaymentIntent to refund; refund it at the processor.")
+        assert note.payment_intent  # credit_note_for refuses a paid invoice without one
         token = uuid.uuid4().hex
         taken, resumed = self.store.claim_refund(note, token, clock.lease_until(), clock.now())
         if not taken:
