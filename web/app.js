@@ -1011,13 +1011,20 @@
 
   var INVOICE_STATUS = { paid: ["Paid", "ok"], payment_failed: ["Payment failed", "exhausted"], open: ["Open", "low"], uncollectible: ["Uncollectible", "exhausted"], void: ["Void (credited in full)", "ok"] };
 
+  /** Under an invoice's total: what its credit notes took off, and what is still due. */
+  function creditedNote(invoice) {
+    if (!invoice.credited) return null;
+    return el("span", { class: "sub credited" }, "Credited " + money(invoice.credited, invoice.currency) +
+      (invoice.amount_due ? " · due " + money(invoice.amount_due, invoice.currency) : ""));
+  }
+
   function invoiceRow(invoice) {
     var status = INVOICE_STATUS[invoice.status] || [String(invoice.status || "–"), "low"];
     var period = date(invoice.period_start) + " – " + date(invoice.period_end);
     return el("tr", { "data-invoice-id": invoice.invoice_id },
       el("td", null, invoice.number || invoice.invoice_id, el("span", { class: "sub" }, (invoice.lines || []).map(function (line) { return resourceName(line.resource_id); }).join(", "))),
       el("td", null, period, invoice.issued_at ? el("span", { class: "sub" }, "Issued " + date(invoice.issued_at)) : null),
-      el("td", { class: "num" }, money(invoice.total, invoice.currency)),
+      el("td", { class: "num" }, money(invoice.total, invoice.currency), creditedNote(invoice)),
       el("td", null, el("span", { class: "status status--" + status[1] }, status[0])),
       el("td", { class: "actions" }, el("a", { class: "button button--small invoice-open", href: link(state.team, "invoices", invoice.invoice_id), "aria-label": "View invoice for " + period }, "View"))
     );
@@ -1359,7 +1366,7 @@
         return el("tr", { "data-invoice-id": invoice.invoice_id, "data-status": invoice.status },
           el("td", null, el("a", { href: link(state.team, "invoices", invoice.invoice_id) }, "No. " + (invoice.number || invoice.invoice_id)),
             el("span", { class: "sub" }, date(invoice.period_start) + " – " + date(invoice.period_end))),
-          el("td", { class: "num" }, money(invoice.total, invoice.currency)),
+          el("td", { class: "num" }, money(invoice.total, invoice.currency), creditedNote(invoice)),
           el("td", null, el("span", { class: "status status--" + status[1] }, status[0]),
             el("span", { class: "sub" }, invoice.attempt_count + " attempt" + (invoice.attempt_count === 1 ? "" : "s") +
               (invoice.paid_at ? " · paid " + dateTime(invoice.paid_at) : ""))),

@@ -628,6 +628,28 @@ def test_the_purchaser_cancels_pay_as_you_go_and_the_card_shows_the_final_cycle(
     assert not driver.find_elements(By.CSS_SELECTOR, ".payg-cancel__start")
 
 
+def test_a_credited_invoice_shows_void_and_lists_its_credit_notes(driver: WebDriver, base_url: str) -> None:
+    team, _, invoice = _declined_team(base_url)
+    total = invoice["total"]
+    path = f"/v1/admin/teams/{team}/invoices/{invoice['invoice_id']}/credit-notes"
+    for note, amount in (("cn-browser-1", 100), ("cn-browser-2", total - 100)):
+        made = call(base_url, "POST", path, operator=True, body={"credit_note_id": note, "amount": amount, "reason": "other"})
+        assert made.status == 201, made.body
+    sign_in(driver, base_url, "alice")
+    open_link(driver, page_link(base_url, team, "invoices"))
+    row = visible(driver, f'#invoices tr[data-invoice-id="{invoice["invoice_id"]}"]')
+    assert "Void (credited in full)" in row.text and f"Credited ${total / 100:,.2f}" in row.text
+    open_link(driver, invoice_link(base_url, team, invoice["invoice_id"]))
+    driver.switch_to.frame(visible(driver, "#invoice-view iframe.invoice-frame"))
+    try:
+        wait(driver).until(lambda d: d.find_element(By.TAG_NAME, "body").text.strip())
+        text = driver.find_element(By.TAG_NAME, "body").text
+    finally:
+        driver.switch_to.default_content()
+    assert "Void" in text and "Credit notes" in text and "Credit note 1" in text and "Credit note 2" in text
+    assert console_errors(driver) == []
+
+
 # ------------------------------------------------------------------------------ screenshots
 
 
