@@ -866,11 +866,21 @@
     );
   }
 
+  function paygEnded(payg) {
+    return !!(payg && payg.ends_at && new Date(payg.ends_at) <= new Date());
+  }
+
   function paygBlock(payg, chargedUnit, zone) {
     var pastDue = payg.status === "past_due";
-    return el("div", { class: "payg" + (pastDue ? " payg--past-due" : "") },
-      el("p", { class: "payg__title" }, "Pay as You Go — current billing cycle",
-        el("span", { class: "status payg__status status--" + (pastDue ? "exhausted" : "ok") }, pastDue ? "Past due" : "Active")),
+    var ended = paygEnded(payg);
+    return el("div", { class: "payg" + (pastDue ? " payg--past-due" : ""), "data-ended": ended ? "true" : null },
+      el("p", { class: "payg__title" }, ended
+        ? "Pay as You Go — ended " + dateTimeIn(payg.ends_at, zone) + "; final billing cycle"
+        : payg.ends_at ? "Pay as You Go — current billing cycle, the last (it ends " + dateTimeIn(payg.ends_at, zone) + ")"
+          : "Pay as You Go — current billing cycle",
+        el("span", { class: "status payg__status status--" + (pastDue ? "exhausted" : "ok") }, pastDue ? "Past due" : ended ? "Ended" : "Active")),
+      ended ? el("p", { class: "payg__ended note" }, "This subscription has ended and covers no further use. Its final invoice, " +
+        "for the cycle below, is issued once the cycle closes; the partial unit left over is never charged.") : null,
       el("p", null, el("span", { class: "payg__cycle" }, date(payg.cycle_start) + " – " + date(payg.cycle_end)),
         el("span", { class: "sub payg__zone" }, zoneNote(zone))),
       el("p", null,
@@ -1130,7 +1140,14 @@
     });
   }
 
-  var INVOICE_STATUS = { paid: ["Paid", "ok"], payment_failed: ["Payment failed", "exhausted"], open: ["Open", "low"], uncollectible: ["Uncollectible", "exhausted"] };
+  var INVOICE_STATUS = { paid: ["Paid", "ok"], payment_failed: ["Payment failed", "exhausted"], open: ["Open", "low"], uncollectible: ["Uncollectible", "exhausted"], void: ["Void (credited in full)", "ok"] };
+
+  /** Under an invoice's total: what its credit notes took off, and what is still due. */
+  function creditedNote(invoice) {
+    if (!invoice.credited) return null;
+    return el("span", { class: "sub credited" }, "Credited " + money(invoice.credited, invoice.currency) +
+      (invoice.amount_due ? " · due " + money(invoice.amount_due, invoice.currency) : ""));
+  }
 
   function invoiceZone(invoice) {
     var sub = paymentSubOf(invoice.subscription_id).sub;
@@ -1143,7 +1160,7 @@
     return el("tr", { "data-invoice-id": invoice.invoice_id },
       el("td", null, invoiceName(invoice.number, invoice.invoice_id), el("span", { class: "sub" }, (invoice.lines || []).map(function (line) { return resourceName(line.resource_id); }).join(", "))),
       el("td", null, period, invoice.issued_at ? el("span", { class: "sub" }, "Issued " + dateIn(invoice.issued_at, invoiceZone(invoice))) : null),
-      el("td", { class: "num" }, money(invoice.total, invoice.currency)),
+      el("td", { class: "num" }, money(invoice.total, invoice.currency), creditedNote(invoice)),
       el("td", null, el("span", { class: "status status--" + status[1] }, status[0])),
       el("td", { class: "actions" }, el("a", { class: "button button--small invoice-open", href: link(state.team, "invoices", invoice.invoice_id), "aria-label": "View invoice for " + period }, "View"))
     );
@@ -1407,7 +1424,8 @@
     return loadCards(generation).then(function (list) {
       if (generation !== state.generation) return;
       var payg = list.filter(function (card) {
-        return card.payg && (!route.item || (card.subscriptions || []).some(function (sub) { return sub.subscription_id === route.item; }));
+        return card.payg && (!route.item || card.payg.subscription_id === route.item ||
+          (card.subscriptions || []).some(function (sub) { return sub.subscription_id === route.item; }));
       });
       if (!payg.length) {
         replace(container, el("p", { class: "empty" }, route.item ? "Subscription “" + route.item + "” is not a Pay as You Go subscription of this team." : "This team has no Pay as You Go subscription."));
@@ -1415,6 +1433,10 @@
       }
       replace(container, payg.map(function (card) {
         var subs = (card.subscriptions || []).filter(function (sub) { return sub.type === "payg" && (!route.item || sub.subscription_id === route.item); });
+        var ended = card.payg.subscription_id;  // an ended payg is no longer a row; its invoices are still collected
+        if (ended && (!route.item || ended === route.item) && !subs.some(function (sub) { return sub.subscription_id === ended; })) {
+          subs.push({ subscription_id: ended, type: "payg" });
+        }
         return el("article", { class: "card card--wide" + (isPastDue(card) ? " card--exhausted card--past-due" : ""), "data-resource-id": card.resource_id },
           el("header", { class: "card__head" }, el("h3", { class: "card__title" }, card.display_name || card.resource_id), el("span", { class: "kind" }, "Pay as You Go")),
           paygBlock(card.payg, (card.charge_unit_size || 1) > 1 ? "charged unit" : card.unit, paygZone(card)),
@@ -1423,6 +1445,8 @@
             var holder = el("div", { class: "payment-sub" },
               el("p", null, el("span", { class: "chip", "data-subscription-id": sub.subscription_id }, subscriptionName(card, sub, subs.length > 1))),
               panel);
+            panel.payg = card.payg;  // what "Cancel Pay as You Go" says the final invoice covers
+            panel.unitLabel = (card.charge_unit_size || 1) > 1 ? "charged unit" : card.unit;
             drawPaymentPanel(panel, sub.subscription_id, generation, null);
             return holder;
           })
@@ -1496,7 +1520,8 @@
           el("button", { type: "button", class: "button button--small payment-update", onclick: function (event) {
             startCardUpdate(panel, subscriptionId, generation, event.target);
           } }, "Update card"),
-          el("div", { class: "payment-form-slot" }));
+          el("div", { class: "payment-form-slot" }),
+          paygEnded(panel.payg) ? null : cancelControl(panel, subscriptionId, generation));
       } else if (card.refused || (card.error && card.error.status === 403)) {
         var purchaser = owner.sub && owner.sub.purchaser_user_id;
         top = el("p", { class: "payment-absent explain-inline" }, "The card is shown only to the subscription's purchaser" +
@@ -1536,6 +1561,36 @@
       } }, "Update the card now"));
   }
 
+  /** "Cancel Pay as You Go" (the purchaser and primary admins: whoever may read the card here), with a
+   * confirmation of what the final invoice will cover: the open cycle up to now, billed when it closes. */
+  function cancelControl(panel, subscriptionId, generation) {
+    var slot = el("div", { class: "payg-cancel" });
+    var start = el("button", { type: "button", class: "button button--small button--danger payg-cancel__start", onclick: function () {
+      var payg = panel.payg || {};
+      var covers = payg.cycle_start
+        ? "The final invoice will cover " + date(payg.cycle_start) + " – today: " + plural(payg.charged_units || 0, panel.unitLabel || "unit") +
+          " so far (" + money(payg.amount || 0, payg.currency) + "), plus any usage recorded before now that is still being counted. " +
+          "It is issued and charged once the cycle closes; the partial unit left over is never charged."
+        : "The final invoice will cover the current billing cycle up to now, once it closes.";
+      replace(slot, el("div", { class: "payg-cancel__confirm", role: "alertdialog", "aria-label": "Cancel Pay as You Go" },
+        el("p", null, el("strong", null, "Cancel Pay as You Go now?"), " From now on it covers no usage: further use counts against the team's other subscriptions, or as shortfall."),
+        el("p", { class: "payg-cancel__covers" }, covers),
+        el("button", { type: "button", class: "button button--small button--danger payg-cancel__confirm-button", onclick: function (event) {
+          event.target.disabled = true;
+          api(teamPath("/subscriptions/" + encodeURIComponent(subscriptionId) + "/cancel"), { method: "POST" }).then(function () {
+            if (generation === state.generation) render();
+          }, function (error) {
+            event.target.disabled = false;
+            slot.appendChild(errorBox(error, "Not cancelled"));
+          });
+        } }, "Yes, cancel Pay as You Go"),
+        " ",
+        el("button", { type: "button", class: "button button--small payg-cancel__keep", onclick: function () { replace(slot, start); } }, "Keep it")));
+    } }, "Cancel Pay as You Go");
+    slot.appendChild(start);
+    return slot;
+  }
+
   function paymentInvoices(invoices, mayPay, panel, subscriptionId, generation) {
     if (!invoices.length) return el("p", { class: "empty" }, "No invoices for this subscription yet.");
     var owner = paymentSubOf(subscriptionId);
@@ -1551,7 +1606,7 @@
         return el("tr", { "data-invoice-id": invoice.invoice_id, "data-status": invoice.status },
           el("td", null, el("a", { href: link(state.team, "invoices", invoice.invoice_id) }, invoiceName(invoice.number, invoice.invoice_id)),
             el("span", { class: "sub" }, date(invoice.period_start) + " – " + date(invoice.period_end))),
-          el("td", { class: "num" }, money(invoice.total, invoice.currency)),
+          el("td", { class: "num" }, money(invoice.total, invoice.currency), creditedNote(invoice)),
           el("td", null, el("span", { class: "status status--" + status[1] }, status[0]),
             el("span", { class: "sub" }, invoice.attempt_count + " attempt" + (invoice.attempt_count === 1 ? "" : "s") +
               (invoice.paid_at ? " · paid " + dateTimeIn(invoice.paid_at, zone) : ""))),

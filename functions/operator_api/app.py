@@ -1,16 +1,25 @@
-"""Operator routes (IAM): catalogue, teams, members, apps and subscriptions."""
+"""Operator routes (IAM): catalogue, teams, members, apps, subscriptions (and ending them), credit notes."""
 from typing import Annotated
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
+from usage_ledger import clock
 from usage_ledger.bootstrap import container
 from usage_ledger.http.api import json_response, new_resolver, resolve
 from usage_ledger.http.identity import require_operator
 from usage_ledger.http.params import PathId
-from usage_ledger.http.responses import AppAnswer, CatalogueResource, MemberAnswer, SubscriptionAnswer, TeamAnswer, ok
-from usage_ledger.http.schemas import AppBody, MemberBody, ResourceBody, SubscriptionBody, TeamBody
+from usage_ledger.http.responses import (
+    AppAnswer,
+    CatalogueResource,
+    CreditNote,
+    MemberAnswer,
+    SubscriptionAnswer,
+    TeamAnswer,
+    ok,
+)
+from usage_ledger.http.schemas import AppBody, CreditNoteBody, MemberBody, ResourceBody, SubscriptionBody, TeamBody
 from usage_ledger.service.operator import Written
 
 logger = Logger()
@@ -58,6 +67,20 @@ def remove_app(team_id: PathId, app_id: PathId):
           responses=ok(SubscriptionAnswer, "The same subscription again (idempotent)", also=REPLACED))
 def create_subscription(team_id: PathId, body: Annotated[SubscriptionBody, Body()]):
     return _written(container().operator.create_subscription(body.command(team_id)))
+
+
+@app.post("/v1/admin/teams/<team_id>/subscriptions/<subscription_id>/cancel", responses=ok(SubscriptionAnswer))
+def cancel_subscription(team_id: PathId, subscription_id: PathId):
+    return json_response(container().cancellation.cancel(team_id, subscription_id, clock.now(), payg_only=False))
+
+
+@app.post("/v1/admin/teams/<team_id>/invoices/<invoice_id>/credit-notes",
+          responses={**ok(CreditNote, "The same credit note again (idempotent)", also=REPLACED),
+                     503: {"description": "The payment processor is unavailable; the credit stands and its refund "
+                                          "is owed: send the same request again."}})
+def issue_credit_note(team_id: PathId, invoice_id: str, body: Annotated[CreditNoteBody, Body()]):
+    note, created = container().credit_notes.issue(body.command(team_id, invoice_id), clock.now())
+    return json_response(note.view(), 201 if created else 200)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

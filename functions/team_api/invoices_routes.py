@@ -1,4 +1,5 @@
-"""Invoices: the team's list (newest first, cursor pages) and one invoice as JSON, rendered HTML or PDF."""
+"""Invoices: the team's list (newest first, cursor pages), one invoice as JSON, rendered HTML or PDF, and
+its credit notes as JSON or PDF."""
 
 from aws_lambda_powertools.event_handler import Response
 from usage_ledger.bootstrap import container
@@ -7,8 +8,8 @@ from usage_ledger.domain.pages import DEFAULT_PAGE
 from usage_ledger.http.api import accept_quality, json_response, prefers
 from usage_ledger.http.identity import TeamRouter
 from usage_ledger.http.params import PageCursor, PageLimit, PathId
-from usage_ledger.http.responses import Invoice, Invoices, ok
-from usage_ledger.service.documents import pdf_filename
+from usage_ledger.http.responses import CreditNote, Invoice, Invoices, ok
+from usage_ledger.service.documents import credit_note_filename, pdf_filename
 
 routes = TeamRouter()  # each route names its action; the guard checks it before validation
 router = routes.router
@@ -34,3 +35,17 @@ def get_invoice(team_id: PathId, invoice_id: str):  # any unknown id, however od
         return Response(status_code=200, content_type="text/html; charset=utf-8",
                         body=billing.render_invoice_html(invoice), headers=vary)
     return json_response(invoice.view(), headers=vary)
+
+
+@routes.get("/v1/teams/<team_id>/invoices/<invoice_id>/credit-notes/<credit_note_id>", Action.READ_INVOICES,
+            responses=ok(CreditNote))
+def get_credit_note(team_id: PathId, invoice_id: str, credit_note_id: str):
+    credit_notes = container().credit_notes
+    note = credit_notes.credit_note(team_id, invoice_id, credit_note_id)
+    accept = router.current_event.headers.get("accept") or ""
+    vary = {"Vary": "Accept"}
+    if prefers(accept, "application/pdf"):
+        filename = credit_note_filename(note)  # [A-Za-z0-9._-] only: safe in the header as it is
+        return Response(status_code=200, content_type="application/pdf", body=credit_notes.render_pdf(note),
+                        headers={**vary, "Content-Disposition": f'inline; filename="{filename}"'})
+    return json_response(note.view(), headers=vary)

@@ -72,6 +72,13 @@ class Container:
         return BillingStore()
 
     @_part
+    def credit_note_store(self) -> Any:
+        from usage_ledger.adapters.dynamodb.credit_notes import CreditNoteStore
+
+        self._tables()
+        return CreditNoteStore()
+
+    @_part
     def alert_store(self) -> Any:
         from usage_ledger.adapters.dynamodb.alerts import AlertStore
 
@@ -179,6 +186,21 @@ class Container:
         from usage_ledger.service.processor_events import ProcessorEvents
 
         return ProcessorEvents(self.payments, self.processor_event_markers, self.payment_methods.confirmations)
+
+    @_part
+    def credit_notes(self) -> Any:
+        from usage_ledger.service.credit_notes import CreditNotes
+        from usage_ledger.service.documents import Issuer
+
+        return CreditNotes(self.ledger_store, self.billing_store, self.credit_note_store, self.payments, self.mailer,
+                           self.renderer, self.settings.portal_base_url,
+                           Issuer(self.settings.issuer_name, self.settings.issuer_address))
+
+    @_part
+    def cancellation(self) -> Any:
+        from usage_ledger.service.cancellation import Cancellation
+
+        return Cancellation(self.ledger_store)
 
     @_part
     def alerting(self) -> Any:

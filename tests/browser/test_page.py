@@ -621,6 +621,37 @@ def past_due_card(driver: WebDriver, resource_id: str = "processing-minutes") ->
     return card
 
 
+def _payg_team(base_url: str, card: str, purchaser: str = "alice") -> tuple[str, str]:
+    """A team of its own (the demo's data stays as it is) with a Pay as You Go bought 20 days ago on
+    `card` and 30 minutes used an hour ago (alice primary admin, bob secondary admin): the team and
+    the subscription."""
+    from datetime import UTC, datetime, timedelta
+
+    from infra.localstripe import create_card
+
+    team, subscription = f"team-pay-{uuid.uuid4().hex[:8]}", f"sub-pay-{uuid.uuid4().hex[:8]}"
+    stripe_base = call(base_url, "GET", "/web/config.json").body["stripeJsUrl"].removesuffix("/js.stripe.com/v3/")
+    assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True, body={"name": "Pay Team"}).status in (200, 201)
+    for user, roles in (("alice", ["primary_admin"]), ("bob", ["secondary_admin"])):
+        member = {"email": f"{user}@example.com", "roles": roles, "full_access": False}
+        assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True, body=member).status in (200, 201)
+    now = datetime.now(UTC).replace(microsecond=0)
+    purchased = (now - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    grant = {"subscription_id": subscription, "resource_id": "processing-minutes", "type": "payg", "starts_at": purchased,
+             "purchased_at": purchased, "timezone": "UTC", "unit_amount": 250, "currency": "usd",
+             "purchaser_user_id": purchaser, "payment_method": {"id": create_card(stripe_base, card)}}
+    created = call(base_url, "POST", f"/v1/admin/teams/{team}/subscriptions", operator=True, body=grant)
+    assert created.status in (200, 201), created.body
+    event = {"specversion": "1.0", "id": f"pay-{uuid.uuid4().hex}", "source": "urn:usage-ledger:browser-test",
+             "type": "usage.recorded", "subject": team, "time": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "datacontenttype": "application/json",
+             "data": {"resource_id": "processing-minutes", "quantity": 30, "user_id": "alice"}}
+    posted = call(base_url, "POST", "/v1/events", operator=True, body=[event], content_type="application/cloudevents-batch+json")
+    assert posted.status == 202, posted.body
+    assert call(base_url, "POST", "/_local/drain").status == 200
+    return team, subscription
+
+
 def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: WebDriver, base_url: str) -> None:
     team, subscription, invoice = failed_invoice_team(base_url)
     # a secondary admin (not the purchaser) sees past due too, and whom to ask: no link they could not follow
@@ -730,6 +761,61 @@ def test_a_payment_the_bank_asks_to_confirm_is_confirmed_on_the_page_and_paid(dr
     wait(driver).until(lambda d: panel.get_attribute("aria-busy") == "false")
     row = panel.find_element(By.CSS_SELECTOR, f'tr[data-invoice-id="{invoice["invoice_id"]}"]')
     assert row.get_attribute("data-status") == "paid" and not row.find_elements(By.CSS_SELECTOR, ".invoice-pay")
+
+
+def test_the_purchaser_cancels_pay_as_you_go_and_the_card_shows_the_final_cycle(driver: WebDriver, base_url: str) -> None:
+    from infra.localstripe import CARD_OK
+
+    team, subscription = _payg_team(base_url, CARD_OK, purchaser="bob")
+    before = api(base_url, f"/v1/teams/{team}/balances/processing-minutes", "bob")["payg"]
+    assert before["ends_at"] is None and before["charged_units"] > 0
+    sign_in(driver, base_url, "bob")  # the purchaser, a secondary admin
+    open_link(driver, payment_method_link(base_url, team, subscription))
+    panel = visible(driver, f'#payment [data-payment-for="{subscription}"]')
+    wait(driver).until(lambda d: panel.get_attribute("aria-busy") == "false")
+    panel.find_element(By.CSS_SELECTOR, ".payg-cancel__start").click()
+    covers = visible(driver, f'[data-payment-for="{subscription}"] .payg-cancel__covers')
+    cycle_start = driver.execute_script("return arguments[0].textContent", driver.find_element(By.CSS_SELECTOR, "#payment .payg__cycle"))
+    assert "final invoice will cover" in covers.text and cycle_start.split(" – ")[0] in covers.text
+    assert f"{before['charged_units']} charged unit" in covers.text
+    assert api(base_url, f"/v1/teams/{team}/balances/processing-minutes", "bob")["payg"]["ends_at"] is None  # not yet
+    driver.find_element(By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] .payg-cancel__confirm-button').click()
+    visible(driver, '#payment .payg[data-ended="true"]')
+    after = api(base_url, f"/v1/teams/{team}/balances/processing-minutes", "bob")["payg"]
+    assert after["ends_at"] and after["charged_units"] == before["charged_units"]
+    # the final cycle: from its start to the day of the cancel (the zone is UTC here)
+    assert (after["cycle_start"], after["cycle_end"]) == (before["cycle_start"], after["ends_at"][:10])
+
+    open_link(driver, balances_link(base_url, team))
+    block = visible(driver, '#balances .card[data-resource-id="processing-minutes"] .payg[data-ended="true"]')
+    assert "ended" in block.text and "final billing cycle" in block.text and "final invoice" in block.text
+    shown = block.find_element(By.CSS_SELECTOR, ".payg__cycle").text
+    assert shown.split(" – ")[0] == cycle_start.split(" – ")[0] and shown != cycle_start  # it ends today now
+    assert console_errors(driver) == []
+
+    # alice (primary admin) sees it ended and is offered no second cancel
+    sign_in(driver, base_url, "alice")
+    open_link(driver, payment_method_link(base_url, team, subscription))
+    visible(driver, '#payment .payg[data-ended="true"]')
+    assert not driver.find_elements(By.CSS_SELECTOR, ".payg-cancel__start")
+
+
+def test_a_credited_invoice_shows_void_and_lists_its_credit_notes(driver: WebDriver, base_url: str) -> None:
+    team, _, invoice = failed_invoice_team(base_url)
+    total = invoice["total"]
+    path = f"/v1/admin/teams/{team}/invoices/{invoice['invoice_id']}/credit-notes"
+    for note, amount in (("cn-browser-1", 100), ("cn-browser-2", total - 100)):
+        made = call(base_url, "POST", path, operator=True, body={"credit_note_id": note, "amount": amount, "reason": "other"})
+        assert made.status == 201, made.body
+    sign_in(driver, base_url, "alice")
+    open_link(driver, page_link(base_url, team, "invoices"))
+    row = visible(driver, f'#invoices tr[data-invoice-id="{invoice["invoice_id"]}"]')
+    assert "Void (credited in full)" in row.text and f"Credited ${total / 100:,.2f}" in row.text
+    open_link(driver, invoice_link(base_url, team, invoice["invoice_id"]))
+    document = visible(driver, "#invoice-view .invoice-doc")  # inline, in its shadow root
+    text = driver.execute_script("return arguments[0].shadowRoot.textContent", document)
+    assert "Void" in text and "Credit notes" in text and "Credit note 1" in text and "Credit note 2" in text
+    assert console_errors(driver) == []
 
 
 # ------------------------------------------------------------------------------ screenshots

@@ -305,7 +305,8 @@ def test_the_rendered_invoice_escapes_the_team_name_and_formats_money(api, world
     assert as_json.content_type == "application/json" and as_json.json == item
     assert set(item) == {"invoice_id", "number", "subscription_id", "period_start", "period_end", "lines", "total",
                          "currency", "status", "attempt_count", "next_payment_attempt", "paid_at", "issued_at",
-                         "paid_with", "action_required"}
+                         "paid_with", "action_required", "amount_due", "credited", "credit_notes"}
+    assert (item["amount_due"], item["credited"], item["credit_notes"]) == (0, 0, [])  # paid, never credited
     assert item["issued_at"] == "2026-03-28T08:00:00Z" and item["currency"] == "usd"
 
 

@@ -134,6 +134,11 @@ ENTRIES: dict[str, Entry] = {
         Variant("unknown-card", body={"payment_method": "pm_unknown"}),
         Variant("bad-body", body={"payment_method": {"id": 7}}))),
     "POST /v1/teams/{team_id}/invoices/{invoice_id}/pay": Entry(PAYERS, 409, (VALID,), writes=False),  # all paid
+    "GET /v1/teams/{team_id}/invoices/{invoice_id}/credit-notes/{credit_note_id}": Entry(ADMINS, 200, (
+        VALID, Variant("pdf", headers={"accept": "application/pdf"}))),
+    # the allowed caller's call ends bravo-payg (the last route of the template: the reads after it still answer)
+    "POST /v1/teams/{team_id}/subscriptions/{subscription_id}/cancel": Entry(PAYERS, 200, (
+        VALID, Variant("malformed-id", path={"subscription_id": "-bad id"}))),
 }
 
 # sample requests for the IAM routes: a body the operator could send (the refusal comes first)
@@ -150,6 +155,8 @@ IAM_BODIES: dict[str, Any] = {
     "DELETE /v1/admin/teams/{team_id}/apps/{app_id}": None,
     "POST /v1/events": None,  # built per case: a batch for team bravo
     "GET /v1/teams/{team_id}/entitlements/{resource_id}": None,
+    "POST /v1/admin/teams/{team_id}/subscriptions/{subscription_id}/cancel": None,
+    "POST /v1/admin/teams/{team_id}/invoices/{invoice_id}/credit-notes": {"amount": 1, "reason": "other"},
 }
 
 
@@ -273,10 +280,13 @@ def build_world(api: Api, moment: Clock) -> SimpleNamespace:
     alpha_invoices = api.get(f"/v1/teams/{ALPHA}/invoices", as_=ALPHA_ADMIN).json["items"]
     assert len(bravo_invoices) == 2 and len(alpha_invoices) == 1, (bravo_invoices, alpha_invoices)
     bravo_invoice_ids = [item["invoice_id"] for item in bravo_invoices]
+    credited = api.post(f"/v1/admin/teams/{BRAVO}/invoices/{bravo_invoice_ids[0]}/credit-notes",
+                        {"credit_note_id": "bravo-credit-1", "amount": 1, "reason": "other"}, as_=OPERATOR)
+    assert credited.status == 201, credited.text
 
     secrets = {BRAVO, "Bravo Widgets Ltd", "Bravo Secret App", "bravo-app", "bravo-runout-one", "bravo-runout-two",
                "bravo-flex-minutes", "bravo-payg", "bravo-flex-assets", "bravo-flex-renders", "bravo-token-calls",
-               *bravo_alerts, *bravo_invoice_ids}
+               "bravo-credit-1", *bravo_alerts, *bravo_invoice_ids}
     for user in (*BRAVO_ROLES, "bravo-rita"):
         secrets |= {user, f"{user}@example.com"}
     return SimpleNamespace(
@@ -286,7 +296,7 @@ def build_world(api: Api, moment: Clock) -> SimpleNamespace:
         samples={  # path parameters naming real things of each team
             BRAVO: {"team_id": BRAVO, "resource_id": "minutes", "alert_id": bravo_alerts[0],
                     "invoice_id": bravo_invoice_ids[0], "user_id": "bravo-bea", "app_id": "bravo-app",
-                    "subscription_id": "bravo-payg"},
+                    "subscription_id": "bravo-payg", "credit_note_id": "bravo-credit-1"},
         },
     )
 
@@ -546,7 +556,8 @@ def iam_request(route: Route) -> tuple[str, dict[str, str], str]:
     # a write names a stranger (made primary admin if the refusal failed); a removal names bravo's
     # primary admin and app, so a removal that got through would show in the state
     user_id = "bravo-bea" if route.method == "DELETE" else "mallory-nobody"
-    values = {"team_id": BRAVO, "resource_id": "minutes", "user_id": user_id, "app_id": "bravo-app"}
+    values = {"team_id": BRAVO, "resource_id": "minutes", "user_id": user_id, "app_id": "bravo-app",
+              "subscription_id": "bravo-flex-minutes", "invoice_id": "in_20261001_refused"}
     return sample_path(route, values), {"content-type": "application/json"}, (json.dumps(body) if body else None)
 
 

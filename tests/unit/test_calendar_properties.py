@@ -168,3 +168,29 @@ def test_a_monthly_refresh_from_the_31st_clamps_and_returns():
     starts_at = datetime(2026, 1, 31, 9, tzinfo=UTC)
     starts = [refresh_boundary(starts_at, "month", index).date().isoformat() for index in range(4)]
     assert starts == ["2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30"]
+
+
+# ------------------------------------------------------------------ a subscription's end (contract section 7)
+
+
+@given(purchase=purchases(), offset=st.integers(0, 86_400 * 400), later=st.integers(0, 86_400 * 60))
+@settings(max_examples=150, deadline=None)
+def test_the_last_cycle_ends_at_ends_at_on_its_local_date_and_later_instants_belong_to_it(purchase, offset, later):
+    purchased_at, zone = purchase
+    ends_at = purchased_at + timedelta(seconds=offset, microseconds=1)
+    natural = cycle_at(purchased_at, zone, ends_at - timedelta(microseconds=1))
+    last = cycle_at(purchased_at, zone, ends_at + timedelta(seconds=later), ends_at)
+    assert (last.index, last.start_date, last.starts_at) == (natural.index, natural.start_date, natural.starts_at)
+    assert last.ends_at == min(ends_at, natural.ends_at)
+    assert last.end_date == (ends_at - timedelta(microseconds=1)).astimezone(ZoneInfo(zone)).date()
+    assert cycle_by_index(purchased_at, zone, last.index, ends_at) == last
+    earlier = cycle_by_index(purchased_at, zone, max(last.index - 1, 0), ends_at)
+    assert last.index == 0 or earlier == cycle_by_index(purchased_at, zone, last.index - 1)  # untouched
+
+
+def test_a_cancel_mid_cycle_in_los_angeles_ends_the_cycle_on_the_local_date():
+    purchased = datetime(2026, 3, 1, 5, tzinfo=UTC)  # Feb 28 local: cycle Feb 28 - Mar 27
+    ends_at = datetime(2026, 3, 12, 3, tzinfo=UTC)  # Mar 11, 20:00 PDT
+    cycle = cycle_at(purchased, "America/Los_Angeles", datetime(2026, 3, 20, tzinfo=UTC), ends_at)
+    assert (cycle.index, cycle.start_date, cycle.end_date, cycle.ends_at) == (0, date(2026, 2, 28), date(2026, 3, 11),
+                                                                               ends_at)

@@ -222,9 +222,10 @@ def invoke_patterns(policy: str) -> list[str]:
 
 @pytest.mark.parametrize("policy", sorted(CALLER_POLICIES))
 def test_each_callers_policy_grants_exactly_its_functions_routes(policy):
-    # a public route (the page's, authorizer NONE) checks no policy: `*/PUT/...` "matching" a
-    # GET /web/{proxy+} that ends in /PUT/... grants nothing
-    routes = [(method, path, function) for method, path, function, auth in http_routes() if auth != "NONE"]
+    # only an IAM route checks these policies: `*/PUT/...` "matching" the page's GET /web/{proxy+}
+    # that ends in /PUT/..., or `*/GET/v1/teams/*/entitlements/*` a JWT route of the contract's with
+    # a free segment before more (GET .../invoices/{invoice_id}/credit-notes/{id}), grants nothing
+    routes = [(method, path, function) for method, path, function, auth in http_routes() if auth == "AWS_IAM"]
     own = {(method, path) for method, path, function in routes if function == CALLER_POLICIES[policy]}
     patterns = invoke_patterns(policy)
     granted = {(method, path) for method, path, _ in routes if any(grants(p, method, path) for p in patterns)}
@@ -237,8 +238,8 @@ def test_each_callers_policy_grants_exactly_its_functions_routes(policy):
 
 def test_neither_callers_policy_grants_the_others_routes():
     granted = {
-        policy: {(m, p) for m, p, _, auth in http_routes()
-                 if auth != "NONE" and any(grants(x, m, p) for x in invoke_patterns(policy))}
+        policy: {(m, p) for m, p, _, auth in http_routes()  # the routes that check them (see above)
+                 if auth == "AWS_IAM" and any(grants(x, m, p) for x in invoke_patterns(policy))}
         for policy in CALLER_POLICIES
     }
     operator, producer = granted["OperatorInvokePolicy"], granted["ProducerInvokePolicy"]
@@ -259,7 +260,7 @@ def test_each_callers_policy_is_an_exported_output(policy):
 # What each function does with each table, queue and the SES identity (see shared/usage_ledger/adapters).
 # "read" means read-only: a write policy (Crud/Write) on such a table fails the test.
 EXPECTED_ACCESS: dict[str, set[tuple[str, str]]] = {
-    "OperatorApiFunction": {("write", "LedgerTable"), ("secret", "StripeSecretName")},
+    "OperatorApiFunction": {("write", "LedgerTable"), ("secret", "StripeSecretName"), ("email", "SenderEmail")},
     "ProducerApiFunction": {("read", "LedgerTable"), ("send", "EventsFifoQueue")},
     "TeamApiFunction": {("write", "LedgerTable"), ("read", "UsageTable"), ("secret", "StripeSecretName"),
                         ("email", "SenderEmail")},
@@ -391,7 +392,7 @@ def test_the_template_managed_policies_reach_only_the_functions_that_list_them()
 def test_ses_send_is_limited_to_the_sender_address():
     emailing = sorted(function for function, access in EXPECTED_ACCESS.items() if ("email", "SenderEmail") in access)
     assert emailing == ["BalanceChangedAlertsFunction", "CloseBillingCyclesWorkerFunction",
-                        "EvaluateAlertsWorkerFunction", "StripeWebhooksFunction", "TeamApiFunction"]
+                        "EvaluateAlertsWorkerFunction", "OperatorApiFunction", "StripeWebhooksFunction", "TeamApiFunction"]
     for function in emailing:
         statements = [statement for statement in statements_of(function)
                       if set(as_list(statement["Action"])) & SES_SEND_ACTIONS]
@@ -560,7 +561,8 @@ def test_parameters_have_working_defaults():
 
 
 # the functions that render invoice PDFs (invoices and receipts by email, GET .../invoices/{id} as PDF)
-PDF_FUNCTIONS = {"TeamApiFunction", "CloseBillingCyclesWorkerFunction", "StripeWebhooksFunction"}
+PDF_FUNCTIONS = {"TeamApiFunction", "CloseBillingCyclesWorkerFunction", "StripeWebhooksFunction",
+                 "OperatorApiFunction"}
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))

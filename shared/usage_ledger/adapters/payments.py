@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from usage_ledger.domain.billing import AUTHENTICATION_REQUIRED, DECLINED, SUCCEEDED, Charge, ProcessorIntent
+from usage_ledger.domain.billing import AUTHENTICATION_REQUIRED, DECLINED, SUCCEEDED, Charge, ProcessorIntent, Refund
 from usage_ledger.domain.errors import ForgedEvent, PaymentMethodRejected, ProcessorUnavailable
 from usage_ledger.domain.model import PaymentMethod
 
@@ -206,6 +206,30 @@ class StripeGateway:
             with _processor_errors():
                 return self._intent(intent).charge
         return None  # never confirmed, or canceled: nothing was charged
+
+
+    # -------------------------------------------------------------- refunds
+
+    def refund(self, *, idempotency_key: str, payment_intent: str, amount: int, metadata: dict[str, str]) -> Refund:
+        """A Refund of `amount` of the PaymentIntent (no `reason`: Stripe's three do not cover ours,
+        and localstripe refuses the field; ours is on the credit note)."""
+        with _processor_errors():
+            refund = self.client.refunds.create(
+                params={"payment_intent": payment_intent, "amount": amount,
+                        "metadata": {**metadata, "idempotency_key": idempotency_key}},
+                options={"idempotency_key": idempotency_key})
+        return Refund(str(refund.id), int(refund.amount), str(refund.status))
+
+    def find_refund(self, *, payment_intent: str, idempotency_key: str) -> Refund | None:
+        """A refund made earlier with this key (its metadata carries it), or None: for a claim taken
+        over from a request that died after refunding (localstripe ignores idempotency keys)."""
+        with _processor_errors():
+            refunds = self.client.refunds.list(params={"payment_intent": payment_intent, "limit": 100})
+            found = [refund for refund in refunds.auto_paging_iter()
+                     if _metadata(refund).get("idempotency_key") == idempotency_key]
+        if not found:
+            return None
+        return Refund(str(found[0].id), int(found[0].amount), str(found[0].status))
 
 
 def _metadata(intent: Any) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def visual(text: str) -> str:
 
 
 def invoice_pdf(document: dict[str, Any]) -> bytes:
+    """An invoice, or a credit note (document["document"] == "credit_note") in the same layout."""
     from fpdf import FPDF, FontFace
 
     heading = FontFace(emphasis="", color=MUTED)  # one regular face: DejaVu Sans has no bold here
@@ -81,10 +82,15 @@ def invoice_pdf(document: dict[str, Any]) -> bytes:
                    new_x="LMARGIN", new_y="NEXT", align="L")
     left_bottom = pdf.get_y()
     pdf.set_xy(pdf.l_margin + half + 8, top)
-    pdf.multi_cell(half, 5.5, visual("\n".join(["Billed to", document["team_name"], document["purchaser_email"]])),
+    party = document.get("party_label", "Billed to")
+    pdf.multi_cell(half, 5.5, visual("\n".join([party, document["team_name"], document["purchaser_email"]])),
                    new_x="LMARGIN", new_y="NEXT", align="L")
     pdf.set_y(max(pdf.get_y(), left_bottom))
     gap(5)
+
+    if document.get("document") == "credit_note":
+        _credit_note_body(pdf, document, text, gap)
+        return bytes(pdf.output())
 
     details = [("Issued", document["issued_on"]),
                ("Billing period", f"{document['period_start']} to {document['period_end']}"),
@@ -110,9 +116,21 @@ def invoice_pdf(document: dict[str, Any]) -> bytes:
             table.row((visual(f"{line['description']}\n{document['unit_explanation']}"), line["units"],
                        line["unit_price"], line["amount"]))
         table.row(("Total", "", "", document["total"]))
+        if document.get("credited"):
+            table.row(("Credited", "", "", f"-{document['credited']}"))
+            table.row(("Amount due", "", "", document["amount_due"]))
     if document["rollover"]:
         gap(2)
         text(f"{document['rollover']}.", size=9, color=MUTED)
+    if document.get("credit_notes"):
+        gap(6)
+        text("Credit notes", size=13, height=7)
+        pdf.set_font(FAMILY, size=10)
+        with pdf.table(col_widths=(22, 26, 28, 14, 14), text_align=("LEFT", "LEFT", "LEFT", "RIGHT", "LEFT"),
+                       first_row_as_headings=False, borders_layout="HORIZONTAL_LINES", line_height=6) as table:
+            for note in document["credit_notes"]:
+                table.row((f"Credit note {note['number']}", note["issued_on"], note["reason"], note["amount"],
+                           note["refund"] or ""))
     if document["attempts"]:
         gap(6)
         text("Payment attempts", size=13, height=7)
@@ -127,3 +145,19 @@ def invoice_pdf(document: dict[str, Any]) -> bytes:
     pdf.set_text_color(*MUTED)
     pdf.cell(width, 5, "View this invoice online", link=document["view_url"], new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
+
+
+def _credit_note_body(pdf: Any, document: dict[str, Any], text: Any, gap: Any) -> None:
+    """A credit note's details and amount, under the invoice's header (usage_ledger.service.documents)."""
+    pdf.set_font(FAMILY, size=10)
+    with pdf.table(col_widths=(35, 65), first_row_as_headings=False, borders_layout="HORIZONTAL_LINES",
+                   line_height=6) as table:
+        for label, value in document["details"]:
+            table.row((label, visual(value)))
+    gap(6)
+    text(f"Amount credited: {document['amount']}", size=13, height=7)
+    gap(6)
+    text(f"Dates are in {document['zone']} time.", size=9, color=MUTED)
+    pdf.set_font(FAMILY, size=9)
+    pdf.set_text_color(*MUTED)
+    pdf.cell(pdf.epw, 5, "View the invoice online", link=document["view_url"], new_x="LMARGIN", new_y="NEXT")

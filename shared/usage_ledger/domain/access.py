@@ -15,11 +15,12 @@ class Action(Enum):
     MANAGE_ALERTS = "create or delete alerts"
     LIST_MEMBERS = "list members"
     PAY = "set this subscription's payment method or pay its invoices"
+    CANCEL = "cancel this Pay as You Go subscription"
     READ_OWN_TEAMS = "read your own teams"  # GET /v1/me: no team in the path, any signed-in user
 
 
 # actions decided per subscription: the guard looks up the subscription's purchaser for them
-PER_SUBSCRIPTION = frozenset({Action.PAY})
+PER_SUBSCRIPTION = frozenset({Action.PAY, Action.CANCEL})
 
 
 def may(member: Member, action: Action, *, purchaser_user_id: str | None = None) -> bool:
@@ -27,7 +28,7 @@ def may(member: Member, action: Action, *, purchaser_user_id: str | None = None)
     request names (None when there is none: then only a primary_admin may go on, to a 404)."""
     if action is Action.READ_OWN_TEAMS:
         return True
-    if action is Action.PAY:
+    if action in PER_SUBSCRIPTION:
         return member.is_primary_admin or (purchaser_user_id is not None and purchaser_user_id == member.user_id)
     if action is Action.MANAGE_ALERTS:
         return member.manages_alerts

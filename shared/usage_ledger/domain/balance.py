@@ -122,10 +122,14 @@ def balance_card(
         rows.append(row)
 
     payg = None
-    payg_subscription = next((s for s in active if s.is_payg), None)
+    # an ended payg stays on the card until its last cycle is closed: that cycle is its final invoice
+    unclosed = {key.subscription_id for key in cycle_units}
+    payg_subscription = next((s for s in active if s.is_payg), None) or next(
+        (s for s in in_consumption_order(subscriptions)
+         if s.is_payg and s.has_ended(now) and s.subscription_id in unclosed), None)
     if payg_subscription is not None:
         assert payg_subscription.purchased_at and payg_subscription.timezone
-        cycle = cycle_at(payg_subscription.purchased_at, payg_subscription.timezone, now)
+        cycle = cycle_at(payg_subscription.purchased_at, payg_subscription.timezone, now, payg_subscription.ends_at)
         units = cycle_units.get(CycleKey(payg_subscription.subscription_id, cycle.index), 0)
         payg = {
             "subscription_id": payg_subscription.subscription_id,
@@ -136,6 +140,7 @@ def balance_card(
             "amount": units * (payg_subscription.unit_amount or 0),
             "currency": payg_subscription.currency,
             "status": "past_due" if payg_past_due(subscriptions) else "active",
+            "ends_at": iso(payg_subscription.ends_at),  # its last cycle ends then (set when cancelled)
         }
 
     return {

@@ -14,8 +14,9 @@ from usage_ledger.domain.model import Member, PaymentMethod, Resource, Subscript
 # cycle statuses: ingest adds units only to an open cycle; closing holds a run's lease
 OPEN, CLOSING, CLOSED = "open", "closing", "closed"
 # invoice statuses (contract section 6): issued and not yet charged, paid, an attempt failed and a
-# retry is scheduled, the last scheduled retry failed
+# retry is scheduled, the last scheduled retry failed, credited in full while unpaid (section 7)
 UNPAID, PAID, PAYMENT_FAILED, UNCOLLECTIBLE = "open", "paid", "payment_failed", "uncollectible"
+VOID = "void"
 PAST_DUE_STATUSES = frozenset({PAYMENT_FAILED, UNCOLLECTIBLE})
 # after a failed first attempt, retries fall due this many days after it; the last failing ends dunning
 RETRY_AFTER_DAYS = (1, 3, 5, 7)
@@ -71,6 +72,35 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Refund:
+    """A processor Refund as it reported it."""
+
+    id: str
+    amount: int
+    status: str
+
+    def view(self) -> dict[str, Any]:
+        return {"id": self.id, "amount": self.amount, "status": self.status}
+
+
+@dataclass(frozen=True)
+class CreditNoteSummary:
+    """What an invoice keeps of each of its credit notes (the credit note itself: domain.credit_note)."""
+
+    credit_note_id: str
+    number: int
+    amount: int
+    reason: str
+    issued_at: datetime
+    refund: Refund | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {"credit_note_id": self.credit_note_id, "number": self.number, "amount": self.amount,
+                "reason": self.reason, "refund": self.refund.view() if self.refund else None,
+                "issued_at": iso(self.issued_at)}
+
+
+@dataclass(frozen=True)
 class Invoice:
     invoice_id: str
     team_id: str
@@ -113,6 +143,13 @@ class Invoice:
             return False
         failed = next((attempt for attempt in reversed(self.attempts) if not attempt.succeeded), None)
         return failed is not None and failed.decline_code == AUTHENTICATION_REQUIRED
+    credit_notes: tuple[CreditNoteSummary, ...] = ()  # in the order issued
+    credited: int = 0  # what its credit notes add up to (never past the total)
+
+    @property
+    def amount_due(self) -> int:
+        """What an attempt charges: the total less credit notes while unpaid; nothing once paid or void."""
+        return 0 if self.status in (PAID, VOID) else self.total - self.credited
 
     @property
     def emailed(self) -> bool:
@@ -131,7 +168,7 @@ class Invoice:
 
     def payment_due(self, now: datetime) -> bool:
         """Whether the schedule wants an attempt at `now`: an open invoice at once, a failed one at
-        its next_payment_attempt; never a paid or uncollectible one."""
+        its next_payment_attempt; never a paid, uncollectible or void one."""
         if self.status == UNPAID:
             return True
         return self.status == PAYMENT_FAILED and self.next_payment_attempt is not None \
@@ -190,6 +227,9 @@ class Invoice:
             "paid_with": ({"id": self.paid_with.id, "brand": self.paid_with.brand, "last4": self.paid_with.last4}
                           if self.paid_with is not None and self.status == PAID else None),
             "action_required": self.action_required,
+            "amount_due": self.amount_due,
+            "credited": self.credited,
+            "credit_notes": [note.view() for note in self.credit_notes],
         }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import calendar as _calendar
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -106,23 +106,37 @@ def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(high, UTC)
 
 
-def cycle_by_index(purchased_at: datetime, tz: str, index: int) -> Cycle:
+def cycle_by_index(purchased_at: datetime, tz: str, index: int, ends_at: datetime | None = None) -> Cycle:
+    """The index-th cycle; `ends_at`: the subscription's end, which its last cycle ends at."""
     zone = ZoneInfo(tz)
     anchor = purchased_at.astimezone(zone).date()
     start = add_months(anchor, index)
     next_start = add_months(anchor, index + 1)
-    return Cycle(
+    cycle = Cycle(
         index=index,
         start_date=start,
         end_date=next_start - timedelta(days=1),
         starts_at=_local_midnight(start, zone),
         ends_at=_local_midnight(next_start, zone),
     )
+    return _ending(cycle, ends_at, zone)
 
 
-def cycle_at(purchased_at: datetime, tz: str, at: datetime) -> Cycle:
-    """The cycle containing instant `at`; instants before the purchase belong to cycle 0."""
+def _ending(cycle: Cycle, ends_at: datetime | None, zone: ZoneInfo) -> Cycle:
+    """A subscription that ends inside (or before) a cycle ends it there (contract section 7): it
+    ends at `ends_at`, on the local date of its last instant (never before its start date)."""
+    if ends_at is None or ends_at >= cycle.ends_at:
+        return cycle
+    last_day = (ends_at - timedelta(microseconds=1)).astimezone(zone).date()
+    return replace(cycle, end_date=max(last_day, cycle.start_date), ends_at=ends_at)
+
+
+def cycle_at(purchased_at: datetime, tz: str, at: datetime, ends_at: datetime | None = None) -> Cycle:
+    """The cycle containing instant `at`; instants before the purchase belong to cycle 0 (and,
+    with the subscription's `ends_at`, instants after it to its last cycle, ended there)."""
     zone = ZoneInfo(tz)
+    if ends_at is not None and at >= ends_at:
+        at = ends_at - timedelta(microseconds=1)
     anchor = purchased_at.astimezone(zone).date()
     local_day = at.astimezone(zone).date()
     index = max(months_between(anchor, local_day), 0)
@@ -130,7 +144,7 @@ def cycle_at(purchased_at: datetime, tz: str, at: datetime) -> Cycle:
         index -= 1
     while cycle_by_index(purchased_at, tz, index).ends_at <= at:
         index += 1
-    return cycle_by_index(purchased_at, tz, index)
+    return cycle_by_index(purchased_at, tz, index, ends_at)
 
 
 def utc_day(at: datetime) -> date:

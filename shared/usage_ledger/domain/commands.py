@@ -67,3 +67,13 @@ class RecordUsage:
 
     events: tuple[tuple[str, UsageEvent], ...]
     invalid: tuple[FieldError, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class IssueCreditNote:
+    team_id: str
+    invoice_id: str
+    amount: int  # minor units, > 0
+    reason: str
+    memo: str | None = None
+    credit_note_id: str | None = None  # generated when not given

@@ -26,3 +26,7 @@ def stable_hash(*parts: str, length: int = 32) -> str:
 
 def new_subscription_id() -> str:
     return f"sub_{uuid.uuid4().hex[:20]}"
+
+
+def new_credit_note_id() -> str:
+    return f"cn_{uuid.uuid4().hex[:20]}"

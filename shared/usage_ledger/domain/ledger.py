@@ -197,7 +197,7 @@ def billing_cycle_of_unit(subscription: Subscription, at: datetime, now: datetim
     assert subscription.purchased_at and subscription.timezone
     purchased_at, zone = subscription.purchased_at, subscription.timezone
     index = cycle_at(purchased_at, zone, at).index
-    if cycle_by_index(purchased_at, zone, index).ends_at + grace <= now:
+    if cycle_by_index(purchased_at, zone, index, subscription.ends_at).ends_at + grace <= now:
         index = max(cycle_at(purchased_at, zone, now).index, index + 1)
     while CycleKey(subscription.subscription_id, index) in closed:  # closed early by a run ahead of our clock
         index += 1
@@ -225,8 +225,11 @@ class ResourceLedger:
         return self.state.version > 0
 
     def shown_at(self, now: datetime) -> bool:
-        """A card for every resource the team has a subscription to that has not ended."""
-        return any(not subscription.has_ended(now) for subscription in self.subscriptions)
+        """A card for every resource the team has a subscription to that has not ended, or an ended
+        payg whose last cycle is not closed yet (its final invoice is still to come)."""
+        unclosed = {key.subscription_id for key in self.cycle_units}
+        return any(not subscription.has_ended(now) or subscription.subscription_id in unclosed
+                   for subscription in self.subscriptions)
 
 
 @dataclass

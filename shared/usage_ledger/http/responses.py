@@ -134,6 +134,9 @@ class PaygCycle(Answer):
     currency: str | None
     status: Annotated[Literal["active", "past_due"], Field(
         description="past_due while a payg invoice of the resource is payment_failed or uncollectible")]
+    ends_at: Annotated[Instant | None, Field(
+        description="when the subscription ends (cancelled: the time of the request); its last cycle ends then, "
+                    "and an ended payg stays on the card until that cycle is closed into its final invoice")]
 
 
 class BalanceCard(Answer):
@@ -267,6 +270,34 @@ class PaidWith(Answer):
     id: Annotated[str, Field(description="the Stripe PaymentMethod id")]
     brand: str
     last4: Annotated[str, Field(pattern=r"^[0-9]{4}$")]
+class RefundAnswer(Answer):
+    id: Annotated[str, Field(description="the processor's Refund")]
+    amount: int
+    status: str
+
+
+CreditNoteReason = Literal["duplicate", "fraudulent", "order_change", "product_unsatisfactory", "other"]
+
+
+class CreditNoteSummary(Answer):
+    credit_note_id: str
+    number: Annotated[int, Field(description="the team's credit notes numbered 1, 2, 3, ... in the order issued")]
+    amount: int
+    reason: CreditNoteReason
+    refund: Annotated[RefundAnswer | None, Field(description="on a paid invoice; null on an unpaid one")]
+    issued_at: Instant
+
+
+class CreditNote(Answer):
+    credit_note_id: str
+    number: int
+    invoice_id: str
+    amount: Annotated[int, Field(description="minor units")]
+    currency: str
+    reason: CreditNoteReason
+    memo: str | None
+    refund: Annotated[RefundAnswer | None, Field(description="the processor's Refund (paid invoices), else null")]
+    issued_at: Instant
 
 
 class Invoice(Answer):
@@ -278,7 +309,7 @@ class Invoice(Answer):
     lines: list[InvoiceLine]
     total: Annotated[int, Field(description="minor units")]
     currency: str
-    status: Literal["open", "paid", "payment_failed", "uncollectible"]
+    status: Literal["open", "paid", "payment_failed", "uncollectible", "void"]
     attempt_count: int
     next_payment_attempt: Annotated[Instant | None, Field(description="when the next automatic retry is due")]
     paid_at: Instant | None
@@ -299,6 +330,9 @@ class PaidInvoice(Invoice):
     """POST .../invoices/{invoice_id}/pay: the invoice after the attempt."""
     next_action: Annotated[NextAction | None, Field(description="present when the customer must confirm the "
                                                                 "payment on the page (3-D Secure)")] = None
+    amount_due: Annotated[int, Field(description="the total less credit notes while unpaid; 0 once paid or void")]
+    credited: Annotated[int, Field(description="what the invoice's credit notes add up to (minor units)")]
+    credit_notes: list[CreditNoteSummary]
 
 
 class Invoices(Answer):

@@ -159,6 +159,19 @@ class PaymentMethodUpdateBody(Strict):
     payment_method: PaymentMethodId
 
 
+class CreditNoteBody(Strict):
+    """POST /admin/teams/{team_id}/invoices/{invoice_id}/credit-notes (contract section 7)."""
+
+    credit_note_id: Identifier | None = None
+    amount: Annotated[StrictInt, Field(gt=0, le=10**12, description="minor units")]
+    reason: Literal["duplicate", "fraudulent", "order_change", "product_unsatisfactory", "other"]
+    memo: Annotated[StrictStr, Field(max_length=500), AfterValidator(_printable)] | None = None
+
+    def command(self, team_id: str, invoice_id: str) -> commands.IssueCreditNote:
+        return commands.IssueCreditNote(team_id=team_id, invoice_id=invoice_id, amount=self.amount,
+                                        reason=self.reason, memo=self.memo, credit_note_id=self.credit_note_id)
+
+
 INSTANT = {"format": "date-time", "description": f"RFC 3339 with an offset, years {EARLIEST.year}-{LATEST.year - 1}"}
 
 

@@ -33,6 +33,7 @@ from usage_ledger.domain.billing import (
     DECLINED,
     PAID,
     PAST_DUE_STATUSES,
+    VOID,
     Charge,
     CycleRef,
     Invoice,
@@ -201,14 +202,14 @@ class Billing:
         processor already completed (a confirmed PaymentIntent), recorded without charging; `read`:
         the invoice as the caller just read it (the claim checks it is still so)."""
         invoice = read or self.invoice(team_id, invoice_id)
-        if invoice.status == PAID:
-            raise Conflict(f"Invoice {invoice_id!r} is already paid.")
+        if invoice.status in (PAID, VOID):
+            raise Conflict(f"Invoice {invoice_id!r} is already {invoice.status}.")
         attempted = self._attempt(invoice, now, uuid.uuid4().hex, scheduled=False, email_now=True,
                                   on_session=on_session, outcome=outcome)
         if attempted is None:
             stored = self.invoice(team_id, invoice_id)
-            if stored.status == PAID:
-                raise Conflict(f"Invoice {invoice_id!r} is already paid.")
+            if stored.status in (PAID, VOID):
+                raise Conflict(f"Invoice {invoice_id!r} is already {stored.status}.")
             raise Conflict(f"A payment attempt on invoice {invoice_id!r} is under way; try again shortly.")
         return attempted
 
@@ -300,11 +301,12 @@ class Billing:
         card = subscription.payment_method if subscription is not None else None
         if subscription is None or card is None or not card.id or subscription.customer_id is None:
             # no card saved with the processor: the purchaser must save one
-            return Charge("", DECLINED, invoice.total, invoice.currency, "payment_method_missing")
+            return Charge("", DECLINED, invoice.amount_due, invoice.currency, "payment_method_missing")
         if now >= card_expires_at(card):
-            return Charge("", DECLINED, invoice.total, invoice.currency, "expired_card")
-        request = dict(
-            idempotency_key=charge_key(invoice.invoice_id, attempt), amount=invoice.total, currency=invoice.currency,
+            return Charge("", DECLINED, invoice.amount_due, invoice.currency, "expired_card")
+        request = dict(  # credit notes lower what an unpaid invoice asks (section 7)
+            idempotency_key=charge_key(invoice.invoice_id, attempt), amount=invoice.amount_due,
+            currency=invoice.currency,
             customer_id=subscription.customer_id, payment_method=card,
             description=f"Invoice {invoice.number or invoice.invoice_id} ({invoice.team_name})",
             # the processor's events name the invoice they are about (service/processor_events.py)

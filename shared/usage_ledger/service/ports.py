@@ -10,7 +10,8 @@ from enum import Enum
 from typing import Any, Protocol
 
 from usage_ledger.domain.alert import Alert, Notice, NoticeState
-from usage_ledger.domain.billing import Charge, CycleRef, Invoice, InvoiceRef, PaygCycle, ProcessorIntent
+from usage_ledger.domain.billing import Charge, CycleRef, Invoice, InvoiceRef, PaygCycle, ProcessorIntent, Refund
+from usage_ledger.domain.credit_note import CreditNote
 from usage_ledger.domain.ledger import BalanceState, Debit, ResourceLedger, TeamSnapshot
 from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team, UsageBucket, UsageEvent
 
@@ -21,6 +22,15 @@ class Commit(Enum):
     APPLIED = "applied"
     ALREADY_APPLIED = "already applied"  # a crash or a concurrent redelivery got there first
     RACED = "raced"  # a version moved, a cycle closed or a transaction conflicted: re-read and redo
+
+
+class Added(Enum):
+    """How one try at a credit note went."""
+
+    CREATED = "created"
+    EXISTS = "exists"  # a note with this id was put first (a racing replay)
+    RACED = "raced"  # the invoice or the counter moved: re-read and try again
+    ATTEMPT_UNDER_WAY = "attempt under way"  # a payment attempt holds the invoice
 
 
 class CannotFold(Exception):
@@ -51,6 +61,10 @@ class LedgerStore(Protocol):
     def set_payment_method(self, subscription: Subscription, card: PaymentMethod, customer_id: str) -> bool:
         """Save the card (and its Customer) on the payg subscription as read; False when the stored
         item is no longer that payg subscription with that Customer."""
+        ...
+    def end_subscription(self, subscription: Subscription, ends_at: datetime) -> bool:
+        """Set `ends_at` unless an end at or before it is stored (False then); a payg's open cycles
+        that end later end there in the same write."""
         ...
     def load_team(self, team_id: str, *, everything: bool = False,
                   resource_id: str | None = None) -> TeamSnapshot: ...
@@ -130,6 +144,22 @@ class BillingStore(Protocol):
     def email_has_no_recipient(self, invoice: Invoice, token: str) -> None: ...
     def release_email(self, invoice: Invoice, token: str) -> None: ...
     def list_invoices(self, team_id: str, limit: int, cursor: str | None) -> tuple[list[Invoice], str | None]: ...
+
+
+class CreditNoteStore(Protocol):
+    def get(self, team_id: str, credit_note_id: str) -> CreditNote | None: ...
+    def next_number(self, team_id: str) -> int: ...
+    def add(self, before: Invoice, after: Invoice, note: CreditNote, now: datetime) -> tuple[Added, CreditNote]:
+        """One try: the note put with its number, the invoice moved from `before` to `after` if it
+        still stands as read, the counter advanced, in one transaction."""
+        ...
+    def claim_refund(self, note: CreditNote, token: str, lease_until: datetime,
+                     now: datetime) -> tuple[bool, bool]: ...
+    def release_refund(self, note: CreditNote, token: str) -> None: ...
+    def record_refund(self, note: CreditNote, refund: Refund, token: str) -> bool: ...
+    def claim_email(self, note: CreditNote, token: str, lease_until: datetime, now: datetime) -> bool: ...
+    def email_done(self, note: CreditNote, token: str, message_id: str | None) -> None: ...
+    def release_email(self, note: CreditNote, token: str) -> None: ...
 
 
 class AlertStore(Protocol):
@@ -221,6 +251,15 @@ class PaymentGateway(Protocol):
         """The outcome of a charge the customer was already sent with this key, or None."""
         ...
 
+    def refund(self, *, idempotency_key: str, payment_intent: str, amount: int, metadata: dict[str, str]) -> Refund:
+        """Refund `amount` of a PaymentIntent that succeeded; a retried request with the same key
+        refunds at most once (at Stripe; the credit note's refund claim guards the rest)."""
+        ...
 
-__all__ = ["Commit", "LedgerStore", "IngestStore", "UsageStore", "BillingStore", "AlertStore",
+    def find_refund(self, *, payment_intent: str, idempotency_key: str) -> Refund | None:
+        """A refund of the PaymentIntent already made with this key, or None."""
+        ...
+
+
+__all__ = ["Added", "Commit", "CreditNoteStore", "LedgerStore", "IngestStore", "UsageStore", "BillingStore", "AlertStore",
            "EventQueue", "WorkQueue", "CannotFold", "Mailer", "Renderer", "PaymentGateway"]

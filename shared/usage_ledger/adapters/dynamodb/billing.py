@@ -22,12 +22,14 @@ from usage_ledger.adapters.dynamodb.leases import lease_free
 from usage_ledger.adapters.dynamodb.ledger import card_attribute, card_of
 from usage_ledger.adapters.dynamodb.models import (
     AttemptAttribute,
+    CreditNoteSummaryAttribute,
     CycleItem,
     IndexedKey,
     InvoiceCounterItem,
     InvoiceItem,
     InvoiceLineAttribute,
     LedgerItem,
+    RefundAttribute,
     SubscriptionItem,
     connection,
 )
@@ -42,11 +44,13 @@ from usage_ledger.domain.billing import (
     SENDING,
     SENT,
     Attempt,
+    CreditNoteSummary,
     CycleRef,
     Invoice,
     InvoiceLine,
     InvoiceRef,
     PaygCycle,
+    Refund,
 )
 from usage_ledger.domain.errors import Contended
 
@@ -85,7 +89,25 @@ def invoice_of(item: InvoiceItem) -> Invoice:
         charge_id=item.charge_id, settled_at=item.settled_at, decline_code=item.decline_code,
         email_status=item.emailed, email_attempt=int(item.email_attempt) if item.email_attempt is not None else None,
         paid_with=card_of(item.paid_with),
+        credited=int(item.credited or 0),
+        credit_notes=tuple(CreditNoteSummary(note.credit_note_id, int(note.number), int(note.amount), note.reason,
+                                             note.issued_at, refund_of(note.refund))
+                           for note in item.credit_notes or ()),
     )
+
+
+def refund_of(attribute: RefundAttribute | None) -> Refund | None:
+    return Refund(attribute.id, int(attribute.amount), attribute.status) if attribute is not None else None
+
+
+def refund_attribute(refund: Refund) -> RefundAttribute:
+    return RefundAttribute(id=refund.id, amount=refund.amount, status=refund.status)
+
+
+def summary_attribute(note: CreditNoteSummary) -> CreditNoteSummaryAttribute:
+    return CreditNoteSummaryAttribute(credit_note_id=note.credit_note_id, number=note.number, amount=note.amount,
+                                      reason=note.reason, issued_at=note.issued_at,
+                                      refund=refund_attribute(note.refund) if note.refund else None)
 
 
 def invoice_item(invoice: Invoice) -> InvoiceItem:
@@ -104,6 +126,8 @@ def invoice_item(invoice: Invoice) -> InvoiceItem:
         attempt_count=invoice.attempt_count, attempts=_attempt_attributes(invoice),
         next_payment_attempt=invoice.next_payment_attempt, paid_at=invoice.paid_at,
         paid_with=card_attribute(invoice.paid_with) if invoice.paid_with is not None else None,
+        credited=invoice.credited or None,
+        credit_notes=[summary_attribute(note) for note in invoice.credit_notes] or None,
     )
 
 
@@ -242,7 +266,8 @@ class BillingStore:
         met an outage) and may have charged, so the caller asks the processor before charging."""
         number = invoice.attempt_count + 1
         item = invoice_item(invoice)
-        condition = (InvoiceItem.SK.exists() & _attempts_made(invoice.attempt_count)
+        # no credit note since the invoice was read: the attempt charges the amount due it read
+        condition = (InvoiceItem.SK.exists() & _attempts_made(invoice.attempt_count) & credited_is(invoice.credited)
                      & (InvoiceItem.claim_token.does_not_exist() | lease_free(InvoiceItem.claim_until, now)))
         actions = [InvoiceItem.claim_attempt.set(number), InvoiceItem.claim_token.set(token),
                    InvoiceItem.claim_until.set(lease_until)]
@@ -350,6 +375,13 @@ def _attempts_made(count: int) -> Any:
     if count == 0:
         return InvoiceItem.attempt_count.does_not_exist() | (InvoiceItem.attempt_count == 0)
     return InvoiceItem.attempt_count == count
+
+
+def credited_is(amount: int) -> Any:
+    """A condition: the invoice's credit notes add up to `amount` (none: the attribute is absent)."""
+    if amount == 0:
+        return InvoiceItem.credited.does_not_exist() | (InvoiceItem.credited == 0)
+    return InvoiceItem.credited == amount
 
 
 def _instant(value: datetime) -> str:

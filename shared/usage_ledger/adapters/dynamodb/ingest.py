@@ -184,7 +184,7 @@ class IngestStore:
         for key, units in sorted(debit.payg_by_cycle.items(), key=lambda pair: pair[0].index):
             subscription = subscriptions[key.subscription_id]
             assert subscription.purchased_at and subscription.timezone
-            cycle = cycle_by_index(subscription.purchased_at, subscription.timezone, key.index)
+            cycle = cycle_by_index(subscription.purchased_at, subscription.timezone, key.index, subscription.ends_at)
             item = CycleItem(keys.team_pk(team_id), keys.cycle_sk(resource_id, key.subscription_id, key.index))
             if key in ledger.cycle_units:  # read open: still open (a close moves it out of RES#)
                 condition = CycleItem.status == OPEN

@@ -63,7 +63,12 @@ def subscription_sk(resource_id: str, subscription_id: str) -> str:
 
 
 def cycle_sk(resource_id: str, subscription_id: str, index: int) -> str:
-    return f"{RESOURCE_PREFIX}{resource_id}#CYCLE#{subscription_id}#{index:06d}"
+    return f"{cycles_prefix(resource_id, subscription_id)}{index:06d}"
+
+
+def cycles_prefix(resource_id: str, subscription_id: str) -> str:
+    """Every open cycle of one payg subscription (begins_with)."""
+    return f"{RESOURCE_PREFIX}{resource_id}#CYCLE#{subscription_id}#"
 
 
 def closed_cycles_pk(team_id: str) -> str:
@@ -95,6 +100,13 @@ def invoice_pk(team_id: str) -> str:
 
 INVOICE_PREFIX = "in_"
 INVOICE_COUNTER_SK = "NUMBER"  # in the invoice partition; never starts with INVOICE_PREFIX
+CREDIT_NOTE_COUNTER_SK = "CREDIT_NOTE_NUMBER"  # the credit notes' own sequence, beside it
+CREDIT_NOTE_PREFIX = "CN#"
+
+
+def credit_note_sk(credit_note_id: str) -> str:
+    """In the invoice partition (a team's credit note ids are unique across its invoices)."""
+    return f"{CREDIT_NOTE_PREFIX}{credit_note_id}"
 
 
 def team_of_invoice_pk(pk: str) -> str:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from usage_ledger.adapters.dynamodb import keys
-from usage_ledger.adapters.dynamodb.errors import CONDITION_FAILED, cancellation_codes, is_condition_failure
+from usage_ledger.adapters.dynamodb.errors import (
+    CONDITION_FAILED,
+    cancellation_codes,
+    is_condition_failure,
+    lost_a_race,
+)
 from usage_ledger.adapters.dynamodb.models import (
     AppItem,
     BalanceItem,
@@ -26,7 +32,9 @@ from usage_ledger.adapters.dynamodb.models import (
     connection,
 )
 from usage_ledger.adapters.dynamodb.paging import decode_cursor, encode_cursor, page
-from usage_ledger.domain.billing import CLOSED, CLOSING
+from usage_ledger.domain.billing import CLOSED, CLOSING, OPEN
+from usage_ledger.domain.calendar import Cycle, cycle_by_index, iso
+from usage_ledger.domain.errors import Contended
 from usage_ledger.domain.ids import is_identifier
 from usage_ledger.domain.ledger import BalanceState, CycleKey, TeamSnapshot
 from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subscription, Team
@@ -34,6 +42,8 @@ from usage_ledger.domain.model import App, Member, PaymentMethod, Resource, Subs
 # the catalogue changes rarely; a container re-reads it at most this often
 CATALOGUE_TTL_SECONDS = 60
 BATCH_GET_LIMIT = 100
+
+MAX_END_RACES = 10  # tries of a subscription's end against concurrent ingest applies
 
 
 # ------------------------------------------------------------------ item <-> domain
@@ -298,6 +308,51 @@ class LedgerStore:
                 return False
             raise
         return True
+
+    def end_subscription(self, subscription: Subscription, ends_at: datetime) -> bool:
+        """Set `ends_at` unless the stored one is already at or before it (an earlier end stays):
+        False then. In the same transaction: a payg's open cycles that end later end there (the one
+        containing the end, or one a late unit started after it), so the close job finds them due
+        then; and the resource's balance version moves, so an ingest apply that read the
+        subscription before the end re-reads it instead of debiting past it or making a cycle with
+        its old end."""
+        pk = keys.team_pk(subscription.team_id)
+        item = SubscriptionItem(pk, keys.subscription_sk(subscription.resource_id, subscription.subscription_id))
+        condition = SubscriptionItem.SK.exists() & (SubscriptionItem.ends_at.does_not_exist()
+                                                    | (SubscriptionItem.ends_at > ends_at))
+        for _ in range(MAX_END_RACES):  # a conflict with an ingest apply or a close: read again and retry
+            balance = self._get(pk, keys.balance_sk(subscription.resource_id))
+            try:
+                with TransactWrite(connection=connection()) as transaction:
+                    transaction.update(item, actions=[SubscriptionItem.ends_at.set(ends_at)], condition=condition)
+                    if isinstance(balance, BalanceItem):
+                        # pynamodb adds the version's increment and its condition (the version read)
+                        transaction.update(balance, actions=[])
+                    for cycle, ended in self._cycles_ending(subscription, ends_at):
+                        transaction.update(CycleItem(pk, cycle.SK), actions=[
+                            CycleItem.cycle_end.set(ended.end_date.isoformat()), CycleItem.ends_at.set(ended.ends_at),
+                            CycleItem.GSI1SK.set(iso(ended.ends_at))], condition=CycleItem.status == OPEN)
+                return True
+            except TransactWriteError as error:
+                codes = cancellation_codes(error)
+                if codes and codes[0] == CONDITION_FAILED:
+                    return False
+                if not lost_a_race(codes) and CONDITION_FAILED not in codes:
+                    raise
+        raise Contended(f"subscription {subscription.subscription_id}: ending it kept conflicting")
+
+    @staticmethod
+    def _cycles_ending(subscription: Subscription, ends_at: datetime) -> list[tuple[CycleItem, Cycle]]:
+        """The payg's open cycles (in `RES#`) that end after `ends_at`, each as it ends then."""
+        if not subscription.is_payg or subscription.purchased_at is None or subscription.timezone is None:
+            return []
+        found = []
+        for stored in LedgerItem.query(keys.team_pk(subscription.team_id), LedgerItem.SK.startswith(
+                keys.cycles_prefix(subscription.resource_id, subscription.subscription_id)), consistent_read=True):
+            if isinstance(stored, CycleItem) and stored.status == OPEN and stored.ends_at > ends_at:
+                found.append((stored, cycle_by_index(subscription.purchased_at, subscription.timezone,
+                                                     int(stored.cycle_index), ends_at)))
+        return found
 
     # -------------------------------------------------------------- the team's partition
 

@@ -201,6 +201,21 @@ class AttemptAttribute(MapAttribute):
     decline_code = UnicodeAttribute(null=True)
 
 
+class RefundAttribute(MapAttribute):
+    id = UnicodeAttribute()
+    amount = NumberAttribute()
+    status = UnicodeAttribute()
+
+
+class CreditNoteSummaryAttribute(MapAttribute):
+    credit_note_id = UnicodeAttribute()
+    number = NumberAttribute()
+    amount = NumberAttribute()
+    reason = UnicodeAttribute()
+    issued_at = InstantAttribute()
+    refund = RefundAttribute(null=True)  # copied from the credit note once the processor refunded
+
+
 class InvoiceItem(LedgerItem, discriminator="invoice"):
     invoice_id = UnicodeAttribute()
     team_id = UnicodeAttribute()
@@ -245,15 +260,55 @@ class InvoiceItem(LedgerItem, discriminator="invoice"):
     email_token = UnicodeAttribute(null=True)
     email_message_id = UnicodeAttribute(null=True)
     emailed_at = InstantAttribute(null=True)
+    # its credit notes (CreditNoteItem), appended with `credited` in the credit note's transaction;
+    # a refund is read from the credit note itself
+    credited = NumberAttribute(null=True)
+    credit_notes = ListAttribute(of=CreditNoteSummaryAttribute, null=True)
     # the due-payments index (keys.PAYMENTS_DUE): when the close job next has work on it
     GSI1PK = UnicodeAttribute(null=True)
     GSI1SK = UnicodeAttribute(null=True)
 
 
 class InvoiceCounterItem(LedgerItem, discriminator="invoice_counter"):
-    """The last invoice number a team issued: advanced in the same transaction as each invoice put."""
+    """The last number a team issued in one sequence (invoices: keys.INVOICE_COUNTER_SK, credit notes:
+    keys.CREDIT_NOTE_COUNTER_SK), advanced in the same transaction as each document's put."""
 
     last_number = NumberAttribute()
+
+
+class CreditNoteItem(LedgerItem, discriminator="credit_note"):
+    """A credit note (keys.credit_note_sk) in its invoice's partition, with the snapshots it renders."""
+
+    credit_note_id = UnicodeAttribute()
+    team_id = UnicodeAttribute()
+    invoice_id = UnicodeAttribute()
+    invoice_number = NumberAttribute(null=True)
+    number = NumberAttribute()
+    amount = NumberAttribute()
+    currency = UnicodeAttribute()
+    reason = UnicodeAttribute()
+    memo = UnicodeAttribute(null=True)
+    issued_at = InstantAttribute()
+    invoice_status = UnicodeAttribute()  # as it was credited: paid (a refund is owed) or unpaid
+    invoice_total = NumberAttribute()
+    team_name = UnicodeAttribute()
+    purchaser_email = UnicodeAttribute(null=True)
+    timezone = UnicodeAttribute(null=True)
+    period_start = UnicodeAttribute()
+    period_end = UnicodeAttribute()
+    payment_method = CardAttribute()
+    payment_intent = UnicodeAttribute(null=True)  # the PaymentIntent refunded (paid invoices)
+    refund = RefundAttribute(null=True)
+    # the refund claim: taken before the processor is called; a taker after a lost claim asks the
+    # processor for a refund of this credit note before refunding
+    refund_token = UnicodeAttribute(null=True)
+    refund_until = InstantAttribute(null=True)
+    refund_claimed = BooleanAttribute(null=True)
+    # the email claim: "sending" under a lease, then "sent" or "no_recipient"
+    emailed = UnicodeAttribute(null=True)
+    email_token = UnicodeAttribute(null=True)
+    email_lease_until = InstantAttribute(null=True)
+    email_message_id = UnicodeAttribute(null=True)
 
 
 class AlertItem(LedgerItem, discriminator="alert"):
