@@ -15,6 +15,10 @@ def attempts(count: int) -> Iterator[int]:
         yield attempt
 
 
+# the events queues' maxReceiveCount (template.yaml): the receive after which SQS dead-letters a message
+EVENTS_MAX_RECEIVES = 5
+
+
 def redelivery_delay(receive_count: int) -> int:
     """Seconds before SQS delivers a failed events message again: 5, 10, 20, 40, 80 for its 1st to
     5th receive (then the DLQ), never more than the queue's 180 s visibility timeout. A FIFO group

@@ -5,13 +5,14 @@ period that contains `now`.
 """
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from usage_ledger.domain.calendar import cycle_at, iso, refresh_period_at, utc_day, whole_days_between
-from usage_ledger.domain.ledger import BalanceState, CycleKey
+from usage_ledger.domain.calendar import cycle_by_index, iso, refresh_period_at, utc_day, whole_days_between
+from usage_ledger.domain.ledger import BalanceState, CycleKey, billing_cycle_of_unit
 from usage_ledger.domain.model import Resource, Subscription, in_consumption_order
 
 PROJECTION_WINDOW_DAYS = 7
@@ -93,8 +94,10 @@ def balance_card(
     state: BalanceState,
     cycle_units: dict[CycleKey, int],
     now: datetime,
+    closed: Container[CycleKey] = frozenset(),
 ) -> dict[str, Any]:
-    """One card of GET /balances (contract section 3), in the contract's field names."""
+    """One card of GET /balances (contract section 3), in the contract's field names; `closed`:
+    the payg cycles a close run closed (its open cycle is the first one after them)."""
     shown = in_consumption_order([s for s in subscriptions if not s.has_ended(now)])
     projection = project(resource, shown, state, now)
     active = [s for s in shown if s.is_active(now)]
@@ -121,8 +124,10 @@ def balance_card(
     payg_subscription = next((s for s in active if s.is_payg), None)
     if payg_subscription is not None:
         assert payg_subscription.purchased_at and payg_subscription.timezone
-        cycle = cycle_at(payg_subscription.purchased_at, payg_subscription.timezone, now)
-        units = cycle_units.get(CycleKey(payg_subscription.subscription_id, cycle.index), 0)
+        # the cycle a unit completed now would be billed in: the one containing now, unless closed
+        key = billing_cycle_of_unit(payg_subscription, now, now, closed, timedelta(0))
+        cycle = cycle_by_index(payg_subscription.purchased_at, payg_subscription.timezone, key.index)
+        units = cycle_units.get(key, 0)
         payg = {
             "subscription_id": payg_subscription.subscription_id,
             "cycle_start": cycle.start_date.isoformat(),
