@@ -91,6 +91,27 @@ def test_the_newcomers_walk_counts_every_event_after_a_close_run_ahead_of_the_cl
     assert card["payg"]["cycle_start"] == "2026-12-05" and card["payg"]["charged_units"] == 10
 
 
+def test_after_a_close_run_ahead_an_event_costs_the_requests_of_any_other(api, world, clock, dynamodb_calls):
+    """The fix adds no request to the hot path: a message for a closed cycle is one claim, one
+    Query of RES# (the subscription's closed_through comes with it) and one commit, as always."""
+    world.resource("minutes", kind="api", size=20)
+    world.team("team-a")
+    world.subscription("team-a", "minutes", "payg", purchased_at="2026-11-05T00:00:00Z",
+                       starts_at="2026-11-05T00:00:00Z", subscription_id="payg-1")
+    now = utc(2026, 11, 25, 12)
+    clock.set(now)
+    send_events(api, [cloud_event("team-a", "minutes", 40, now, id="first")])
+    drain_events(api.stack)
+    assert close_billing(api.stack, utc(2026, 12, 7))["invoiced"] == 1  # Nov 5 - Dec 4, 12 days early
+    clock.set(now)
+    for number in range(3):
+        assert send_events(api, [cloud_event("team-a", "minutes", 20, now, id=f"late-{number}")]).status == 202
+        dynamodb_calls.clear()
+        assert drain_events(api.stack).succeeded == 1
+        assert [operation for operation, _ in dynamodb_calls] == ["TransactWriteItems", "Query", "TransactWriteItems"]
+    assert charged_units(api, "team-a") == 2 + 3 and open_cycles(api.stack, "team-a")[0]["SK"].endswith("#000001")
+
+
 def test_a_message_that_still_cannot_be_applied_on_its_last_receive_is_set_aside_not_dead_lettered(
         api, world, clock, monkeypatch):
     from usage_ledger.domain.errors import Contended

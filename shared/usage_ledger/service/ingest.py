@@ -167,8 +167,12 @@ class Ingest:
                 self._set_aside(message.batch_id, None, None, unstorable, reason, now)
                 outcome.set_aside += len(unstorable)
             if isinstance(owned, Exception):  # the message (and its group's later ones) comes back
-                if message.last_receive:  # unclaimed: a replay claims them
-                    self._set_aside(message.batch_id, None, None, events, _describe(owned), now)
+                if message.last_receive:  # per (team, resource), unclaimed: a replay claims them
+                    unclaimed: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
+                    for event in events:
+                        unclaimed[(event.team_id, event.resource_id)].append(event)
+                    for (team_id, resource_id), group in sorted(unclaimed.items()):
+                        self._set_aside(message.batch_id, team_id, resource_id, group, _describe(owned), now)
                     outcome.set_aside += len(events)
                     continue
                 logger.warning("claiming a message's events failed; it will be retried",
