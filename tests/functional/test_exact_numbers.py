@@ -7,8 +7,7 @@ import json
 from decimal import Decimal
 
 import simplejson
-
-from conftest import OPERATOR, Identity, close_billing, cloud_event, drain_events, send_events, utc
+from conftest import OPERATOR, Identity, close_billing, cloud_event, drain_events, utc
 
 ALICE = Identity.user("alice")
 BIG = "1000000000000"  # 1e12
