@@ -2,7 +2,7 @@
 run ahead of the ingest clock (README's `make invoice`) or behind it, twice at once, never leaves an
 event uncounted, a charged unit outside exactly one invoice or open cycle, or a message in a DLQ.
 
-CLOSE_SKEW_EXAMPLES sets the property test's examples (default 6, derandomized so `make test` is
+CLOSE_SKEW_EXAMPLES sets the property test's examples (default 10, derandomized so `make test` is
 repeatable; `make soak` draws more, new ones each run)."""
 import os
 import threading
@@ -18,7 +18,7 @@ from infra.pollers import queue_depth
 
 ALICE = Identity.user("alice")
 DEAD_LETTER_QUEUES = ("EventsFifoDeadLetterQueue", "EventsDeadLetterQueue")
-EXAMPLES = int(os.environ.get("CLOSE_SKEW_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("CLOSE_SKEW_EXAMPLES", "10"))
 SKEW = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("CLOSE_SKEW_EXAMPLES"),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
