@@ -76,3 +76,23 @@ def test_sentinel_quantities_and_amounts_read_back_exactly_from_every_route(api,
     assert invoice["total"] == BEYOND_DOUBLE and f'"total":{BEYOND_DOUBLE}' in api.get(
         f"/v1/teams/team-a/invoices/{invoice['invoice_id']}", as_=ALICE).text
 
+
+
+def test_a_route_that_returns_a_plain_dict_is_written_digit_for_digit_too():
+    """Powertools' own path for a plain result encodes a Decimal as a float (...5001): the project's
+    resolver writes it as json_response does."""
+    from usage_ledger.http.api import new_resolver
+
+    app = new_resolver()
+
+    @app.get("/v1/exact")
+    def exact_route():
+        return {"quantity": Decimal(SUM), "amount": BEYOND_DOUBLE, "pending_usage": Decimal(MILLIONTH)}, 201
+
+    event = {"version": "2.0", "routeKey": "GET /v1/exact", "rawPath": "/v1/exact", "rawQueryString": "",
+             "headers": {}, "isBase64Encoded": False,
+             "requestContext": {"http": {"method": "GET", "path": "/v1/exact", "sourceIp": "192.0.2.1"},
+                                "stage": "$default", "requestId": "exact"}}
+    reply = app.resolve(event, None)
+    assert reply["statusCode"] == 201
+    assert reply["body"] == f'{{"quantity":{SUM},"amount":{BEYOND_DOUBLE},"pending_usage":{MILLIONTH}}}'

@@ -200,8 +200,21 @@ class _NotJson(json.JSONDecodeError):
         return self.msg
 
 
+class ExactResolver(APIGatewayHttpResolver):
+    """Powertools' HTTP API resolver, whose plain results (a dict, or a (dict, status) pair) are
+    written by `dumps`, as json_response writes them: on its own path, the validation middleware's
+    encoder turns a Decimal into a float before any serializer sees it (1000000006957.500167 would
+    go out as 1000000006957.5001). Routes carry no return annotation: the models are the document's."""
+
+    def _to_response(self, result: Any) -> Any:
+        response = super()._to_response(result)
+        if isinstance(response, Response) and response.is_json() and isinstance(response.body, (dict, list)):
+            response.body = dumps(response.body)
+        return response
+
+
 def new_resolver() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True, serializer=dumps, json_body_deserializer=parse_body)
+    app = ExactResolver(enable_validation=True, serializer=dumps, json_body_deserializer=parse_body)
 
     @app.exception_handler(ValidationFailed)
     def _validation_failed(error: ValidationFailed) -> Response:
