@@ -40,11 +40,12 @@ test: install
 test-fast: install
 	$(PY) -m pytest -n 2 --dist loadfile -m "not e2e and not browser"
 
-## soak: the seeded simulation, longer and over fresh seeds, 20,000 users in one month (BOUNDED_USERS) (~12 min per seed; SIM_SEEDS, SIM_STEPS, SIM_EVENTS, SIM_SEED to replay), and the fuzz with more examples
+## soak: the seeded simulation, longer and over fresh seeds, 20,000 users in one month (BOUNDED_USERS) (~12 min per seed; SIM_SEEDS, SIM_STEPS, SIM_EVENTS, SIM_SEED to replay), and the fuzz and the close-clock property with more examples (FUZZ_EXAMPLES, CLOSE_SKEW_EXAMPLES)
 soak: install
 	SIM_SEEDS=$${SIM_SEEDS:-3} SIM_STEPS=$${SIM_STEPS:-30} SIM_EVENTS=$${SIM_EVENTS:-80} FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} \
-		BOUNDED_USERS=$${BOUNDED_USERS:-20000} \
-		$(PY) -m pytest -p no:cacheprovider -s tests/simulation tests/security tests/functional/test_bounded_items.py
+		BOUNDED_USERS=$${BOUNDED_USERS:-20000} CLOSE_SKEW_EXAMPLES=$${CLOSE_SKEW_EXAMPLES:-100} \
+		$(PY) -m pytest -p no:cacheprovider -s tests/simulation tests/security tests/functional/test_bounded_items.py \
+		tests/functional/test_close_clock_skew.py
 
 ## bench: DynamoDB requests per event, per query, per closed cycle; cold-start import time from the build output (JSON)
 bench: install build-host

@@ -23,6 +23,8 @@ import jwt
 
 ALGORITHMS = ["RS256", "RS384", "RS512"]
 REFETCH_SECONDS = 60.0
+# the claims RFC 7519 defines as NumericDate: a JSON number of seconds, never a string of one
+NUMERIC_DATES = ("exp", "nbf", "iat")
 
 Fetch = Callable[[str], dict[str, Any]]
 
@@ -103,8 +105,10 @@ class JwtAuthorizer:
             )
         except jwt.InvalidTokenError as error:
             raise Unauthorized(str(error)) from error
-        if "iat" in claims and not isinstance(claims["iat"], (int, float)):
-            raise Unauthorized("iat is not a number")
+        for name in NUMERIC_DATES:  # PyJWT takes "exp": "9999999999"; API Gateway refuses it
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise Unauthorized(f"{name} is not a number")
         audience = claims.get("aud", claims.get("client_id"))
         audiences = audience if isinstance(audience, list) else [audience]
         if not any(isinstance(item, str) and item in self.audiences for item in audiences):

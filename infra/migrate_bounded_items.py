@@ -20,6 +20,8 @@ Steps (each prints what it changed):
 5. members written before GET /v1/me get its index keys (GSI1 `USER#<user_id>` / team id), set
    only where they are missing and the member is still there: a member re-saved or removed
    meanwhile is left as it is.
+6. (issue 25) each payg subscription's `closed_through` is the last cycle closed, for cycles
+   closed before the close job wrote it: set only where higher.
 Scans both tables once each (a one-off; budget read units for the tables' size).
 """
 from __future__ import annotations
@@ -212,6 +214,36 @@ def move_closed_cycles() -> int:
     return moved
 
 
+def mark_closed_through() -> int:
+    """Issue 25: each payg subscription learns the last cycle closed before the close wrote
+    `closed_through` (the highest index under `TEAM#<team>#CYCLE`): set only where it is higher, so a
+    later close (which sets it itself) is never undone."""
+    from pynamodb.exceptions import UpdateError
+    from usage_ledger.adapters.dynamodb import keys
+    from usage_ledger.adapters.dynamodb.errors import is_condition_failure
+    from usage_ledger.adapters.dynamodb.models import CycleItem, SubscriptionItem
+    from usage_ledger.domain.billing import CLOSED
+
+    last: dict[tuple[str, str, str], int] = {}
+    for item in CycleItem.scan(~CycleItem.SK.startswith(keys.RESOURCE_PREFIX) & (CycleItem.status == CLOSED)):
+        if isinstance(item, CycleItem):
+            key = (item.team_id, item.resource_id, item.subscription_id)
+            last[key] = max(last.get(key, -1), int(item.cycle_index))
+    marked = 0
+    for (team_id, resource_id, subscription_id), index in sorted(last.items()):
+        subscription = SubscriptionItem(keys.team_pk(team_id), keys.subscription_sk(resource_id, subscription_id))
+        try:
+            subscription.update(actions=[SubscriptionItem.closed_through.set(index)],
+                                condition=SubscriptionItem.SK.exists() & (
+                                    SubscriptionItem.closed_through.does_not_exist()
+                                    | (SubscriptionItem.closed_through < index)))
+            marked += 1
+        except UpdateError as error:
+            if not is_condition_failure(error):
+                raise
+    return marked
+
+
 def index_members(client: Any, ledger_table: str) -> int:
     from usage_ledger.adapters.dynamodb import keys
 
@@ -255,6 +287,7 @@ def run(ledger_table: str, usage_table: str, now: datetime | None = None) -> dic
         "usage": dict(migrate_usage(client, usage_table)),
         "balances_pruned": prune_balances(now),
         "closed_cycles_moved": move_closed_cycles(),
+        "subscriptions_closed_through": mark_closed_through(),
         "members_indexed": index_members(client, ledger_table),
     }
 

@@ -687,18 +687,20 @@
   /** Every page of the report as one CSV (the API pages CSV too: X-Next-Cursor), saved as a file. */
   function downloadCsv(button, asked) {
     button.disabled = true;
-    var rows = [];
+    var parts = [];
     function page(cursor, left) {
       return api(teamPath("/usage" + reportQuery(asked, cursor, 100)), { accept: "text/csv", withHeaders: true }).then(function (answer) {
-        var lines = String(answer.body || "").split(/\r?\n/).filter(Boolean);
-        if (!rows.length) rows.push(lines[0]);
-        rows = rows.concat(lines.slice(1));
+        // the API's rows as it wrote them (a formula-like key already starts with '; a quoted key
+        // may hold a line break): only the repeated header row goes, and it holds no quote
+        var body = String(answer.body || ""), header = body.indexOf("\r\n") + 2;
+        if (!parts.length) parts.push(body.slice(0, header));
+        parts.push(body.slice(header));
         var next = answer.headers.get("X-Next-Cursor");
         return next && left > 1 ? page(next, left - 1) : null;
       });
     }
     page(null, 50).then(function () {
-      var blob = new Blob([rows.join("\r\n") + "\r\n"], { type: "text/csv" });
+      var blob = new Blob([parts.join("")], { type: "text/csv" });
       var anchor = el("a", { href: URL.createObjectURL(blob), download: "usage-" + state.team + "-" + asked.resource_id + "-" + asked.from + "-" + asked.to + ".csv", id: "usage-csv-file" });
       document.body.appendChild(anchor);
       anchor.click();

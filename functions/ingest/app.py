@@ -28,7 +28,8 @@ def messages_of(records: list[dict]) -> tuple[list[Message], list[str]]:
     every later message of their group)."""
     messages, unreadable, blocked = [], [], set()
     for record in records:
-        group = (record.get("attributes") or {}).get("MessageGroupId")
+        attributes = record.get("attributes") or {}
+        group = attributes.get("MessageGroupId")
         if group is not None and group in blocked:
             unreadable.append(record["messageId"])
             continue
@@ -40,7 +41,8 @@ def messages_of(records: list[dict]) -> tuple[list[Message], list[str]]:
             if group is not None:
                 blocked.add(group)
             continue
-        messages.append(Message(record["messageId"], batch_id, events, group))
+        messages.append(Message(record["messageId"], batch_id, events, group,
+                                int(attributes.get("ApproximateReceiveCount") or 1)))
     return messages, unreadable
 
 

@@ -15,9 +15,14 @@ def attempts(count: int) -> Iterator[int]:
         yield attempt
 
 
+# the events queues' maxReceiveCount (template.yaml): the receive after which SQS dead-letters a message
+EVENTS_MAX_RECEIVES = 5
+
+
 def redelivery_delay(receive_count: int) -> int:
-    """Seconds before SQS delivers a failed events message again: 5, 10, 20, 40, 80 for its 1st to
-    5th receive (then the DLQ), never more than the queue's 180 s visibility timeout. A FIFO group
+    """Seconds before SQS delivers a failed events message again: 5, 10, 20, 40 after its 1st to
+    4th receive (what fails on the 5th is set aside; 80 if even that fails, then the DLQ), never
+    more than the queue's 180 s visibility timeout. A FIFO group
     waits behind its failed message, so a momentary failure (throttling, a conflict) must not
     hold a team's usage back for the whole timeout."""
     return min(180, 5 * 2 ** (max(receive_count, 1) - 1))

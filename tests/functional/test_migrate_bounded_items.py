@@ -44,6 +44,8 @@ def test_the_migration_rewrites_old_data_and_a_second_run_changes_nothing(api, w
     world.team("team-a")
     world.subscription("team-a", "minutes", "flex", quantity=10, starts_at="2024-01-01T00:00:00Z",
                        refresh_period="month", subscription_id="monthly")
+    world.subscription("team-a", "minutes", "payg", purchased_at="2025-12-15T00:00:00Z",
+                       starts_at="2025-12-15T00:00:00Z", subscription_id="payg-1")
     ledger, usage = api.stack.physical["LedgerTable"], api.stack.physical["UsageTable"]
     client = boto3.client("dynamodb")
     for item in old_usage("team-a"):
@@ -78,11 +80,12 @@ def test_the_migration_rewrites_old_data_and_a_second_run_changes_nothing(api, w
     first = migrate_bounded_items.run(ledger, usage, now=utc(2026, 11, 25, 12))
     assert first == {"catalogue_items_tagged": 1,
                      "usage": {"day item attributes moved": 7, "month item attributes removed": 5},
-                     "balances_pruned": 1, "closed_cycles_moved": 1, "members_indexed": 1}
+                     "balances_pruned": 1, "closed_cycles_moved": 1, "subscriptions_closed_through": 1,
+                     "members_indexed": 1}
     after_first = (scan(ledger), scan(usage))
     second = migrate_bounded_items.run(ledger, usage, now=utc(2026, 11, 25, 12))
     assert second == {"catalogue_items_tagged": 0, "usage": {}, "balances_pruned": 0, "closed_cycles_moved": 0,
-                      "members_indexed": 0}
+                      "subscriptions_closed_through": 0, "members_indexed": 0}
     assert (scan(ledger), scan(usage)) == after_first
 
     # usage: reports read the new items; nothing lost, old attributes gone
@@ -112,3 +115,6 @@ def test_the_migration_rewrites_old_data_and_a_second_run_changes_nothing(api, w
     cycles = [item for item in after_first[0] if item.get("entity") == s("cycle")]
     assert [(item["PK"]["S"], item["SK"]["S"], item["invoice_id"]["S"]) for item in cycles] == [
         ("TEAM#team-a#CYCLE", "minutes#payg-1#000003", "in_0123")]
+    # and its subscription knows it is closed: a late unit of it goes to the first cycle after
+    payg = next(item for item in after_first[0] if item["SK"]["S"] == "RES#minutes#SUB#payg-1")
+    assert payg["closed_through"] == n(3)

@@ -203,6 +203,18 @@ def test_member_emails_with_markup_or_control_characters_are_refused(api, world)
         assert paths(reply) == ["email"], email
 
 
+def test_a_member_email_is_one_address_not_a_list_or_a_display_name(api, world):
+    world.team("team-a")
+    for email in ("evil,x3@example.com", "a@example.com, b@example.com", "a@example.com;b@example.com",
+                  "Eve <eve@example.com>", "\"a b\"@example.com", "a..b@example.com", "a@-example.com",
+                  "a@example"):
+        reply = api.put("/v1/admin/teams/team-a/members/bob", {"email": email, "roles": [], "full_access": False})
+        assert reply.status == 422 and paths(reply) == ["email"], email
+    for email in ("bob@example.com", "bob.smith+billing@mail.example.com", "o'neil@example.co.uk"):
+        reply = api.put("/v1/admin/teams/team-a/members/bob", {"email": email, "roles": [], "full_access": False})
+        assert reply.status in (200, 201), (email, reply.text)
+
+
 def test_names_with_control_characters_are_refused(api):
     for name in ("a\x00b", "line\r\nBcc: x@example.com", "bell\x07", "\x85next", "\ud800"):
         assert paths(api.put("/v1/admin/teams/team-b", {"name": name})) == ["name"], repr(name)

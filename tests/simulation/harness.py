@@ -64,6 +64,9 @@ class SimConfig:
     fault_rate: float = 0.02
     duplicate_rate: float = 0.1
     late_rate: float = 0.15
+    # a close run whose event time is hours to days off the ingest clock (`make invoice`, a red
+    # team's early close, a clock gone wrong): ahead, it closes cycles ingest still thinks open
+    close_skew_rate: float = 0.5
     start: datetime = datetime(2026, 9, 25, 0, 0, tzinfo=UTC)
 
 
@@ -206,6 +209,8 @@ class Outcome:
     late_events: int = 0
     producer_retries: int = 0
     close_runs: int = 0
+    skewed_close_runs: int = 0
+    set_aside_replayed: int = 0
     alert_runs: int = 0
     redriven: int = 0
     failed_invocations: int = 0
@@ -410,7 +415,7 @@ class Simulation:
         """Two scheduled runs at once, one of them started late (an async retry: its event time is
         behind the clock), and with `stream`, a stream invocation for the step's changes alongside."""
         late = timedelta(minutes=self.rng.choice([0, 0, 12, 50]))
-        events = [scheduled_event(self.stack, function, self.clock()),
+        events = [scheduled_event(self.stack, function, self.clock() + self._close_skew(function)),
                   scheduled_event(self.stack, function, self.clock() - late)]
 
         def run(container: str) -> None:
@@ -434,6 +439,13 @@ class Simulation:
 
         errors = self._threads(3 if stream else 2, run)
         assert not errors, errors
+
+    def _close_skew(self, function: str) -> timedelta:
+        """The fault plan's close-clock skew: hours to days ahead of or behind the ingest clock."""
+        if function != "CloseBillingCyclesFunction" or self.rng.random() >= self.config.close_skew_rate:
+            return timedelta(0)
+        self.outcome.skewed_close_runs += 1
+        return timedelta(hours=self.rng.choice([-50, -7, 2, 13, 30, 75]))
 
     def close(self, *, faults: bool = True) -> None:
         self.outcome.close_runs += 2
@@ -490,6 +502,7 @@ class Simulation:
         """What an operator's day after looks like: dead letters redriven, leases run out, jobs rerun."""
         self.ingest(faults=False)
         self.outcome.redriven = self.redrive()
+        self.outcome.set_aside_replayed = self.replay_set_aside()
         self.ingest(faults=False)
         from usage_ledger.clock import LEASE
 
@@ -516,6 +529,23 @@ class Simulation:
                                       MessageDeduplicationId=uuid.uuid4().hex)
                 self.sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
                 moved += 1
+
+    def replay_set_aside(self) -> int:
+        """What ingest set aside, sent again as docs/operations.md says (in its group, a fresh
+        deduplication id), and the item deleted; events that could not be keyed stay."""
+        queue, ledger = self.stack.physical["EventsFifoQueue"], self.stack.physical["LedgerTable"]
+        replayed = 0
+        for item in self.scan("LedgerTable"):
+            if item["PK"] != "SETASIDE" or not item.get("message_group"):
+                continue
+            if "injected" not in item["reason"] and "TransactionConflict" not in item["reason"]:
+                # only faults that outlasted every retry may set a group aside, never the data or a clock
+                self.round_problems.append(f"I1 {item['SK']} set aside for {item['reason']}")
+            self.sqs.send_message(QueueUrl=queue, MessageBody=item["message"], MessageGroupId=item["message_group"],
+                                  MessageDeduplicationId=uuid.uuid4().hex)
+            self.ddb.delete_item(TableName=ledger, Key={"PK": {"S": item["PK"]}, "SK": {"S": item["SK"]}})
+            replayed += 1
+        return replayed
 
     # ---------------------------------------------------------- stored state
 

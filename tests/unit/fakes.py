@@ -123,7 +123,8 @@ class FakeLedgerStore:
             if team == team_id and (resource_id is None or rid == resource_id):
                 snapshot.resources[rid] = replace(ledger, subscriptions=list(ledger.subscriptions),
                                                   cycle_units=dict(ledger.cycle_units),
-                                                  closed_cycles=set(ledger.closed_cycles))
+                                                  closed_cycles=set(ledger.closed_cycles),
+                                                  closed_through=dict(ledger.closed_through))
         if everything:
             snapshot.members = {user: m for (team, user), m in self.memberships.items() if team == team_id}
             snapshot.apps = {app: a for (team, app), a in self.apps.items() if team == team_id}

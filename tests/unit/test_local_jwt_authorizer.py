@@ -150,6 +150,20 @@ def test_a_token_not_yet_valid_is_401(gateway):
     assert_refused(get(client, f"Bearer {token(nbf=int(time.time()) + 600)}"), seen, "not yet valid")
 
 
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+def test_a_date_claim_that_is_not_a_json_number_is_401(gateway, claim):
+    """RFC 7519's NumericDate is a JSON number: a numeric string (which PyJWT would read) or a
+    boolean is refused, as API Gateway's JWT authorizer refuses it."""
+    client, seen = gateway
+    now = int(time.time())
+    fair = {"exp": now + 300, "nbf": now - 60, "iat": now - 60}[claim]
+    assert_refused(get(client, f"Bearer {token(**{claim: str(fair)})}"), seen, f"{claim} is not a number")
+    # true is 1 to PyJWT: an expiry in 1970, else a date claim that is not a number
+    assert_refused(get(client, f"Bearer {token(**{claim: True})}"), seen,
+                   "expired" if claim == "exp" else f"{claim} is not a number")
+    assert get(client, f"Bearer {token(**{claim: fair})}").status_code == 200  # the same date as a number
+
+
 def test_a_bad_signature_is_401(gateway):
     client, seen = gateway
     # signed by another key under the issuer's kid

@@ -130,6 +130,33 @@ def test_a_passing_failure_fails_the_message_after_the_other_groups_are_applied_
     assert ledger.ledger("team-b", "minutes").state.charged_units == 2
 
 
+def test_on_its_last_receive_a_message_that_still_fails_is_set_aside_per_group_not_failed(services, ledger,
+                                                                                           monkeypatch):
+    from usage_ledger.retry import EVENTS_MAX_RECEIVES
+    from usage_ledger.service.ingest import Message
+
+    events = two_teams(ledger)
+    services.ingest_store.fail_commits_for["team-a"] = ConnectionError("the network")
+    last = Message("m-1", "batch-1", events, receive_count=EVENTS_MAX_RECEIVES)
+    outcome = services.ingest.apply_batch([last], NOW)
+    assert outcome.failed == [] and (outcome.counted, outcome.set_aside) == (1, 1)
+    [(key, (_, reason))] = services.ingest_store.set_aside_items.items()
+    assert key == ("batch-1", "team-a", "minutes") and "ConnectionError: the network" in reason
+
+    # a claim that still fails: its events, unclaimed, are set aside per (team, resource)
+    def no_claims(*_args):
+        raise ConnectionError("the network")
+
+    monkeypatch.setattr(services.ingest_store, "claim", no_claims)
+    outcome = services.ingest.apply_batch([Message("m-2", "batch-2", events, receive_count=EVENTS_MAX_RECEIVES)], NOW)
+    assert outcome.failed == [] and outcome.set_aside == len(events)
+    assert {key for key in services.ingest_store.set_aside_items if key[0] == "batch-2"} == {
+        ("batch-2", "team-a", "minutes"), ("batch-2", "team-b", "minutes")}
+    earlier = services.ingest.apply_batch([Message("m-3", "batch-3", events, receive_count=EVENTS_MAX_RECEIVES - 1)],
+                                          NOW)
+    assert earlier.failed == ["m-3"] and earlier.set_aside == 0  # before the last receive: retried
+
+
 # ------------------------------------------------------------------ billing
 
 

@@ -31,7 +31,8 @@ MANAGED_POLICIES = of_type("AWS::IAM::ManagedPolicy")
 # routes each may invoke, named by the function whose HttpApi events they are
 CALLER_POLICIES = {"OperatorInvokePolicy": "OperatorApiFunction", "ProducerInvokePolicy": "ProducerApiFunction"}
 FUNCTION_POLICIES = {logical: props for logical, props in MANAGED_POLICIES.items() if logical not in CALLER_POLICIES}
-TABLES = set(of_type("AWS::DynamoDB::Table"))
+TEMPLATE_TABLES = of_type("AWS::DynamoDB::Table")
+TABLES = set(TEMPLATE_TABLES)
 QUEUES = set(of_type("AWS::SQS::Queue"))
 ALARMS = of_type("AWS::CloudWatch::Alarm")
 
@@ -485,6 +486,21 @@ def test_every_function_alarms_on_errors_and_throttles(function):
 def test_every_table_alarms_on_throttling(table):
     reads_and_writes = alarms_on("ReadThrottleEvents", table) and alarms_on("WriteThrottleEvents", table)
     assert reads_and_writes or alarms_on("ThrottledRequests", table), f"{table}: no throttling alarm"
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_every_table_outlives_the_stack_and_can_be_restored_to_a_point_in_time(table):
+    """Contract section 5: deleting the stack, or a change that replaces a table, keeps its data."""
+    assert RESOURCES[table].get("DeletionPolicy") == "Retain", table
+    assert RESOURCES[table].get("UpdateReplacePolicy") == "Retain", table
+    assert TEMPLATE_TABLES[table]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, table
+
+
+def test_an_events_message_is_set_aside_on_the_receive_before_its_queue_would_dead_letter_it():
+    from usage_ledger.retry import EVENTS_MAX_RECEIVES
+
+    for queue in ("EventsFifoQueue", "EventsQueue"):
+        assert RESOURCES[queue]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == EVENTS_MAX_RECEIVES, queue
 
 
 def test_every_alarm_notifies_the_alarm_topic():

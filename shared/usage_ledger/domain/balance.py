@@ -5,13 +5,14 @@ period that contains `now`.
 """
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from usage_ledger.domain.calendar import cycle_at, iso, refresh_period_at, utc_day, whole_days_between
-from usage_ledger.domain.ledger import BalanceState, CycleKey
+from usage_ledger.domain.calendar import cycle_at, cycle_by_index, iso, refresh_period_at, utc_day, whole_days_between
+from usage_ledger.domain.ledger import BalanceState, CycleKey, billing_cycle_of_unit
 from usage_ledger.domain.model import Resource, Subscription, in_consumption_order
 
 PROJECTION_WINDOW_DAYS = 7
@@ -93,8 +94,10 @@ def balance_card(
     state: BalanceState,
     cycle_units: dict[CycleKey, int],
     now: datetime,
+    closed: Container[CycleKey] = frozenset(),
 ) -> dict[str, Any]:
-    """One card of GET /balances (contract section 3), in the contract's field names."""
+    """One card of GET /balances (contract section 3), in the contract's field names; `closed`:
+    the payg cycles a close run closed (its open cycle is the first one after them)."""
     shown = in_consumption_order([s for s in subscriptions if not s.has_ended(now)])
     projection = project(resource, shown, state, now)
     active = [s for s in shown if s.is_active(now)]
@@ -129,8 +132,13 @@ def balance_card(
          if s.is_payg and s.has_ended(now) and s.subscription_id in unclosed), None)
     if payg_subscription is not None:
         assert payg_subscription.purchased_at and payg_subscription.timezone
-        cycle = cycle_at(payg_subscription.purchased_at, payg_subscription.timezone, now, payg_subscription.ends_at)
-        units = cycle_units.get(CycleKey(payg_subscription.subscription_id, cycle.index), 0)
+        purchased_at, zone, ends_at = payg_subscription.purchased_at, payg_subscription.timezone, payg_subscription.ends_at
+        if payg_subscription.has_ended(now):  # no unit lands after ends_at: its final cycle, until closed
+            key = CycleKey(payg_subscription.subscription_id, cycle_at(purchased_at, zone, now, ends_at).index)
+        else:  # the cycle a unit completed now would be billed in: the one containing now, unless closed
+            key = billing_cycle_of_unit(payg_subscription, now, now, closed, timedelta(0))
+        cycle = cycle_by_index(purchased_at, zone, key.index, ends_at)
+        units = cycle_units.get(key, 0)
         payg = {
             "subscription_id": payg_subscription.subscription_id,
             "cycle_start": cycle.start_date.isoformat(),

@@ -8,6 +8,7 @@ Invariants this module keeps (docs/invariants.md):
 """
 from __future__ import annotations
 
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -110,6 +111,22 @@ class CycleKey:
     index: int
 
 
+@dataclass(frozen=True)
+class ClosedCycles:
+    """The payg cycles that take no more units, as the store shows them: per subscription, every
+    cycle up to the last one a close run closed (`through`: a run that closed a cycle was past the
+    earlier ones' ends too), and the cycles being closed or closed out of order (`cycles`)."""
+
+    through: Mapping[str, int] = field(default_factory=dict)
+    cycles: frozenset[CycleKey] = frozenset()
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, CycleKey):
+            return False
+        last = self.through.get(key.subscription_id)
+        return (last is not None and key.index <= last) or key in self.cycles
+
+
 @dataclass
 class Debit:
     """The effect of applying events: the new state and units per payg cycle."""
@@ -125,7 +142,7 @@ def apply_usage(
     events: list[UsageEvent],
     *,
     now: datetime,
-    closed_cycles: frozenset[CycleKey] = frozenset(),
+    closed_cycles: Container[CycleKey] = frozenset(),
     grace: timedelta = timedelta(0),
 ) -> Debit:
     """Add events (in the order given) and debit every charged unit they complete."""
@@ -188,18 +205,20 @@ def apply_usage(
     return Debit(pruned(new_state, subscriptions, now), payg_by_cycle)
 
 
-def billing_cycle_of_unit(subscription: Subscription, at: datetime, now: datetime, closed: frozenset[CycleKey],
+def billing_cycle_of_unit(subscription: Subscription, at: datetime, now: datetime, closed: Container[CycleKey],
                           grace: timedelta) -> CycleKey:
-    """Where a payg unit completed at `at` and applied at `now` is billed (contract section 1): the
-    cycle containing `at` takes it while `now` is before that cycle's end plus the grace period;
-    later, the cycle open at `now`. Only the two instants decide, never the cycle's history (whether
-    it already holds units) or when the close job last ran; a closed cycle is never reopened."""
+    """Where a payg unit completed at `at` and applied at `now` is billed (contract section 1), the
+    one place that decides it: the cycle containing `at`, or the first cycle after it that is not
+    closed. A cycle is closed once its end plus the grace period is past at `now` (due: the next
+    close run closes it, with or without units) or once the store says so (`closed`: a close run,
+    whatever its clock, closed it or is closing it). Never the cycle's history (whether it already
+    holds units) or when the close job last ran; a closed cycle is never reopened."""
     assert subscription.purchased_at and subscription.timezone
     purchased_at, zone = subscription.purchased_at, subscription.timezone
     index = cycle_at(purchased_at, zone, at).index
     if cycle_by_index(purchased_at, zone, index, subscription.ends_at).ends_at + grace <= now:
         index = max(cycle_at(purchased_at, zone, now).index, index + 1)
-    while CycleKey(subscription.subscription_id, index) in closed:  # closed early by a run ahead of our clock
+    while CycleKey(subscription.subscription_id, index) in closed:  # closed by a run ahead of our clock
         index += 1
     return CycleKey(subscription.subscription_id, index)
 
@@ -217,7 +236,12 @@ class ResourceLedger:
     state: BalanceState = field(default_factory=BalanceState)
     subscriptions: list[Subscription] = field(default_factory=list)
     cycle_units: dict[CycleKey, int] = field(default_factory=dict)
-    closed_cycles: set[CycleKey] = field(default_factory=set)
+    closed_cycles: set[CycleKey] = field(default_factory=set)  # closing or closed, still in RES#
+    closed_through: dict[str, int] = field(default_factory=dict)  # subscription id -> last cycle index closed
+
+    def closed(self) -> ClosedCycles:
+        """The cycles that take no more units (billing_cycle_of_unit)."""
+        return ClosedCycles(dict(self.closed_through), frozenset(self.closed_cycles))
 
     @property
     def has_balance(self) -> bool:

@@ -91,14 +91,29 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(status_code=status, content_type="application/json", body=dumps(body), headers=headers or {})
 
 
+# what a spreadsheet takes for the start of a formula (OWASP's CSV injection list)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A Decimal as exact_number writes it in JSON; a text that a spreadsheet would run as a
+    formula (`=HYPERLINK(...)`, `+1+2`, `-3+4`, `@SUM(1+1)`, a leading tab or CR) with a leading `'`,
+    so that it shows as text (contract section 3). Quantities are never negative: only text is escaped."""
+    if isinstance(value, Decimal):
+        return exact_number(value)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_body(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     """RFC 4180 CSV: CRLF line ends, a field quoted when it holds a comma, a quote or a line break
-    (its quotes doubled); Decimals written as exact_number writes them in JSON."""
+    (its quotes doubled); each cell as csv_cell writes it."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
     for row in rows:
-        writer.writerow([exact_number(value) if isinstance(value, Decimal) else value for value in row])
+        writer.writerow([csv_cell(value) for value in row])
     return out.getvalue()
 
 
@@ -172,6 +187,12 @@ def parse_json(raw: str | bytes, **kwargs: Any) -> Any:
         raise _NotJson(reason, raw if isinstance(raw, str) else "", 0) from None
 
 
+def parse_body(raw: str | bytes) -> Any:
+    """A request body as the routes' models read it: every JSON number with a fraction a Decimal,
+    digit for digit, never a float on its way to the model (contract section 3)."""
+    return parse_json(raw, parse_float=Decimal)
+
+
 class _NotJson(json.JSONDecodeError):
     """A refusal that has no position in the text: its message alone (not "line 1 column 1")."""
 
@@ -179,8 +200,21 @@ class _NotJson(json.JSONDecodeError):
         return self.msg
 
 
+class ExactResolver(APIGatewayHttpResolver):
+    """Powertools' HTTP API resolver, whose plain results (a dict, or a (dict, status) pair) are
+    written by `dumps`, as json_response writes them: on its own path, the validation middleware's
+    encoder turns a Decimal into a float before any serializer sees it (1000000006957.500167 would
+    go out as 1000000006957.5001). Routes carry no return annotation: the models are the document's."""
+
+    def _to_response(self, result: Any) -> Any:
+        response = super()._to_response(result)
+        if isinstance(response, Response) and response.is_json() and isinstance(response.body, (dict, list)):
+            response.body = dumps(response.body)
+        return response
+
+
 def new_resolver() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True, serializer=dumps, json_body_deserializer=parse_json)
+    app = ExactResolver(enable_validation=True, serializer=dumps, json_body_deserializer=parse_body)
 
     @app.exception_handler(ValidationFailed)
     def _validation_failed(error: ValidationFailed) -> Response:

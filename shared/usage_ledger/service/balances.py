@@ -27,7 +27,8 @@ class Balances:
                 continue
             if member is not None and not visible_resource(member, resource):
                 continue
-            result.append(balance_card(resource, ledger.subscriptions, ledger.state, ledger.cycle_units, now))
+            result.append(balance_card(resource, ledger.subscriptions, ledger.state, ledger.cycle_units, now,
+                                      ledger.closed()))
         return result
 
     def team_balances(self, team_id: str, member: Member, now: datetime) -> dict[str, Any]:
@@ -43,7 +44,8 @@ class Balances:
         if not ledger.shown_at(now):
             raise NotFound(f"Team {team_id!r} has no subscription to {resource_id!r}.")
         return {"team_id": team_id, "as_of": iso(now),
-                **balance_card(resource, ledger.subscriptions, ledger.state, ledger.cycle_units, now)}
+                **balance_card(resource, ledger.subscriptions, ledger.state, ledger.cycle_units, now,
+                               ledger.closed())}
 
     def banner(self, snapshot: TeamSnapshot, member: Member | None, now: datetime) -> dict[str, Any] | None:
         """The caller's banner (contract section 3): `error` while an api resource is exhausted or a

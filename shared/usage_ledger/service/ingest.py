@@ -12,7 +12,9 @@ A message that cannot be applied whole never takes valid events with it: an even
 be stored, or a (team, resource) group that fails for a reason a retry would meet again, is set
 aside where an operator sees it (IngestStore.set_aside, a log line, the EventsSetAside metric)
 and the rest is counted; a failure a retry may not meet (throttling, a conflict, the service or
-the network) fails the message after the other groups are applied, for SQS to redeliver it.
+the network) fails the message after the other groups are applied, for SQS to redeliver it, until
+its last receive (retry.EVENTS_MAX_RECEIVES), where it is set aside too: accepted events wait for a
+replay (docs/operations.md), never in a dead-letter queue's retention.
 """
 from __future__ import annotations
 
@@ -65,6 +67,12 @@ class Message:
     batch_id: str
     events: list[UsageEvent]
     group: str | None = None
+    receive_count: int = 1  # SQS's ApproximateReceiveCount: the last receive sets aside what fails
+
+    @property
+    def last_receive(self) -> bool:
+        """Failing now would leave the message to its dead-letter queue's retention."""
+        return self.receive_count >= retry.EVENTS_MAX_RECEIVES
 
 
 @dataclass
@@ -159,6 +167,14 @@ class Ingest:
                 self._set_aside(message.batch_id, None, None, unstorable, reason, now)
                 outcome.set_aside += len(unstorable)
             if isinstance(owned, Exception):  # the message (and its group's later ones) comes back
+                if message.last_receive:  # per (team, resource), unclaimed: a replay claims them
+                    unclaimed: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
+                    for event in events:
+                        unclaimed[(event.team_id, event.resource_id)].append(event)
+                    for (team_id, resource_id), group in sorted(unclaimed.items()):
+                        self._set_aside(message.batch_id, team_id, resource_id, group, _describe(owned), now)
+                    outcome.set_aside += len(events)
+                    continue
                 logger.warning("claiming a message's events failed; it will be retried",
                                extra={"batch_id": message.batch_id, "reason": _describe(owned)})
                 self._fail(message, failed, blocked)
@@ -182,12 +198,16 @@ class Ingest:
                 self._apply_parts(team_id, resource_id, [(m.batch_id, events) for m, events in parts], now, outcome)
             except Exception as error:  # noqa: BLE001 - sorted below: retry the messages, or set the group aside
                 if isinstance(error, Contended) or self.store.must_retry(error):
-                    logger.warning("applying a group failed; its messages will be retried",
-                                   extra={"team_id": team_id, "resource_id": resource_id,
-                                          "batch_ids": [m.batch_id for m, _ in parts], "reason": _describe(error)})
-                    for message, _ in parts:
+                    retrying = [message for message, _ in parts if not message.last_receive]
+                    if retrying:
+                        logger.warning("applying a group failed; its messages will be retried",
+                                       extra={"team_id": team_id, "resource_id": resource_id,
+                                              "batch_ids": [m.batch_id for m in retrying],
+                                              "reason": _describe(error)})
+                    for message in retrying:
                         self._fail(message, failed, blocked)
-                    continue
+                    # a message on its last receive is set aside with the reason, never left to the DLQ
+                    parts = [(message, events) for message, events in parts if message.last_receive]
                 for message, events in parts:
                     self._set_aside(message.batch_id, team_id, resource_id, events, _describe(error), now)
                     outcome.set_aside += len(events)
@@ -233,7 +253,7 @@ class Ingest:
                             key=lambda event: (event.time, event.source, event.id))
             ledger = self.ledger.load_team(team_id, resource_id=resource_id).ledger(resource_id)
             debit = apply_usage(ledger.state, resource, ledger.subscriptions, events, now=now,
-                                closed_cycles=frozenset(ledger.closed_cycles), grace=self.grace)
+                                closed_cycles=ledger.closed(), grace=self.grace)
             batch_ids = [batch_id for batch_id, _ in parts]
             outcome.applies += 1
             result = self.store.commit(batch_ids[0], team_id, resource, ledger, debit, events, now,
@@ -273,7 +293,7 @@ class Ingest:
         for _ in retry.attempts(APPLY_ATTEMPTS):
             ledger = self.ledger.load_team(team_id, resource_id=resource_id).ledger(resource_id)
             debit = apply_usage(ledger.state, resource, ledger.subscriptions, events, now=now,
-                                closed_cycles=frozenset(ledger.closed_cycles), grace=self.grace)
+                                closed_cycles=ledger.closed(), grace=self.grace)
             if outcome is not None:
                 outcome.applies += 1
             if self.store.commit(batch_id, team_id, resource, ledger, debit, events, now) is not Commit.RACED:

@@ -80,9 +80,10 @@ def series_sizes(key_name: str, key: str | None, points: list[tuple[str, Decimal
     """Upper bounds of one series' size in JSON (`{"key":{...},"points":[...]},`) and as CSV rows
     (`period,key,quantity` and CRLF, the key in every row): the key as JSON with every non-ASCII
     character escaped (no encoder writes it longer), in CSV as quoted UTF-8 with its quotes
-    doubled; a quantity as its digits written out."""
+    doubled and a formula's `'`; a quantity as its digits written out."""
     key_json = len(json.dumps(key))
-    key_csv = 0 if key is None else 2 + len(key.encode("utf-8", "surrogatepass")) + key.count('"')
+    # quoted, its quotes doubled, and one `'` more when it would start a formula (http.api.csv_cell)
+    key_csv = 0 if key is None else 3 + len(key.encode("utf-8", "surrogatepass")) + key.count('"')
     json_size = 26 + len(key_name) + key_json
     csv_size = 0
     for period, quantity in points:

@@ -197,15 +197,25 @@ class BillingStore:
                            cycle_index=item.cycle_index, cycle_start=item.cycle_start, cycle_end=item.cycle_end,
                            ends_at=item.ends_at, status=CLOSED, charged_units=item.charged_units,
                            invoice_id=invoice_id or item.invoice_id)
-        try:
-            with TransactWrite(connection=connection()) as transaction:
-                transaction.delete(_cycle_key(ref), condition=CycleItem.lease_token == token)
-                transaction.save(closed)
-        except TransactWriteError as error:
-            if CONDITION_FAILED in cancellation_codes(error):
-                return False
-            raise
-        return True
+        subscription = SubscriptionItem(keys.team_pk(ref.team_id),
+                                        keys.subscription_sk(ref.resource_id, ref.subscription_id))
+        later_closed = SubscriptionItem.closed_through.exists() & (SubscriptionItem.closed_through >= ref.index)
+        for watermark in (True, False):  # without it only when a later cycle's close already set it higher
+            try:
+                with TransactWrite(connection=connection()) as transaction:
+                    transaction.delete(_cycle_key(ref), condition=CycleItem.lease_token == token)
+                    transaction.save(closed)
+                    if watermark:  # in the same write: ingest never sees the cycle gone but not closed
+                        transaction.update(subscription, actions=[SubscriptionItem.closed_through.set(ref.index)],
+                                           condition=SubscriptionItem.SK.exists() & ~later_closed)
+                return True
+            except TransactWriteError as error:
+                codes = cancellation_codes(error)
+                if codes[:1] == [CONDITION_FAILED]:  # the lease was lost
+                    return False
+                if not (watermark and codes[2:3] == [CONDITION_FAILED]):
+                    raise
+        return False
 
     # -------------------------------------------------------------- invoices
 

@@ -380,7 +380,10 @@ class LedgerStore:
         elif isinstance(item, BalanceItem):
             snapshot.ledger(item.resource_id).state = balance_of(item)
         elif isinstance(item, SubscriptionItem):
-            snapshot.ledger(item.resource_id).subscriptions.append(subscription_of(item))
+            ledger = snapshot.ledger(item.resource_id)
+            ledger.subscriptions.append(subscription_of(item))
+            if item.closed_through is not None:
+                ledger.closed_through[item.subscription_id] = int(item.closed_through)
         elif isinstance(item, CycleItem):
             ledger = snapshot.ledger(item.resource_id)
             key = CycleKey(item.subscription_id, int(item.cycle_index))

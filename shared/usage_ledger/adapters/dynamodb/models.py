@@ -148,6 +148,9 @@ class SubscriptionItem(LedgerItem, discriminator="subscription"):
     payment_method = CardAttribute(null=True)
     customer_id = UnicodeAttribute(null=True)
     past_due = UnicodeSetAttribute(null=True)  # invoice ids; written with the invoice's status change
+    # the highest cycle index a close run closed, written with the close: the cycle leaves RES#, and
+    # ingest still learns from its one Query that it is closed (and so is every earlier one)
+    closed_through = NumberAttribute(null=True)
     GSI1PK = UnicodeAttribute(null=True)
     GSI1SK = UnicodeAttribute(null=True)
 
