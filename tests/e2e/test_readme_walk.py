@@ -30,7 +30,8 @@ README = ROOT / "README.md"
 WALK = "## A walk through the local stack"
 COMMAND_SECONDS = 180
 PLACEHOLDER = re.compile(r"<([a-z_]+)>")
-ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=\S+$")
+# a command that only sets a shell variable: a word, or one command substitution
+ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\$\(.*\)|[^\s$]\S*)$", re.S)
 
 
 @dataclass
@@ -97,8 +98,8 @@ def test_the_readme_walk_runs_as_written(request: pytest.FixtureRequest, tmp_pat
     # -D: every request's status line lands in a file (a command's own -D or -o wins, as curl takes the last)
     prelude = f'set -o pipefail\ncurl() {{ command curl -D "{headers}" "$@"; }}\n'
     answers: list[Any] = []  # JSON answers so far, newest last
+    assignments = ""  # the shell variables set so far: one reader's shell, block after block
     for block in blocks:
-        assignments = ""
         for command in block:
             text = command.text.replace("localhost:3000", f"127.0.0.1:{port}")
             text = re.sub(r"^make (\w+)", rf"make -s -C {shlex.quote(str(ROOT))} \1 PORT={port}", text)
@@ -107,13 +108,15 @@ def test_the_readme_walk_runs_as_written(request: pytest.FixtureRequest, tmp_pat
                           if isinstance(value, str) and value][:1]
                 assert values, f"no answer before {command.text!r} has a {name!r} to fill <{name}> with"
                 text = text.replace(f"<{name}>", values[0])
-            if ASSIGNMENT.match(text):
-                assignments += text + "\n"
-                continue
+            assignment = ASSIGNMENT.match(text)
+            script = text + (f'\nprintf %s "${assignment.group(1)}"' if assignment else "")
             headers.unlink(missing_ok=True)
-            done = subprocess.run(["bash", "-c", prelude + assignments + text], cwd=tmp_path, capture_output=True,
+            done = subprocess.run(["bash", "-c", prelude + assignments + script], cwd=tmp_path, capture_output=True,
                                   text=True, timeout=COMMAND_SECONDS, env={**os.environ, "PYTHONUNBUFFERED": "1"})
             output = done.stdout
+            if assignment:  # evaluated once, as a reader's shell does: later commands see its value
+                assert done.returncode == 0 and output, f"\n$ {command.text}\n{done.stderr[-2000:]}"
+                assignments += f"{assignment.group(1)}={shlex.quote(output)}\n"
             statuses = re.findall(r"^HTTP/[\d.]+ (\d{3})", headers.read_text(), flags=re.M) if headers.exists() else []
             status = int(statuses[-1]) if statuses else None
             where = f"\n$ {command.text}\n-> exit {done.returncode}, HTTP {status}\n{output[-3000:]}\n{done.stderr[-2000:]}"
@@ -126,8 +129,9 @@ def test_the_readme_walk_runs_as_written(request: pytest.FixtureRequest, tmp_pat
             for expect in command.expects:
                 if not expect.startswith("HTTP "):
                     assert fragment(expect).search(output), f"README says {expect!r}:{where}"
-            try:
+            try:  # a variable holding an answer (NEXT=$(curl ...)) is one too
                 answers.append(json.loads(output))
             except ValueError:
                 pass
-    assert (tmp_path / "invoice.pdf").read_bytes().startswith(b"%PDF-"), "the walk's invoice.pdf is not a PDF"
+    for pdf in ("invoice.pdf", "credit-note.pdf"):
+        assert (tmp_path / pdf).read_bytes().startswith(b"%PDF-"), f"the walk's {pdf} is not a PDF"
