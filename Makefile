@@ -65,7 +65,10 @@ invoice:
 openapi: install
 	$(PY) -m infra.openapi
 
+## lint: ruff (pyproject.toml's rules) on every Python file, mypy on the package and the handlers, cfn-lint
 lint: install
+	$(VENV)/bin/ruff check .
+	MYPYPATH=shared $(VENV)/bin/mypy shared/usage_ledger functions
 	$(VENV)/bin/cfn-lint template.yaml
 
 $(TOOLS)/.installed:

@@ -31,8 +31,9 @@ def _record(outcome: Outcome, done: dict[str, Exception | None]):
                 done[team_id] = None
             except Exception as error:
                 done[team_id] = error
-        if done[team_id] is not None:
-            raise done[team_id]
+        failed = done[team_id]
+        if failed is not None:
+            raise failed
 
     return handle
 

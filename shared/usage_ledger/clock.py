@@ -1,5 +1,5 @@
 """The wall clock, in one place so tests can move it (the close job bills as of its event's time)."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 # how long a job holds a claim on a step (closing a cycle, sending an email): longer than any
 # function's timeout (300 s), so a live run never loses its claim to another run
@@ -7,7 +7,7 @@ LEASE = timedelta(minutes=10)
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def lease_until() -> datetime:

@@ -56,7 +56,7 @@ def test_every_deliberate_checkov_finding_names_its_resources_in_the_deploy_doc(
     rows = checkov_check.explained()
     assert rows["CKV_AWS_117"] == "AWS::Serverless::Function"
     assert rows["CKV_AWS_27"] == "AWS::SQS::Queue"
-    assert rows["CKV_AWS_28"] == {"DedupeTable"}  # until issue 25's point-in-time recovery
+    assert "CKV_AWS_28" not in rows  # every table has point-in-time recovery: nothing to explain
     assert "CKV_AWS_26" not in rows  # the alarm topic is encrypted: nothing to explain
     assert imports.shipped({"task": "/var/task", "opt": "/opt"}, ["/opt/python/x.py", "/usr/lib/y.py"]) == [
         "/opt/python/x.py"]

@@ -7,7 +7,7 @@ actually reach the processor.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from usage_ledger.domain.billing import AUTHENTICATION_REQUIRED, DECLINED, SUCCEEDED, Charge, ProcessorIntent, Refund
 from usage_ledger.domain.errors import ForgedEvent, PaymentMethodRejected, ProcessorUnavailable
@@ -55,7 +55,8 @@ class StripeGateway:
 
     # -------------------------------------------------------------- cards
 
-    def save_card(self, payment_method_id: str, *, customer_id: str | None, reference: str) -> tuple[str, PaymentMethod]:
+    def save_card(self, payment_method_id: str, *, customer_id: str | None,
+                  reference: str) -> tuple[str, PaymentMethod]:
         import stripe
 
         with _processor_errors():
@@ -81,6 +82,7 @@ class StripeGateway:
             except stripe.InvalidRequestError as error:
                 raise PaymentMethodRejected(f"Payment method {payment_method_id!r} cannot be attached: "
                                             f"{error.user_message or error.code or 'refused'}.") from error
+        assert customer_id is not None  # created above when the subscription had none
         return customer_id, _card(attached)
 
     def setup_intent(self, customer_id: str) -> str:
@@ -249,7 +251,8 @@ class _processor_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 _tb: Any) -> Literal[False]:  # raises an outage, never swallows
         if error is None or isinstance(error, PaymentMethodRejected):
             return False
         import stripe

@@ -125,7 +125,7 @@ class EventQueue:
         groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
         for event in events:
             groups[(event.team_id, event.resource_id)].append(event)
-        entries = []
+        entries: list[dict[str, Any]] = []
         for (team_id, resource_id), group in groups.items():
             for chunk in _chunks(group):
                 entry = {"Id": str(len(entries)), "MessageBody": encode_message(chunk)}

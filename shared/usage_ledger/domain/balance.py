@@ -132,7 +132,8 @@ def balance_card(
          if s.is_payg and s.has_ended(now) and s.subscription_id in unclosed), None)
     if payg_subscription is not None:
         assert payg_subscription.purchased_at and payg_subscription.timezone
-        purchased_at, zone, ends_at = payg_subscription.purchased_at, payg_subscription.timezone, payg_subscription.ends_at
+        purchased_at, zone = payg_subscription.purchased_at, payg_subscription.timezone
+        ends_at = payg_subscription.ends_at
         if payg_subscription.has_ended(now):  # no unit lands after ends_at: its final cycle, until closed
             key = CycleKey(payg_subscription.subscription_id, cycle_at(purchased_at, zone, now, ends_at).index)
         else:  # the cycle a unit completed now would be billed in: the one containing now, unless closed

@@ -8,10 +8,11 @@ from __future__ import annotations
 import calendar as _calendar
 import re
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
+from typing import overload
 from zoneinfo import ZoneInfo
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def clamp_day(year: int, month: int, day: int) -> date:
@@ -156,6 +157,12 @@ def whole_days_between(now: datetime, later: datetime) -> int:
     return (later - now) // timedelta(days=1)
 
 
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: None) -> None: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
 def iso(value: datetime | None) -> str | None:
     """RFC 3339 in UTC with a Z: the one timestamp format the API answers with."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None

@@ -73,7 +73,7 @@ class ValidationFailed(LedgerError):
         super().__init__(detail or f"Invalid request: {summary}")
 
     @classmethod
-    def single(cls, path: str, message: str) -> "ValidationFailed":
+    def single(cls, path: str, message: str) -> ValidationFailed:
         return cls([FieldError(path, message)])
 
 

@@ -86,7 +86,8 @@ class ResourceBody(Strict):
     # JSON numbers only (a string is refused): documented as numbers, their defaults as numbers
     charge_unit_size: Annotated[Decimal, Field(gt=0, le=10**9, decimal_places=6, strict=False,
                                                json_schema_extra={"default": 1}),
-                                WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 10**9})] = Decimal(1)
+                                WithJsonSchema({"type": "number", "exclusiveMinimum": 0,
+                                                "maximum": 10**9})] = Decimal(1)
     low_balance_percent: Annotated[Decimal, Field(ge=0, le=100, decimal_places=6, strict=False,
                                                   json_schema_extra={"default": 10}),
                                    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100})] = Decimal(10)

@@ -304,7 +304,7 @@ class Billing:
             return Charge("", DECLINED, invoice.amount_due, invoice.currency, "payment_method_missing")
         if now >= card_expires_at(card):
             return Charge("", DECLINED, invoice.amount_due, invoice.currency, "expired_card")
-        request = dict(  # credit notes lower what an unpaid invoice asks (section 7)
+        request: dict[str, Any] = dict(  # credit notes lower what an unpaid invoice asks (section 7)
             idempotency_key=charge_key(invoice.invoice_id, attempt), amount=invoice.amount_due,
             currency=invoice.currency,
             customer_id=subscription.customer_id, payment_method=card,

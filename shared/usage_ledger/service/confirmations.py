@@ -73,7 +73,7 @@ class PaymentConfirmations:
             return None
         settled = self.settle(invoice, intent, now)
         if settled is None:
-            stored = self.billing.store.get_invoice(team_id, invoice_id)
+            stored = self.billing.store.get_invoice(invoice.team_id, invoice.invoice_id)
             if stored is not None and stored.status != PAID:
                 raise Contended(f"invoice {invoice_id}: an attempt is under way; the event is retried")
         return settled

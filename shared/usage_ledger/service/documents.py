@@ -109,7 +109,9 @@ def charged_amount(invoice: Invoice) -> int:
 def invoice_document(invoice: Invoice, issuer: Issuer, portal_url: str) -> dict[str, Any]:
     """Everything an invoice shows, as display strings (jinja2 escapes them in HTML)."""
     zone = invoice.timezone or "UTC"
-    money = lambda amount: format_minor_units(amount, invoice.currency)
+    def money(amount: int) -> str:
+        return format_minor_units(amount, invoice.currency)
+
     # a paid invoice names the card that paid it, not the one it was issued on (which may have declined)
     paid_with = invoice.paid_with if invoice.status == PAID else None
     card = paid_with or invoice.payment_method
@@ -175,7 +177,9 @@ def credit_note_filename(note: CreditNote) -> str:
 def credit_note_document(note: CreditNote, issuer: Issuer, portal_url: str) -> dict[str, Any]:
     """Everything a credit note shows, in the invoice's layout (title, parties, details), as display strings."""
     zone = note.timezone or "UTC"
-    money = lambda amount: format_minor_units(amount, note.currency)
+    def money(amount: int) -> str:
+        return format_minor_units(amount, note.currency)
+
     card = note.payment_method
     invoice_ref = str(note.invoice_number) if note.invoice_number is not None else note.invoice_id
     if note.refund is not None:

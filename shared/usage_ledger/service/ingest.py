@@ -158,8 +158,8 @@ class Ingest:
         # every message's claim in flight together (different items); then each taken in batch order
         storable = [_storable(message.events) for message in messages]
         claims = self.store.claim_all([(message.batch_id, events) for message, (events, _, _) in
-                                       zip(messages, storable)], now)
-        for message, (events, unstorable, reason), owned in zip(messages, storable, claims):
+                                       zip(messages, storable, strict=True)], now)
+        for message, (events, unstorable, reason), owned in zip(messages, storable, claims, strict=True):
             if message.group is not None and message.group in blocked:
                 failed.add(message.message_id)  # its claims stay its batch's: a redelivery re-takes them
                 continue

@@ -215,7 +215,8 @@ class PaymentGateway(Protocol):
     publishable_key: str
     max_call_seconds: float  # the longest one request may take before it is an outage (its timeouts)
 
-    def save_card(self, payment_method_id: str, *, customer_id: str | None, reference: str) -> tuple[str, PaymentMethod]:
+    def save_card(self, payment_method_id: str, *, customer_id: str | None,
+                  reference: str) -> tuple[str, PaymentMethod]:
         """Attach a card PaymentMethod to the customer (created first when None, idempotently per
         `reference`): (customer id, the card as the processor describes it). PaymentMethodRejected
         when the processor does not know it or it is not a card."""
@@ -261,5 +262,5 @@ class PaymentGateway(Protocol):
         ...
 
 
-__all__ = ["Added", "Commit", "CreditNoteStore", "LedgerStore", "IngestStore", "UsageStore", "BillingStore", "AlertStore",
-           "EventQueue", "WorkQueue", "CannotFold", "Mailer", "Renderer", "PaymentGateway"]
+__all__ = ["Added", "Commit", "CreditNoteStore", "LedgerStore", "IngestStore", "UsageStore", "BillingStore",
+           "AlertStore", "EventQueue", "WorkQueue", "CannotFold", "Mailer", "Renderer", "PaymentGateway"]

@@ -247,10 +247,11 @@ class UsageReports:
         values: dict[str | None, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
         if group_by == "resource":  # a zero-filled series for every resource shown
             following = [rid for rid in resource_ids if after is None or order(rid) > order(after)]
-            page, more = list(following[:wanted]), len(following) > wanted
-            for rid in page:
+            shown, more = following[:wanted], len(following) > wanted
+            for rid in shown:
                 for bucket in self._buckets(team_id, rid, span):
                     values[rid][bucket.period] += bucket.quantity
+            page = list(shown)
         else:
             shares, more = self._shares(team_id, resource_ids, span, group_by, after, wanted)
             page = list(shares)

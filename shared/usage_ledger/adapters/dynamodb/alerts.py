@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
@@ -33,8 +34,9 @@ CREATE_ATTEMPTS = 5
 
 def alert_of(item: AlertItem) -> Alert:
     return Alert(team_id=item.team_id, alert_id=item.alert_id, name=item.name,
-                 windows_days=tuple(int(window) for window in item.windows_days),
-                 resource_ids=tuple(item.resource_ids), recipient_user_ids=tuple(item.recipient_user_ids),
+                 windows_days=tuple(int(cast(Any, window)) for window in item.windows_days),  # numbers as stored
+                 resource_ids=tuple(str(rid) for rid in item.resource_ids),
+                 recipient_user_ids=tuple(str(uid) for uid in item.recipient_user_ids),
                  config_hash=item.config_hash, created_by=item.created_by, created_at=item.created_at)
 
 
@@ -145,8 +147,8 @@ class AlertStore:
         item = NoticeStateItem(keys.alerts_pk(team_id), keys.notice_sk(notice), armed=False, sent=False,
                                claim=claim, claimed_at=now, lease_until=lease_until)
         try:
-            item.save(condition=NoticeStateItem.SK.does_not_exist() | (NoticeStateItem.armed == True)
-                      | ((NoticeStateItem.sent == False) & lease_free(NoticeStateItem.lease_until, now)))
+            item.save(condition=NoticeStateItem.SK.does_not_exist() | (NoticeStateItem.armed == True)  # noqa: E712 - a condition
+                      | ((NoticeStateItem.sent == False) & lease_free(NoticeStateItem.lease_until, now)))  # noqa: E712
             return True
         except PutError as error:
             if is_condition_failure(error):
@@ -169,7 +171,7 @@ class AlertStore:
     def rearm(self, team_id: str, notice: Notice, claim: str | None = None) -> None:
         """Absent means armed. With a claim, only delete that claim; without, any disarmed state."""
         item = NoticeStateItem(keys.alerts_pk(team_id), keys.notice_sk(notice))
-        condition = (NoticeStateItem.claim == claim) if claim else (NoticeStateItem.armed == False)
+        condition = (NoticeStateItem.claim == claim) if claim else (NoticeStateItem.armed == False)  # noqa: E712
         try:
             item.delete(condition=condition)
         except DeleteError as error:

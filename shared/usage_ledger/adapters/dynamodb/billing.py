@@ -159,7 +159,7 @@ class BillingStore:
 
     def due_cycles(self, due_before: datetime) -> Iterator[CycleRef]:
         """Open or closing cycles whose end is at or before `due_before` (GSI1, every page)."""
-        for key in IndexedKey.gsi1.query(keys.OPEN_CYCLES, IndexedKey.GSI1SK <= _instant(due_before)):
+        for key in IndexedKey.gsi1.query(keys.OPEN_CYCLES, _instant(due_before) >= IndexedKey.GSI1SK):
             yield CycleRef(*keys.cycle_ref_of(key.PK, key.SK))
 
     def claim_cycle(self, ref: CycleRef, token: str, lease_until: datetime, now: datetime) -> PaygCycle | None:
@@ -267,7 +267,7 @@ class BillingStore:
 
     def due_payments(self, now: datetime) -> Iterator[InvoiceRef]:
         """Invoices whose next attempt, or pending email, is due at `now` (GSI1, every page)."""
-        for key in IndexedKey.gsi1.query(keys.PAYMENTS_DUE, IndexedKey.GSI1SK <= _instant(now)):
+        for key in IndexedKey.gsi1.query(keys.PAYMENTS_DUE, _instant(now) >= IndexedKey.GSI1SK):
             yield InvoiceRef(keys.team_of_invoice_pk(key.PK), key.SK)
 
     def claim_attempt(self, invoice: Invoice, token: str, lease_until: datetime, now: datetime) -> tuple[bool, bool]:
@@ -303,6 +303,7 @@ class BillingStore:
         the same write, and in the same transaction add the invoice to (or drop it from) its
         subscription's `past_due` set. None when the claim was lost to another run."""
         number = recorded.attempt_count
+        assert recorded.settled_at is not None  # Invoice.after_attempt sets it
         emailing = replace(recorded, email_status=SENDING, email_attempt=number)
         item = invoice_item(recorded)
         actions = [

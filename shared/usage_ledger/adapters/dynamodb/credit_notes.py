@@ -4,8 +4,10 @@ team's next credit-note number; then the refund and the email, each under a clai
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from usage_ledger.adapters.dynamodb import keys
@@ -79,7 +81,7 @@ class CreditNoteStore:
             period_end=note.period_end, payment_method=card_attribute(note.payment_method),
             payment_intent=note.payment_intent)
         invoice = InvoiceItem(pk, before.invoice_id)
-        actions = [InvoiceItem.credited.set(after.credited),
+        actions: list[Action] = [InvoiceItem.credited.set(after.credited),
                    InvoiceItem.credit_notes.set((InvoiceItem.credit_notes | []).append(
                        [summary_attribute(after.credit_notes[-1])]))]
         if after.status == VOID:
@@ -169,9 +171,9 @@ class CreditNoteStore:
                                             CreditNoteItem.refund_token.remove(),
                                             CreditNoteItem.refund_until.remove()],
                                    condition=CreditNoteItem.refund_token == token)
-                transaction.update(invoice, actions=[InvoiceItem.credit_notes[index].refund.set(
-                    refund_attribute(refund))],
-                                   condition=InvoiceItem.credit_notes[index].credit_note_id == note.credit_note_id)
+                summary: Any = InvoiceItem.credit_notes[index]  # a map in the list: pynamodb's Path, typed loosely
+                transaction.update(invoice, actions=[summary.refund.set(refund_attribute(refund))],
+                                   condition=summary.credit_note_id == note.credit_note_id)
         except TransactWriteError as error:
             if CONDITION_FAILED in cancellation_codes(error):
                 return False

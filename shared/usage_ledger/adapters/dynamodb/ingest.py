@@ -26,6 +26,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
 from usage_ledger import retry
@@ -139,7 +140,8 @@ class IngestStore:
                     codes = cancellation_codes(error)
                     if not lost_a_race(codes):  # not a duplicate, a conflict or throttling: the data's
                         raise
-                    duplicates = {pk for pk, code in zip(chunk, codes) if code == CONDITION_FAILED}
+                    # one reason per item when DynamoDB gives them; none at all otherwise
+                    duplicates = {pk for pk, code in zip(chunk, codes, strict=False) if code == CONDITION_FAILED}
                     if duplicates:
                         logger.info("duplicate events dropped", extra={"count": len(duplicates)})
                     # without duplicates it was a conflicting transaction: back off and try again
@@ -186,6 +188,7 @@ class IngestStore:
             assert subscription.purchased_at and subscription.timezone
             cycle = cycle_by_index(subscription.purchased_at, subscription.timezone, key.index, subscription.ends_at)
             item = CycleItem(keys.team_pk(team_id), keys.cycle_sk(resource_id, key.subscription_id, key.index))
+            condition: Condition
             if key in ledger.cycle_units:  # read open: still open (a close moves it out of RES#)
                 condition = CycleItem.status == OPEN
             else:  # a new cycle: never one the close job already moved out (a reader's late clock)

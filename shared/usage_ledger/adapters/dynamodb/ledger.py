@@ -59,7 +59,8 @@ def team_of(item: TeamItem) -> Team:
 
 
 def member_of(item: MemberItem) -> Member:
-    return Member(team_id=item.team_id, user_id=item.user_id, email=item.email, roles=frozenset(item.roles or []),
+    return Member(team_id=item.team_id, user_id=item.user_id, email=item.email,
+                  roles=frozenset(str(role) for role in item.roles or []),
                   full_access=bool(item.full_access))
 
 
@@ -415,5 +416,5 @@ class LedgerStore:
         """Put the item; True when it did not exist before (one request: ALL_OLD tells)."""
         connection = type(item)._get_connection()
         args, kwargs = item._get_save_args(condition=condition)
-        response = connection.put_item(*args, return_values="ALL_OLD", **kwargs)
+        response = connection.put_item(*args, **{**kwargs, "return_values": "ALL_OLD"})
         return "Attributes" not in response

@@ -80,7 +80,9 @@ class UsageStore:
                 expiry[sk] = _expiry(_month_end(month))
         updates = []
         for sk in sorted(totals):
-            names, adds, value_map = {}, [], {}
+            names: dict[str, str] = {}
+            adds: list[str] = []
+            value_map: dict[str, Any] = {}
             for index, (attribute, amount) in enumerate(sorted(totals[sk].items())):
                 names[f"#a{index}"] = attribute
                 value_map[f":v{index}"] = amount
