@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import conftest
+
 from bench.meter import Sample, timed, typical
 from bench.run import NOW, per_unit
 from infra.lambdas import FakeLambdaContext, load_handler

@@ -110,7 +110,8 @@ def handlers(template: dict[str, Any] | None = None, build: Path | None = None) 
     for logical, props in stack.functions().items():
         module, attribute = props["Handler"].rsplit(".", 1)
         folder = ROOT / props["CodeUri"]
-        memory = stack.resolve(props.get("MemorySize", template.get("Globals", {}).get("Function", {}).get("MemorySize", 128)))
+        default_memory = template.get("Globals", {}).get("Function", {}).get("MemorySize", 128)
+        memory = stack.resolve(props.get("MemorySize", default_memory))
         if build:
             task = build / built[logical]["Properties"]["CodeUri"]
             opt = merged_layers(build, [layer["Ref"] for layer in built[logical]["Properties"].get("Layers", [])])
@@ -174,7 +175,7 @@ def _sample(spec: dict[str, Any], module: str | None = None, attribute: str | No
     done = _child(spec, module, attribute, parts=parts)
     process_ms = (time.perf_counter() - started) * 1000
     if done.returncode != 0:
-        raise RuntimeError((done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[-1])
+        raise RuntimeError((done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1])
     sample = json.loads(done.stdout.strip().splitlines()[-1])
     return {**sample, "process_ms": process_ms, "cold_ms": sample["import_ms"] + sample["compose_ms"],
             "cold_cpu_ms": sample["import_cpu_ms"] + sample["compose_cpu_ms"]}

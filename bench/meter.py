@@ -28,10 +28,11 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 
@@ -307,15 +308,11 @@ class Recorder:
         factor = 2 if op == "TransactWriteItems" else 1
         if failed:
             meter.failed_writes += 1
-        for table, kind, key, new_item in targets:
+        for table, kind, key, _new_item in targets:
             frozen = (table, _freeze(key))
             old, new = before.get(frozen), after.get(frozen)
-            if failed:  # a refused write still consumes units for the item it checked
-                size = item_size(old)
-            elif kind == "ConditionCheck":
-                size = item_size(old)
-            else:
-                size = max(item_size(old), item_size(new))
+            # a refused write still consumes units for the item it checked
+            size = item_size(old) if failed or kind == "ConditionCheck" else max(item_size(old), item_size(new))
             meter.wru[table] += factor * write_units(size)
             meter.write_bytes[f"{table} {op}:{kind}"] += size
             meter.items_written[f"{table} {op}:{kind}"] += 1
@@ -348,7 +345,7 @@ class Recorder:
                 for item in items:
                     meter.rru[table] += factor * read_blocks(item_size(item))
         elif op == "TransactGetItems":
-            for entry, response in zip(params["TransactItems"], parsed.get("Responses", [])):
+            for entry, response in zip(params["TransactItems"], parsed.get("Responses", []), strict=False):
                 meter.rru[entry["Get"]["TableName"]] += 2 * read_blocks(item_size(response.get("Item")))
         elif op in ("Query", "Scan"):
             items = parsed.get("Items", [])

@@ -16,10 +16,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "shared"), str(ROOT / "tests")]
@@ -27,14 +28,14 @@ os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_
                   POWERTOOLS_TRACE_DISABLED="1", POWERTOOLS_LOG_LEVEL="ERROR", POWERTOOLS_METRICS_DISABLED="true")
 
 import boto3  # noqa: E402
+import conftest  # noqa: E402  (the test harness: Api, World, builders)
 from moto import mock_aws  # noqa: E402
 
-import conftest  # noqa: E402  (the test harness: Api, World, builders)
 from bench import imports, meter  # noqa: E402
 from bench.meter import Meter, Sample, counting, median, timed, typical  # noqa: E402
 from infra.stack import deploy, load_template  # noqa: E402
 
-NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 ADMIN = conftest.Identity.user("alice")
 
 
@@ -78,8 +79,9 @@ def per_unit(counter: Meter, units: float, function: str, timing: dict[str, floa
 @contextmanager
 def timing_ingest(invocations: list[tuple[Sample, int]], messages: list[Sample]) -> Iterator[None]:
     """Time every invocation the queue poller makes meanwhile, and the batch apply inside each."""
-    from infra import pollers
     from usage_ledger.service.ingest import Ingest
+
+    from infra import pollers
 
     original_invoke, original_apply = pollers.invoke, Ingest.apply_batch
 
@@ -110,7 +112,8 @@ def ingest_timing(invocations: list[tuple[Sample, int]], batches: list[Sample], 
     resource), plus the invocation's own part (decoding, logging, metrics), over its events."""
     per_batch = typical(batches)
     fixed = [Sample(invocation.wall - applied.wall, invocation.own_cpu - applied.own_cpu,
-                    invocation.aws_calls - applied.aws_calls) for (invocation, _), applied in zip(invocations, batches)]
+                    invocation.aws_calls - applied.aws_calls)
+             for (invocation, _), applied in zip(invocations, batches, strict=False)]
     spread = typical(fixed)
     events = median([count for _, count in invocations]) * events_per_message
     return {key: (per_batch[key] + spread[key]) / events for key in per_batch}

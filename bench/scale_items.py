@@ -103,8 +103,8 @@ def _write_units(fresh_stack: Any, counting: Any, users: int, distinct: int = DI
             conftest.drain_events(api.stack)
         summary = meter.summary(per=MEASURED_EVENTS)
         assert not cancelled, cancelled
-        return {"users": users, "distinct_users_a_message": distinct, "wru_per_event": summary["wru"], "wru_by_table": summary["wru_by_table"],
-                "largest_item_bytes": _largest_item(api)}
+        return {"users": users, "distinct_users_a_message": distinct, "wru_per_event": summary["wru"],
+                "wru_by_table": summary["wru_by_table"], "largest_item_bytes": _largest_item(api)}
 
 
 def _largest_item(api: Any) -> int:

@@ -39,7 +39,8 @@ from infra.pollers import SqsResult, run_job, scheduled_event, sqs_run_once, sqs
 # the sizes can be cut down on a loaded machine
 WORKERS = tuple(int(n) for n in os.environ.get("SCALE_WRITER_WORKERS", "1,5,20").split(","))
 QUEUES = tuple(os.environ.get("SCALE_WRITER_QUEUES", "EventsQueue,EventsFifoQueue").split(","))
-MESSAGES = int(os.environ.get("SCALE_WRITER_MESSAGES", "40"))  # requests of EVENTS_PER_MESSAGE events for the one team and resource
+# requests of EVENTS_PER_MESSAGE events for the one team and resource
+MESSAGES = int(os.environ.get("SCALE_WRITER_MESSAGES", "40"))
 EVENTS_PER_MESSAGE = 10
 # latencies assumed for the estimate (issue 18): DynamoDB request, SES send, a card charge
 DYNAMODB_SECONDS, SES_SECONDS, CHARGE_SECONDS = 0.010, 0.050, 0.5
@@ -115,7 +116,8 @@ def _one_team(api: conftest.Api, workers: int, queue: str) -> dict[str, Any]:
             assert conftest.send_events(api, batch).status == 202
         else:  # a message of the standard queue, as the producer wrote them before
             body = encode_message([UsageEvent(id=e["id"], source=e["source"], team_id=team, resource_id="minutes",
-                                              quantity=1, time=NOW - timedelta(minutes=number), user_id=e["data"]["user_id"])
+                                              quantity=1, time=NOW - timedelta(minutes=number),
+                                              user_id=e["data"]["user_id"])
                                    for e in batch])
             sqs.send_message(QueueUrl=api.stack.physical[queue], MessageBody=body)
         events += len(batch)

@@ -23,11 +23,11 @@ class Identity:
     claims: dict[str, str] | None = field(default=None, compare=False, hash=False)
 
     @classmethod
-    def user(cls, sub: str, claims: dict[str, str] | None = None) -> "Identity":
+    def user(cls, sub: str, claims: dict[str, str] | None = None) -> Identity:
         return cls(sub=sub, claims=claims)
 
     @classmethod
-    def operator(cls) -> "Identity":
+    def operator(cls) -> Identity:
         return cls(iam=True)
 
 

@@ -36,7 +36,8 @@ def scan(checkov: str, path: Path) -> dict[str, Any]:
     try:
         report = json.loads(done.stdout)
     except json.JSONDecodeError:
-        raise SystemExit(f"checkov on {path}: no report (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+        raise SystemExit(
+            f"checkov on {path}: no report (exit {done.returncode}): {done.stderr.strip()[-2000:]}") from None
     report = report[0] if isinstance(report, list) else report
     if "summary" not in report:  # a run with no resources read reports only a summary dict
         report = {"summary": report, "results": {"failed_checks": []}}

@@ -171,19 +171,23 @@ def load_lab_team(base_url: str, today: datetime, now: datetime) -> int:
     _expect(_call(base_url, "PUT", f"/v1/admin/teams/{LAB_TEAM_ID}", {"name": "Research Lab"}), "lab team", created)
     for user_id, roles in (("alice", ["secondary_admin"]), ("bob", ["primary_admin"]), ("hana", [])):
         member = {"email": MEMBERS[user_id]["email"], "roles": roles, "full_access": False}
-        _expect(_call(base_url, "PUT", f"/v1/admin/teams/{LAB_TEAM_ID}/members/{user_id}", member), "lab member", created)
+        _expect(_call(base_url, "PUT", f"/v1/admin/teams/{LAB_TEAM_ID}/members/{user_id}", member),
+                "lab member", created)
     grant = {"subscription_id": "sub-lab-render-flex", "resource_id": "render-credits", "type": "flex", "quantity": 500,
              "starts_at": _iso(today - timedelta(days=10)), "ends_at": _iso(today + timedelta(days=355)),
              "refresh_period": "month"}
-    _expect(_call(base_url, "POST", f"/v1/admin/teams/{LAB_TEAM_ID}/subscriptions", grant), "lab grant", {200, 201, 409})
+    _expect(_call(base_url, "POST", f"/v1/admin/teams/{LAB_TEAM_ID}/subscriptions", grant), "lab grant",
+            {200, 201, 409})
     _expect(_call(base_url, "POST", f"/v1/admin/teams/{LAB_TEAM_ID}/subscriptions", lab_payg(today)), "lab payg",
             {200, 201, 409})
     rng = random.Random(20261126)
     events = [{
         "specversion": "1.0", "id": f"lab-{index:04d}", "source": EVENT_SOURCE, "type": "usage.recorded",
-        "subject": LAB_TEAM_ID, "time": _iso(now.replace(second=0, microsecond=0) - timedelta(minutes=rng.randint(1, 9 * 24 * 60))),
+        "subject": LAB_TEAM_ID,
+        "time": _iso(now.replace(second=0, microsecond=0) - timedelta(minutes=rng.randint(1, 9 * 24 * 60))),
         "datacontenttype": "application/json",
-        "data": {"resource_id": "render-credits", "quantity": rng.randint(1, 8), "user_id": rng.choice(["alice", "bob"])},
+        "data": {"resource_id": "render-credits", "quantity": rng.randint(1, 8),
+                 "user_id": rng.choice(["alice", "bob"])},
     } for index in range(40)]
     return post_events(base_url, sorted(events, key=lambda event: event["time"]))
 

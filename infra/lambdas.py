@@ -5,7 +5,8 @@ import importlib
 import importlib.util
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from infra.stack import ROOT, Stack
 

@@ -290,7 +290,7 @@ def _matches_rule(rule: Any, value: Any) -> bool:
             ">": lambda a, b: a > b,
             ">=": lambda a, b: a >= b,
         }
-        pairs = zip(argument[0::2], argument[1::2])
+        pairs = zip(argument[0::2], argument[1::2], strict=True)
         return all(checks[op](number, float(bound)) for op, bound in pairs)
     raise ValueError(f"unsupported filter operator {operator!r}")
 

@@ -5,6 +5,7 @@ so no table schema or queue name is written down twice.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,7 +163,5 @@ def deploy(
 def _put_secret(session: boto3.session.Session, name: str, value: str) -> None:
     """What an operator does once per account (the template reads the secrets, never creates them)."""
     secrets = session.client("secretsmanager")
-    try:
+    with contextlib.suppress(secrets.exceptions.ResourceExistsException):
         secrets.create_secret(Name=name, SecretString=value)
-    except secrets.exceptions.ResourceExistsException:
-        pass

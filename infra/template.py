@@ -92,7 +92,8 @@ def _walk(node: Any, items: dict[str, str], mappings: dict[str, Any]) -> Any:
         if key == "Ref" and isinstance(value, str):
             return items.get(value, node)
         if key == "Ref":
-            raise ValueError(f"!Ref {value!r}: write !Sub \"${{${{Identifier}}}}\" (checkov cannot read !Ref of a !Sub)")
+            raise ValueError(
+                f"!Ref {value!r}: write !Sub \"${{${{Identifier}}}}\" (checkov cannot read !Ref of a !Sub)")
         if key == "Fn::Sub":
             text, *variables = value if isinstance(value, list) else [value]
             text = _substitute(text, items)

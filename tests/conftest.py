@@ -8,7 +8,7 @@ import sys
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -188,11 +188,11 @@ def dynamodb_calls(stack: Stack):
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def rfc3339(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class World:
@@ -356,7 +356,8 @@ def billing_run_event(at: datetime) -> dict[str, Any]:
             "resources": ["arn:aws:events:us-east-1:123456789012:rule/hourly"], "detail": {}}
 
 
-def close_billing(stack: Stack, at: datetime, container: str = "", event: dict[str, Any] | None = None) -> dict[str, int]:
+def close_billing(stack: Stack, at: datetime, container: str = "",
+                  event: dict[str, Any] | None = None) -> dict[str, int]:
     """A close run scheduled at `at` that starts on time (leases run on the wall clock): the scheduled
     function enqueues the due work, the workers close and charge; what the workers' metrics report."""
     from usage_ledger import clock
@@ -396,7 +397,7 @@ class Clock:
         self.current = value
 
 
-FROZEN_AT = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+FROZEN_AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)

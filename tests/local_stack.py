@@ -84,28 +84,33 @@ def failed_invoice_team(base_url: str, card_number: str | None = None) -> tuple[
 
     team, subscription = f"team-pay-{uuid.uuid4().hex[:8]}", f"sub-pay-{uuid.uuid4().hex[:8]}"
     stripe_base = call(base_url, "GET", "/web/config.json").body["stripeJsUrl"].removesuffix("/js.stripe.com/v3/")
-    assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True, body={"name": "Pay Team"}).status in (200, 201)
+    assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True,
+                body={"name": "Pay Team"}).status in (200, 201)
     for user, roles in (("alice", ["primary_admin"]), ("bob", ["secondary_admin"])):
         member = {"email": f"{user}@example.com", "roles": roles, "full_access": False}
-        assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True, body=member).status in (200, 201)
+        assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True,
+                    body=member).status in (200, 201)
     now = datetime.now(UTC).replace(microsecond=0)
     purchased = (now - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    grant = {"subscription_id": subscription, "resource_id": "processing-minutes", "type": "payg", "starts_at": purchased,
-             "purchased_at": purchased, "timezone": "UTC", "unit_amount": 250, "currency": "usd",
-             "purchaser_user_id": "alice",
+    grant = {"subscription_id": subscription, "resource_id": "processing-minutes", "type": "payg",
+             "starts_at": purchased, "purchased_at": purchased, "timezone": "UTC", "unit_amount": 250,
+             "currency": "usd", "purchaser_user_id": "alice",
              "payment_method": {"id": create_card(stripe_base, card_number or CARD_DECLINED_ON_CHARGE)}}
     created = call(base_url, "POST", f"/v1/admin/teams/{team}/subscriptions", operator=True, body=grant)
     assert created.status in (200, 201), created.body
     event = {"specversion": "1.0", "id": f"pay-{uuid.uuid4().hex}", "source": "urn:usage-ledger:browser-test",
-             "type": "usage.recorded", "subject": team, "time": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "type": "usage.recorded", "subject": team,
+             "time": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
              "datacontenttype": "application/json",
              "data": {"resource_id": "processing-minutes", "quantity": 30, "user_id": "alice"}}
-    posted = call(base_url, "POST", "/v1/events", operator=True, body=[event], content_type="application/cloudevents-batch+json")
+    posted = call(base_url, "POST", "/v1/events", operator=True, body=[event],
+                  content_type="application/cloudevents-batch+json")
     assert posted.status == 202, posted.body
     assert call(base_url, "POST", "/_local/drain").status == 200
     payg = call(base_url, "GET", f"/v1/teams/{team}/balances/processing-minutes", user="alice").body["payg"]
     end = datetime.fromisoformat(payg["cycle_end"]).replace(hour=12, tzinfo=UTC) + timedelta(days=2)
-    ran = call(base_url, "POST", "/_local/run/CloseBillingCyclesFunction", body={"time": end.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    ran = call(base_url, "POST", "/_local/run/CloseBillingCyclesFunction",
+               body={"time": end.strftime("%Y-%m-%dT%H:%M:%SZ")})
     assert ran.status == 200, ran.body
     [invoice] = call(base_url, "GET", f"/v1/teams/{team}/invoices", user="alice").body["items"]
     assert invoice["status"] == "payment_failed" and invoice["next_payment_attempt"], invoice

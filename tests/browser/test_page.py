@@ -36,7 +36,8 @@ CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
 
 if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
     pytest.skip(
-        f"{CHROMIUM} or {CHROMEDRIVER} is missing: run `bash infra/install_browser.sh` (Debian chromium + chromium-driver)",
+        f"{CHROMIUM} or {CHROMEDRIVER} is missing: run `bash infra/install_browser.sh` "
+        "(Debian chromium + chromium-driver)",
         allow_module_level=True,
     )
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
@@ -114,7 +115,8 @@ def settled(driver: WebDriver) -> bool:
     """The view has drawn: nothing is loading any more."""
     return driver.execute_script(
         "var v = document.getElementById('view');"
-        "return !!v && v.getAttribute('aria-busy') === 'false' && !document.querySelector('#main .loading, #main [aria-busy=true]');"
+        "return !!v && v.getAttribute('aria-busy') === 'false'"
+        " && !document.querySelector('#main .loading, #main [aria-busy=true]');"
     )
 
 
@@ -147,7 +149,8 @@ def visible(driver: WebDriver, css: str, seconds: float = WAIT_SECONDS) -> WebEl
 
 def requested(driver: WebDriver) -> list[str]:
     """Every API path the page asked for since it loaded."""
-    names = driver.execute_script("return performance.getEntriesByType('resource').map(function (e) { return e.name; })")
+    names = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(function (e) { return e.name; })")
     return [name.split("://", 1)[-1].split("/", 1)[-1] for name in names if "/v1/" in name]
 
 
@@ -170,7 +173,8 @@ def console_errors(driver: WebDriver) -> list[str]:
         entries = driver.get_log("browser")
     except Exception:  # noqa: BLE001 - some drivers do not keep the log
         return []
-    return [e["message"] for e in entries if e.get("level") == "SEVERE" and "Failed to load resource" not in e["message"]]
+    return [e["message"] for e in entries
+            if e.get("level") == "SEVERE" and "Failed to load resource" not in e["message"]]
 
 
 def api(base_url: str, path: str, user: str = "alice", **kwargs: Any) -> Any:
@@ -189,7 +193,8 @@ def shown_cards(driver: WebDriver) -> list[str]:
 
 def tabs(driver: WebDriver) -> dict[str, bool]:
     """Each view's tab: True when it is a link, False when it is shown as not available (with why)."""
-    return {tab.get_attribute("data-view"): tab.tag_name == "a" for tab in driver.find_elements(By.CSS_SELECTOR, "#tabs .tab")}
+    return {tab.get_attribute("data-view"): tab.tag_name == "a"
+            for tab in driver.find_elements(By.CSS_SELECTOR, "#tabs .tab")}
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +219,8 @@ def test_each_view_as_a_primary_admin(driver: WebDriver, base_url: str, invoice:
     assert sorted(shown_cards(driver)) == sorted(cards)
     asset = cards["asset"]
     card = driver.find_element(By.CSS_SELECTOR, '.card[data-resource-id="asset"]')
-    assert card.find_element(By.CSS_SELECTOR, ".available-text").text == f"{asset['available']} of {asset['total']} available"
+    assert (card.find_element(By.CSS_SELECTOR, ".available-text").text
+            == f"{asset['available']} of {asset['total']} available")
     # "N of M" beside "purchased P": the card says what M counts
     assert f"{asset['total_purchased']} purchased + {asset['total'] - asset['total_purchased']} free tier" in card.text
     minutes = driver.find_element(By.CSS_SELECTOR, '.card[data-resource-id="processing-minutes"]')
@@ -321,19 +327,23 @@ def test_no_view_makes_a_request_the_role_cannot_make(driver: WebDriver, base_ur
 
 
 def _story_team(base_url: str) -> tuple[str, str]:
-    """A team of its own (and its own primary admin: the demo users' teams stay as they are) whose Assets card is `ok` by the contract (80 of 100 left) yet runs out in
-    8 days at the last 7 days' rate, with 70 assets used before its subscription started (shortfall)."""
+    """A team of its own (and its own primary admin: the demo users' teams stay as they are) whose Assets
+    card is `ok` by the contract (80 of 100 left) yet runs out in 8 days at the last 7 days' rate, with
+    70 assets used before its subscription started (shortfall)."""
     from datetime import UTC, datetime, timedelta
 
     team, user = f"team-story-{uuid.uuid4().hex[:8]}", f"sam-{uuid.uuid4().hex[:6]}"
-    assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True, body={"name": "Story Team"}).status in (200, 201)
+    assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True,
+                body={"name": "Story Team"}).status in (200, 201)
     member = {"email": f"{user}@example.com", "roles": ["primary_admin"], "full_access": False}
-    assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True, body=member).status in (200, 201)
+    assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True,
+                body=member).status in (200, 201)
     now = datetime.now(UTC).replace(microsecond=0)
     starts = now - timedelta(minutes=30)
     grant = {"subscription_id": f"sub-story-{uuid.uuid4().hex[:8]}", "resource_id": "asset", "type": "flex",
              "quantity": 100, "starts_at": starts.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    assert call(base_url, "POST", f"/v1/admin/teams/{team}/subscriptions", operator=True, body=grant).status in (200, 201)
+    assert call(base_url, "POST", f"/v1/admin/teams/{team}/subscriptions", operator=True,
+                body=grant).status in (200, 201)
 
     def event(quantity: int, at: datetime) -> dict[str, Any]:
         return {"specversion": "1.0", "id": f"story-{uuid.uuid4().hex}", "source": "urn:usage-ledger:browser-test",
@@ -341,7 +351,8 @@ def _story_team(base_url: str) -> tuple[str, str]:
                 "datacontenttype": "application/json", "data": {"resource_id": "asset", "quantity": quantity}}
 
     # 70 assets two days ago (before the subscription: shortfall), 20 now (from its 100)
-    posted = call(base_url, "POST", "/v1/events", operator=True, body=[event(70, now - timedelta(days=2)), event(20, now)],
+    posted = call(base_url, "POST", "/v1/events", operator=True,
+                  body=[event(70, now - timedelta(days=2)), event(20, now)],
                   content_type="application/cloudevents-batch+json")
     assert posted.status == 202, posted.body
     assert call(base_url, "POST", "/_local/drain").status == 200
@@ -351,7 +362,8 @@ def _story_team(base_url: str) -> tuple[str, str]:
 def test_a_card_tells_one_story_whatever_its_status_word(driver: WebDriver, base_url: str) -> None:
     team, user = _story_team(base_url)
     card_data = api(base_url, f"/v1/teams/{team}/balances/asset", user)
-    assert card_data["status"] == "ok" and card_data["shortfall_units"] == 70 and card_data["days_remaining"] == 8, card_data
+    assert (card_data["status"] == "ok" and card_data["shortfall_units"] == 70
+            and card_data["days_remaining"] == 8), card_data
     sign_in(driver, base_url, user)
     open_link(driver, balances_link(base_url, team))
     card = visible(driver, '#balances .card[data-resource-id="asset"]')
@@ -360,7 +372,8 @@ def test_a_card_tells_one_story_whatever_its_status_word(driver: WebDriver, base
     assert card.find_element(By.CSS_SELECTOR, ".card__badge").text == "Runs out soon"
     runs_out = card.find_element(By.CSS_SELECTOR, '[data-warning="runs_out"]').text
     assert "Runs out in about 8 days" in runs_out
-    assert "70 assets used with nothing to cover them" in card.find_element(By.CSS_SELECTOR, '[data-warning="shortfall"]').text
+    shortfall = card.find_element(By.CSS_SELECTOR, '[data-warning="shortfall"]')
+    assert "70 assets used with nothing to cover them" in shortfall.text
     assert "OK" in card.find_element(By.XPATH, './/div[dt[text()="Balance status"]]/dd').text
 
 
@@ -369,7 +382,8 @@ def test_a_long_team_name_keeps_the_header_on_one_row(driver: WebDriver, base_ur
     name = "The Extraordinarily Long-Named Research and Development Collaboration of the Northern Region"
     assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True, body={"name": name}).status in (200, 201)
     member = {"email": f"{user}@example.com", "roles": ["primary_admin"], "full_access": False}
-    assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True, body=member).status in (200, 201)
+    assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True,
+                body=member).status in (200, 201)
     sign_in(driver, base_url, user)
     open_link(driver, balances_link(base_url, team))
     boxes = driver.execute_script(
@@ -536,7 +550,8 @@ def test_the_create_alert_sidebar_takes_recipients_from_the_api(driver: WebDrive
     for alert in api(base_url, f"/v1/teams/{TEAM}/alerts?limit=100")["items"]:
         api(base_url, f"/v1/teams/{TEAM}/alerts/{alert['alert_id']}", method="DELETE")
     members = api(base_url, f"/v1/teams/{TEAM}/members?limit=100")["items"]
-    admins = sorted(m["user_id"] for m in members if {"primary_admin", "secondary_admin", "sso_admin"} & set(m["roles"]))
+    admins = sorted(m["user_id"] for m in members
+                    if {"primary_admin", "secondary_admin", "sso_admin"} & set(m["roles"]))
     others = sorted(m["user_id"] for m in members if m["user_id"] not in admins)
     sign_in(driver, base_url, "bob")
     open_link(driver, alerts_link(base_url, TEAM))
@@ -583,7 +598,8 @@ def test_a_saved_alert_shows_recipients_who_are_no_longer_admins(driver: WebDriv
     body = {"name": f"Carol's {uuid.uuid4().hex[:6]}", "windows_days": [5], "resource_ids": ["asset"],
             "recipient_user_ids": ["alice", "dora"]}
     member = {"email": "dora@example.com", "roles": ["secondary_admin"], "full_access": False}
-    assert call(base_url, "PUT", f"/v1/admin/teams/{TEAM}/members/dora", operator=True, body=member).status in (200, 201)
+    assert call(base_url, "PUT", f"/v1/admin/teams/{TEAM}/members/dora", operator=True,
+                body=member).status in (200, 201)
     created = api(base_url, f"/v1/teams/{TEAM}/alerts", method="POST", body=body)
     member["roles"] = []  # demoted: no longer receives the alert
     assert call(base_url, "PUT", f"/v1/admin/teams/{TEAM}/members/dora", operator=True, body=member).status == 200
@@ -631,22 +647,27 @@ def _payg_team(base_url: str, card: str, purchaser: str = "alice") -> tuple[str,
 
     team, subscription = f"team-pay-{uuid.uuid4().hex[:8]}", f"sub-pay-{uuid.uuid4().hex[:8]}"
     stripe_base = call(base_url, "GET", "/web/config.json").body["stripeJsUrl"].removesuffix("/js.stripe.com/v3/")
-    assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True, body={"name": "Pay Team"}).status in (200, 201)
+    assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True,
+                body={"name": "Pay Team"}).status in (200, 201)
     for user, roles in (("alice", ["primary_admin"]), ("bob", ["secondary_admin"])):
         member = {"email": f"{user}@example.com", "roles": roles, "full_access": False}
-        assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True, body=member).status in (200, 201)
+        assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True,
+                    body=member).status in (200, 201)
     now = datetime.now(UTC).replace(microsecond=0)
     purchased = (now - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    grant = {"subscription_id": subscription, "resource_id": "processing-minutes", "type": "payg", "starts_at": purchased,
-             "purchased_at": purchased, "timezone": "UTC", "unit_amount": 250, "currency": "usd",
-             "purchaser_user_id": purchaser, "payment_method": {"id": create_card(stripe_base, card)}}
+    grant = {"subscription_id": subscription, "resource_id": "processing-minutes", "type": "payg",
+             "starts_at": purchased, "purchased_at": purchased, "timezone": "UTC", "unit_amount": 250,
+             "currency": "usd", "purchaser_user_id": purchaser,
+             "payment_method": {"id": create_card(stripe_base, card)}}
     created = call(base_url, "POST", f"/v1/admin/teams/{team}/subscriptions", operator=True, body=grant)
     assert created.status in (200, 201), created.body
     event = {"specversion": "1.0", "id": f"pay-{uuid.uuid4().hex}", "source": "urn:usage-ledger:browser-test",
-             "type": "usage.recorded", "subject": team, "time": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "type": "usage.recorded", "subject": team,
+             "time": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
              "datacontenttype": "application/json",
              "data": {"resource_id": "processing-minutes", "quantity": 30, "user_id": "alice"}}
-    posted = call(base_url, "POST", "/v1/events", operator=True, body=[event], content_type="application/cloudevents-batch+json")
+    posted = call(base_url, "POST", "/v1/events", operator=True, body=[event],
+                  content_type="application/cloudevents-batch+json")
     assert posted.status == 202, posted.body
     assert call(base_url, "POST", "/_local/drain").status == 200
     return team, subscription
@@ -658,8 +679,10 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
     sign_in(driver, base_url, "bob")
     open_link(driver, balances_link(base_url, team))
     warning = past_due_card(driver).find_element(By.CSS_SELECTOR, '[data-warning="past_due"]')
-    assert "Ask alice (the purchaser) or a primary admin" in warning.text and not warning.find_elements(By.TAG_NAME, "a")
-    assert visible(driver, "#banner.banner--error") and not driver.find_elements(By.CSS_SELECTOR, "#banner .banner__action")
+    assert ("Ask alice (the purchaser) or a primary admin" in warning.text
+            and not warning.find_elements(By.TAG_NAME, "a"))
+    assert (visible(driver, "#banner.banner--error")
+            and not driver.find_elements(By.CSS_SELECTOR, "#banner .banner__action"))
 
     sign_in(driver, base_url, "alice")
 
@@ -668,7 +691,8 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
     card = past_due_card(driver)
     warning = card.find_element(By.CSS_SELECTOR, '[data-warning="past_due"]')
     assert "could not be charged" in warning.text and "Pay as You Go covers no more usage" in warning.text
-    assert warning.find_element(By.TAG_NAME, "a").get_attribute("href") == payment_method_link(base_url, team, subscription)
+    assert (warning.find_element(By.TAG_NAME, "a").get_attribute("href")
+            == payment_method_link(base_url, team, subscription))
     assert "Past due" in card.find_element(By.CSS_SELECTOR, ".payg__status").text
     banner = visible(driver, "#banner.banner--error")
     assert "could not be charged" in banner.text and "Processing minutes" in banner.text
@@ -696,7 +720,8 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
     row.find_element(By.CSS_SELECTOR, ".invoice-pay").click()
     message = visible(driver, f'[data-payment-for="{subscription}"] .payment-message')
     assert message.text.startswith(f"Invoice {invoice['number']} was declined again")
-    assert api(base_url, f"/v1/teams/{team}/invoices/{invoice['invoice_id']}")["attempt_count"] == invoice["attempt_count"] + 1
+    assert (api(base_url, f"/v1/teams/{team}/invoices/{invoice['invoice_id']}")["attempt_count"]
+            == invoice["attempt_count"] + 1)
 
     # a new card through Stripe.js (localstripe's stand-in): the failed invoice is charged to it
     driver.find_element(By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] .payment-past-due__update').click()
@@ -706,10 +731,12 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
         form.find_element(By.CSS_SELECTOR, f'input[placeholder="{field}"]').send_keys(value)
     form.find_element(By.CSS_SELECTOR, ".payment-save").click()
     message = visible(driver, f'[data-payment-for="{subscription}"] .payment-message.success', seconds=40)
-    assert message.text == f"Card saved: Visa ending in 4242, expires 11/2031. Invoice {invoice['number']} was charged and paid."
+    assert message.text == (f"Card saved: Visa ending in 4242, expires 11/2031. "
+                            f"Invoice {invoice['number']} was charged and paid.")
     assert not driver.find_elements(By.CSS_SELECTOR, ".payment-past-due")
     wait(driver).until(lambda d: not d.find_element(By.ID, "banner").is_displayed())  # read again once paid
-    row = driver.find_element(By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] tr[data-invoice-id="{invoice["invoice_id"]}"]')
+    row = driver.find_element(
+        By.CSS_SELECTOR, f'[data-payment-for="{subscription}"] tr[data-invoice-id="{invoice["invoice_id"]}"]')
     assert row.get_attribute("data-status") == "paid" and "Paid" in row.text
     assert not row.find_elements(By.CSS_SELECTOR, ".invoice-pay")
     assert api(base_url, f"/v1/teams/{team}/invoices/{invoice['invoice_id']}")["status"] == "paid"
@@ -718,7 +745,8 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
     # paid: the card and the banner say so no more
     open_link(driver, balances_link(base_url, team))
     card = visible(driver, '#balances .card[data-resource-id="processing-minutes"]')
-    assert card.get_attribute("data-past-due") is None and card.find_element(By.CSS_SELECTOR, ".card__badge").text != "Past due"
+    assert (card.get_attribute("data-past-due") is None
+            and card.find_element(By.CSS_SELECTOR, ".card__badge").text != "Past due")
     assert not card.find_elements(By.CSS_SELECTOR, '[data-warning="past_due"]')
     assert not driver.find_element(By.ID, "banner").is_displayed()
 
@@ -730,7 +758,8 @@ def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: Web
     assert not [path for path in requested(driver) if "/subscriptions/" in path], requested(driver)
     assert failed_requests(driver) == []
     assert not driver.find_elements(By.CSS_SELECTOR, ".payment-update, .invoice-pay")
-    assert driver.find_element(By.CSS_SELECTOR, f'tr[data-invoice-id="{invoice["invoice_id"]}"]').get_attribute("data-status") == "paid"
+    row = driver.find_element(By.CSS_SELECTOR, f'tr[data-invoice-id="{invoice["invoice_id"]}"]')
+    assert row.get_attribute("data-status") == "paid"
 
 
 def test_a_payment_the_bank_asks_to_confirm_is_confirmed_on_the_page_and_paid(driver: WebDriver,
@@ -763,7 +792,8 @@ def test_a_payment_the_bank_asks_to_confirm_is_confirmed_on_the_page_and_paid(dr
     assert row.get_attribute("data-status") == "paid" and not row.find_elements(By.CSS_SELECTOR, ".invoice-pay")
 
 
-def test_the_purchaser_cancels_pay_as_you_go_and_the_card_shows_the_final_cycle(driver: WebDriver, base_url: str) -> None:
+def test_the_purchaser_cancels_pay_as_you_go_and_the_card_shows_the_final_cycle(driver: WebDriver,
+                                                                                base_url: str) -> None:
     from infra.localstripe import CARD_OK
 
     team, subscription = _payg_team(base_url, CARD_OK, purchaser="bob")
@@ -775,7 +805,8 @@ def test_the_purchaser_cancels_pay_as_you_go_and_the_card_shows_the_final_cycle(
     wait(driver).until(lambda d: panel.get_attribute("aria-busy") == "false")
     panel.find_element(By.CSS_SELECTOR, ".payg-cancel__start").click()
     covers = visible(driver, f'[data-payment-for="{subscription}"] .payg-cancel__covers')
-    cycle_start = driver.execute_script("return arguments[0].textContent", driver.find_element(By.CSS_SELECTOR, "#payment .payg__cycle"))
+    cycle_start = driver.execute_script("return arguments[0].textContent",
+                                        driver.find_element(By.CSS_SELECTOR, "#payment .payg__cycle"))
     assert "final invoice will cover" in covers.text and cycle_start.split(" – ")[0] in covers.text
     assert f"{before['charged_units']} charged unit" in covers.text
     assert api(base_url, f"/v1/teams/{team}/balances/processing-minutes", "bob")["payg"]["ends_at"] is None  # not yet
@@ -805,7 +836,8 @@ def test_a_credited_invoice_shows_void_and_lists_its_credit_notes(driver: WebDri
     total = invoice["total"]
     path = f"/v1/admin/teams/{team}/invoices/{invoice['invoice_id']}/credit-notes"
     for note, amount in (("cn-browser-1", 100), ("cn-browser-2", total - 100)):
-        made = call(base_url, "POST", path, operator=True, body={"credit_note_id": note, "amount": amount, "reason": "other"})
+        made = call(base_url, "POST", path, operator=True,
+                    body={"credit_note_id": note, "amount": amount, "reason": "other"})
         assert made.status == 201, made.body
     sign_in(driver, base_url, "alice")
     open_link(driver, page_link(base_url, team, "invoices"))
@@ -846,7 +878,8 @@ def test_save_screenshots(driver: WebDriver, base_url: str, invoice: dict[str, A
         ("carl", "no-role", f"{base_url}/#/teams/{TEAM}", None),
         ("alice", "past-due-balances", balances_link(base_url, declined_team), None),
         ("alice", "past-due-payment", payment_method_link(base_url, declined_team, declined_subscription), None),
-        ("bob", "past-due-payment-secondary-admin", payment_method_link(base_url, declined_team, declined_subscription), None),
+        ("bob", "past-due-payment-secondary-admin",
+         payment_method_link(base_url, declined_team, declined_subscription), None),
     ]
     SCREENS.mkdir(parents=True, exist_ok=True)
     for user, name, link, click in shots:

@@ -25,7 +25,8 @@ CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
 
 if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
     pytest.skip(
-        f"{CHROMIUM} or {CHROMEDRIVER} is missing: run `bash infra/install_browser.sh` (Debian chromium + chromium-driver)",
+        f"{CHROMIUM} or {CHROMEDRIVER} is missing: run `bash infra/install_browser.sh` "
+        "(Debian chromium + chromium-driver)",
         allow_module_level=True,
     )
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
@@ -121,12 +122,14 @@ def test_signing_in_through_the_provider_shows_the_balances(driver: WebDriver, b
     until(driver, lambda d: d.execute_script("return document.readyState") == "complete", "the sign-in page loaded")
 
     # the sign-in page is styled from the stylesheet we ship, from the provider itself (no CDN: works offline)
-    loaded = driver.execute_script("return performance.getEntriesByType('resource').map(function (e) { return e.name; })")
+    loaded = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(function (e) { return e.name; })")
     assert loaded and all(name.startswith(issuer + "/") for name in loaded), loaded
     assert issuer + "/_usage-ledger/sign-in.css" in loaded
     styled = driver.execute_script(
         "var b = document.querySelector('button[name=sub]'); var c = document.querySelector('.container');"
-        "return [getComputedStyle(b).borderRadius, getComputedStyle(c).backgroundColor, getComputedStyle(c).borderTopStyle];")
+        "return [getComputedStyle(b).borderRadius, getComputedStyle(c).backgroundColor,"
+        " getComputedStyle(c).borderTopStyle];")
     assert styled == ["7px", "rgb(255, 255, 255)", "solid"], styled
 
     sign_in_at_provider(driver, issuer, "alice")
@@ -136,7 +139,8 @@ def test_signing_in_through_the_provider_shows_the_balances(driver: WebDriver, b
     assert "Signed in as alice" in driver.find_element(By.ID, "auth-status").text
     # the page's token is one the API takes (the gateway verified it as the JWT authorizer would)
     token = session(driver)["idToken"]
-    request = urllib.request.Request(f"{base_url}/v1/teams/{TEAM}/balances", headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(f"{base_url}/v1/teams/{TEAM}/balances",
+                                     headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200
         assert json.load(response)["team_id"] == TEAM

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from local_stack import call, failed_invoice_team, start_local_stack
 
 pytestmark = pytest.mark.e2e

@@ -10,6 +10,7 @@ What the README promises is checked as it says it:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from local_stack import start_local_stack
 
 pytestmark = pytest.mark.e2e
@@ -119,7 +119,8 @@ def test_the_readme_walk_runs_as_written(request: pytest.FixtureRequest, tmp_pat
                 assignments += f"{assignment.group(1)}={shlex.quote(output)}\n"
             statuses = re.findall(r"^HTTP/[\d.]+ (\d{3})", headers.read_text(), flags=re.M) if headers.exists() else []
             status = int(statuses[-1]) if statuses else None
-            where = f"\n$ {command.text}\n-> exit {done.returncode}, HTTP {status}\n{output[-3000:]}\n{done.stderr[-2000:]}"
+            where = (f"\n$ {command.text}\n-> exit {done.returncode}, HTTP {status}\n{output[-3000:]}"
+                     f"\n{done.stderr[-2000:]}")
             wanted = [int(expect.split()[1]) for expect in command.expects if expect.startswith("HTTP ")]
             assert done.returncode == 0, where
             if wanted:
@@ -129,9 +130,7 @@ def test_the_readme_walk_runs_as_written(request: pytest.FixtureRequest, tmp_pat
             for expect in command.expects:
                 if not expect.startswith("HTTP "):
                     assert fragment(expect).search(output), f"README says {expect!r}:{where}"
-            try:  # a variable holding an answer (NEXT=$(curl ...)) is one too
+            with contextlib.suppress(ValueError):  # a variable holding an answer (NEXT=$(curl ...)) is one too
                 answers.append(json.loads(output))
-            except ValueError:
-                pass
     for pdf in ("invoice.pdf", "credit-note.pdf"):
         assert (tmp_path / pdf).read_bytes().startswith(b"%PDF-"), f"the walk's {pdf} is not a PDF"

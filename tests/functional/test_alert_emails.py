@@ -8,10 +8,8 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
-
 from conftest import ALERT_METRICS, Identity, cloud_event, drain_events, run_job, send_events, summary, utc
 from test_alerts import scheduled_event
-
 from usage_ledger.adapters.email import Renderer
 from usage_ledger.domain.links import balances_link
 

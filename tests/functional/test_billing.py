@@ -254,7 +254,8 @@ def test_a_gateway_error_leaves_the_invoice_open_and_the_next_run_charges_it_onc
 def test_the_handler_falls_back_to_the_clock_without_an_event_time(api, world, team, clock):
     payg(world)
     ingest(api, clock, utc(2026, 2, 1), [usage(team, 20, utc(2026, 2, 1))])
-    assert close_billing(api.stack, utc(2026, 2, 15, 1), event={"detail-type": "Scheduled Event", "detail": {}})["closed"] == 1
+    scheduled = {"detail-type": "Scheduled Event", "detail": {}}
+    assert close_billing(api.stack, utc(2026, 2, 15, 1), event=scheduled)["closed"] == 1
 
 
 # ------------------------------------------------------------------ payment and email

@@ -166,7 +166,8 @@ def test_credit_notes_on_an_unpaid_invoice_lower_the_next_attempt_and_void_it_at
     assert (after["status"], after["credited"], after["amount_due"]) == ("payment_failed", 400, 600)
 
     assert close_billing(api.stack, CLOSE_AT + timedelta(days=1))["attempts"] == 1  # the day-1 retry
-    assert sorted(intent.amount for intent in intents_of(api.stack, invoice)) == [600, 1000]  # the retry asked amount_due
+    # the retry asked amount_due
+    assert sorted(intent.amount for intent in intents_of(api.stack, invoice)) == [600, 1000]
     failed = [email for email in sent_emails() if email.subject.startswith("Payment failed")]
     assert "(10.00 USD)" in failed[0].subject and "(6.00 USD)" in failed[-1].subject  # what each attempt asked
 
@@ -263,5 +264,6 @@ def test_the_credit_note_reads_as_json_and_pdf_and_its_email_attaches_the_pdf(ap
     html = api.get(f"/v1/teams/team-a/invoices/{invoice['invoice_id']}", as_=ALICE,
                    headers={"accept": "text/html"}).text
     assert "Credit notes" in html and "Amount due" in html and "-1.25 USD" in html
-    invoice_pdf = pdf_text(api.get(f"/v1/teams/team-a/invoices/{invoice['invoice_id']}", as_=ALICE, headers=PDF).content)
+    invoice_pdf = pdf_text(
+        api.get(f"/v1/teams/team-a/invoices/{invoice['invoice_id']}", as_=ALICE, headers=PDF).content)
     assert "Credit note 1" in invoice_pdf and "-1.25 USD" in invoice_pdf and "Refunded" in invoice_pdf

@@ -1,6 +1,5 @@
 """Ingest through the handlers: POST /v1/events -> SQS -> IngestFunction -> balances."""
 import pytest
-
 from conftest import ANONYMOUS, OPERATOR, Identity, cloud_event, drain_events, send_events, utc
 
 ALICE = Identity.user("alice")

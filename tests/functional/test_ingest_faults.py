@@ -1,6 +1,5 @@
 """Crash between any two ingest writes, then SQS redelivery: the same state as one clean run."""
 import pytest
-
 from conftest import Identity, cloud_event, drain_events, send_events, utc
 
 ALICE = Identity.user("alice")
@@ -61,7 +60,6 @@ def test_a_crash_then_redelivery_leaves_the_state_of_one_clean_run(api, world, n
 def test_a_redriven_message_with_a_new_sqs_id_still_counts_its_events(api, world):
     """SQS gives a redriven message a new id; ownership rides on the batch id in the body."""
     import boto3
-
     from usage_ledger import bootstrap
     from usage_ledger.adapters.queue import decode_message
 
@@ -74,7 +72,8 @@ def test_a_redriven_message_with_a_new_sqs_id_still_counts_its_events(api, world
     sqs = boto3.client("sqs")
     [message] = sqs.receive_message(QueueUrl=api.stack.physical["EventsFifoQueue"])["Messages"]
     batch_id, events = decode_message(message["Body"], message["MessageId"])
-    services.ingest_store.claim(batch_id, events, utc(2026, 11, 25))  # the first attempt claimed, then crashed before applying
+    # the first attempt claimed, then crashed before applying
+    services.ingest_store.claim(batch_id, events, utc(2026, 11, 25))
     batch_again, events_again = decode_message(message["Body"], "a-new-sqs-message-id")
     assert services.ingest.apply_message(batch_again, events_again).counted == 1
     assert api.get("/v1/teams/team-a/balances/minutes", as_=ALICE).json["available"] == 98

@@ -237,7 +237,7 @@ def test_redelivery_backs_off_with_each_receive_and_stays_within_the_visibility_
 
 
 def test_the_local_poller_drives_the_fifo_queue_end_to_end(api, teams):
-    for n in range(5):
+    for _n in range(5):
         assert send_events(api, [cloud_event("team-a", "minutes", 1, DAY), cloud_event("team-b", "calls", 2, DAY)]
                            ).status == 202
     result = drain_events(api.stack)

@@ -103,8 +103,8 @@ def test_accept_pdf_answers_the_same_invoice_as_a_pdf(api, world, team, clock):
 
 def test_hostile_team_names_render_in_every_form(api, world, clock):
     world.resource("minutes", kind="api", size=20)
-    names = {"team-rtl": "צוות שלום <b>x</b>", "team-emoji": "Team 🚀😀 👩‍👩‍👧 & <i>", "team-zalgo": "Z\u0337\u0322a\u0334lgo",
-             "team-override": "فريق \u202eevil"}
+    names = {"team-rtl": "צוות שלום <b>x</b>", "team-emoji": "Team 🚀😀 👩‍👩‍👧 & <i>",
+             "team-zalgo": "Z\u0337\u0322a\u0334lgo", "team-override": "فريق \u202eevil"}
     for team_id, name in names.items():
         world.team(team_id)
         assert api.put(f"/v1/admin/teams/{team_id}", {"name": name}).status in (200, 201)
@@ -113,7 +113,7 @@ def test_hostile_team_names_render_in_every_form(api, world, clock):
     assert refused.status == 422  # a lone surrogate is never stored, so it never reaches a document
     assert close_billing(api.stack, utc(2026, 3, 28, 8))["invoiced"] == len(names)
 
-    for team_id, name in names.items():
+    for team_id, _name in names.items():
         item = only_invoice(api, team_id)
         path = f"/v1/teams/{team_id}/invoices/{item['invoice_id']}"
         html = api.get(path, as_=ALICE, headers=BROWSER).text

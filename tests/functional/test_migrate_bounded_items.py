@@ -51,8 +51,9 @@ def test_the_migration_rewrites_old_data_and_a_second_run_changes_nothing(api, w
     for item in old_usage("team-a"):
         client.put_item(TableName=usage, Item=item)
     # a catalogue item from before the discriminator
-    client.put_item(TableName=ledger, Item={"PK": s("CATALOGUE"), "SK": s("RESOURCE#assets"), "resource_id": s("assets"),
-                                            "kind": s("resource"), "display_name": s("Assets"), "unit": s("asset"),
+    client.put_item(TableName=ledger, Item={"PK": s("CATALOGUE"), "SK": s("RESOURCE#assets"),
+                                            "resource_id": s("assets"), "kind": s("resource"),
+                                            "display_name": s("Assets"), "unit": s("asset"),
                                             "charge_unit_size": n(1), "low_balance_percent": n(10)})
     # a balance that kept every month since January 2024 (2026-11-25 - 790 days is 2024-09-26)
     consumed = {f"monthly@2024-{month:02d}-01T00:00:00Z": n(10) for month in range(1, 13)}

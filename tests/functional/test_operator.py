@@ -22,7 +22,6 @@ def test_resource_unit_size_cannot_change_once_set(api):
 
 
 import pytest  # noqa: E402
-
 from conftest import ANONYMOUS, OPERATOR, Identity  # noqa: E402
 
 PAYG = {
@@ -180,7 +179,8 @@ def test_operator_routes_take_iam_only(api, team):
 
 
 def test_malformed_json_body_is_a_problem(api, team):
-    reply = api.call("PUT", "/v1/admin/teams/t9", as_=OPERATOR, raw_body="{", headers={"content-type": "application/json"})
+    reply = api.call("PUT", "/v1/admin/teams/t9", as_=OPERATOR, raw_body="{",
+                     headers={"content-type": "application/json"})
     assert 400 <= reply.status < 500 and reply.content_type == "application/problem+json"
 
 

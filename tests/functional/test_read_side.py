@@ -3,7 +3,6 @@ import csv
 import io
 
 import pytest
-
 from conftest import ANONYMOUS, OPERATOR, Identity, cloud_event, drain_events, send_events, utc
 
 ALICE = Identity.user("alice")
@@ -73,7 +72,8 @@ def test_leap_year_yearly_refresh_clamps_to_feb_28(api, world, team, clock):
 def test_projection_window_counts_only_the_seven_whole_days_before_today(api, world, team, clock):
     world.subscription(team, "assets", "flex", quantity=100)
     # today (Nov 25) and 8 days ago are outside the window
-    ingest(api, cloud_event(team, "assets", 7, utc(2026, 11, 18, 0)), cloud_event(team, "assets", 50, utc(2026, 11, 25, 1)),
+    ingest(api, cloud_event(team, "assets", 7, utc(2026, 11, 18, 0)),
+           cloud_event(team, "assets", 50, utc(2026, 11, 25, 1)),
            cloud_event(team, "assets", 30, utc(2026, 11, 17, 23, 59)))
     c = card(api, "assets")
     assert c["available"] == 13 and c["days_remaining"] == 13  # 13 / (7 / 7)
@@ -278,7 +278,7 @@ def test_usage_as_csv_has_the_same_rows_and_pages(api, many_users):
     csv_pages = all_pages(api, query, headers={"Accept": "text/csv"})
     assert [page.headers.get("X-Next-Cursor") for page in csv_pages] == [
         page.json["next_cursor"] for page in json_pages]
-    for json_page, csv_page in zip(json_pages, csv_pages):
+    for json_page, csv_page in zip(json_pages, csv_pages, strict=True):
         assert csv_page.content_type == "text/csv; charset=utf-8"
         assert csv_page.headers["Vary"] == "Accept"
         rows = list(csv.reader(io.StringIO(csv_page.text)))

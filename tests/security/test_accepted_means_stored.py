@@ -154,7 +154,8 @@ def test_duplicate_keys_are_a_400_not_the_last_value(api, teams):
     assert quantities != event and subjects != event
     for raw, key in ((quantities, "quantity"), (subjects, "subject")):
         for headers, body in ((BATCH, f"[{raw}]"), (SINGLE, raw)):
-            detail = problem(api.call("POST", "/v1/events", as_=OPERATOR, raw_body=body, headers=headers), 400)["detail"]
+            reply = api.call("POST", "/v1/events", as_=OPERATOR, raw_body=body, headers=headers)
+            detail = problem(reply, 400)["detail"]
             assert f'duplicate key "{key}"' in detail
     assert queued(api.stack) == 0
     drain_events(api.stack)
@@ -170,7 +171,8 @@ def test_duplicate_keys_are_a_400_on_every_route(api, teams):
               ('{"resource_id": "minutes", "type": "flex", "quantity": 1, "quantity": 10000, '
                '"starts_at": "2026-01-01T00:00:00Z"}'))]
     for method, path, identity, raw in cases:
-        assert "duplicate key" in problem(api.call(method, path, as_=identity, raw_body=raw, headers=JSON), 400)["detail"]
+        reply = api.call(method, path, as_=identity, raw_body=raw, headers=JSON)
+        assert "duplicate key" in problem(reply, 400)["detail"]
     assert api.get("/v1/teams/team-a/alerts", as_=ALICE).json["items"] == []
     assert api.put("/v1/admin/teams/team-a", {"name": "A"}).status == 200  # it still existed as TEAM-A
 
@@ -222,7 +224,8 @@ def test_binary_mode_with_a_json_content_type_counts_once_with_its_structured_co
 
 
 def test_binary_mode_refusals_name_the_header_and_say_which_modes_exist(api, teams):
-    reply = api.call("POST", "/v1/events", as_=OPERATOR, raw_body=DATA, headers={**BINARY, "content-type": "text/plain"})
+    reply = api.call("POST", "/v1/events", as_=OPERATOR, raw_body=DATA,
+                     headers={**BINARY, "content-type": "text/plain"})
     detail = problem(reply, 415)["detail"]
     for mode in ("application/cloudevents+json", "application/cloudevents-batch+json", "ce-*", "application/json"):
         assert mode in detail
@@ -262,8 +265,8 @@ def test_binary_mode_attributes_are_percent_decoded_as_the_binding_encodes_them(
 
 def scheduled_alert_run(api):
     run = run_job(api.stack, "EvaluateAlertsFunction", {
-        "version": "0", "id": "run", "detail-type": "Scheduled Event", "source": "aws.events", "account": "123456789012",
-        "time": rfc3339(FROZEN_AT), "region": "us-east-1", "resources": [], "detail": {}})
+        "version": "0", "id": "run", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": rfc3339(FROZEN_AT), "region": "us-east-1", "resources": [], "detail": {}})
     assert run["workers"]["EvaluateAlertsWorkerFunction"]["failed"] == 0, run  # no team failed
     return run
 

@@ -124,8 +124,9 @@ def test_an_app_owner_without_a_role_stops_getting_api_emails_when_the_app_goes(
 def delete_raw(api, kind, raw_path, decoded):
     """DELETE with a raw path of our choosing and the path parameters API Gateway would hand over
     decoded (`decoded`): the handler must go by its own match of the raw path, and refuse."""
+    parameter = "user_id" if kind == "members" else "app_id"
     route = next(route for route in api.routes
-                 if route.route_key == f"DELETE /v1/admin/teams/{{team_id}}/{kind}/{{{'user_id' if kind == 'members' else 'app_id'}}}")
+                 if route.route_key == f"DELETE /v1/admin/teams/{{team_id}}/{kind}/{{{parameter}}}")
     event = http_event(route, raw_path, decoded, identity=OPERATOR)
     response = load_handler(api.stack, route.function)(event, FakeLambdaContext(route.function))
     return Reply(response["statusCode"], response.get("headers") or {}, response.get("body") or "")

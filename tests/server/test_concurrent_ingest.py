@@ -4,7 +4,6 @@ import uuid
 
 import boto3
 import pytest
-
 from conftest import (
     Api,
     Identity,
@@ -15,6 +14,7 @@ from conftest import (
     stripe_parameters,
     utc,
 )
+
 from infra.lambdas import FakeLambdaContext, load_handler
 from infra.moto_server import start_moto_server
 from infra.stack import deploy
@@ -46,7 +46,8 @@ def sqs_record(events, message_id=None):
     body = encode_message([event for _, event in command.events])
     return {"messageId": message_id or uuid.uuid4().hex, "receiptHandle": "r", "body": body,
             "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "",
-            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+            "awsRegion": "us-east-1"}
 
 
 def run_workers(api, batches):

@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
@@ -34,7 +34,6 @@ from infra.pollers import StreamPoller, queue_depth, run_job, scheduled_event, s
 WORKERS = {"CloseBillingCyclesFunction": "CloseBillingCyclesWorkerFunction",
            "EvaluateAlertsFunction": "EvaluateAlertsWorkerFunction"}
 
-UTC = timezone.utc
 ZONES = ("UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Australia/Lord_Howe", "Pacific/Chatham",
          "America/St_Johns")
 CATALOGUE = (  # id, kind, charge unit size
@@ -98,7 +97,7 @@ class FaultPlan:
             client.meta.events.register("before-call", self._before)
             client.meta.events.register("after-call", self._after)
 
-    def armed(self) -> "_Armed":
+    def armed(self) -> _Armed:
         return _Armed(self)
 
     def _roll(self, choices: list[str]) -> str | None:
@@ -347,7 +346,7 @@ class Simulation:
     def _post(self, batch: list[dict[str, Any]]) -> None:
         """A producer: resend the same batch on a 5xx or a crash (it cannot know what was taken)."""
         body = json.dumps(batch, default=str)
-        for attempt in range(10):
+        for _attempt in range(10):
             try:
                 with self.faults.armed():
                     reply = self.api.call("POST", "/v1/events", as_=OPERATOR, raw_body=body,
@@ -422,7 +421,8 @@ class Simulation:
             index = int(container[1:])
             if index == 2:  # the stream invocation
                 assert stream is not None
-                stream.handlers = {"BalanceChangedAlertsFunction": load_handler(self.stack, "BalanceChangedAlertsFunction", container)}
+                stream.handlers = {
+                    "BalanceChangedAlertsFunction": load_handler(self.stack, "BalanceChangedAlertsFunction", container)}
 
                 def call() -> None:
                     self.outcome.stream_records += stream.poll_once()

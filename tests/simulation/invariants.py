@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from conftest import Identity
-from usage_ledger.domain.calendar import add_months
 from harness import Simulation, sent_emails
+from usage_ledger.domain.calendar import add_months
 
 
 def check_all(sim: Simulation) -> list[str]:
@@ -227,7 +227,8 @@ def _attempts_and_emails(sim: Simulation, invoice: dict[str, Any], intents: dict
             problems.append(f"I5 {invoice_id}: a total of 0 not emailed ({invoice.get('emailed')!r})")
         return problems
     if count < 1 or len(attempts) != count:
-        return [f"I5 {invoice_id}: {count} attempts counted, {len(attempts)} recorded (the last run makes every due one)"]
+        return [f"I5 {invoice_id}: {count} attempts counted, {len(attempts)} recorded "
+                "(the last run makes every due one)"]
     for number, attempt in enumerate(attempts, start=1):
         charged = intents.get(f"{invoice_id}#attempt-{number}", [])
         if len(charged) > 1:
@@ -237,7 +238,8 @@ def _attempts_and_emails(sim: Simulation, invoice: dict[str, Any], intents: dict
         if attempt.get("succeeded") and not charged:
             problems.append(f"I5 {invoice_id}: attempt {number} succeeded without a charge at the processor")
     last_paid = bool(attempts[-1].get("succeeded"))
-    if (invoice["status"] == "paid") != last_paid or invoice["status"] not in ("paid", "payment_failed", "uncollectible"):
+    if ((invoice["status"] == "paid") != last_paid
+            or invoice["status"] not in ("paid", "payment_failed", "uncollectible")):
         problems.append(f"I5 {invoice_id}: status {invoice['status']} after a last attempt that "
                         f"{'paid' if last_paid else 'failed'}")
     if (invoice_id in past_due) != (invoice["status"] in ("payment_failed", "uncollectible")):

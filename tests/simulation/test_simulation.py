@@ -11,12 +11,12 @@ import uuid
 
 import boto3
 import pytest
-
 from conftest import Api, apply_environment, reset_domain_caches, stripe_parameters
 from harness import SimConfig, Simulation
+from invariants import check_alert_states, check_all
+
 from infra.moto_server import start_moto_server
 from infra.stack import deploy
-from invariants import check_alert_states, check_all
 
 pytestmark = pytest.mark.server
 
@@ -31,8 +31,8 @@ def _seeds() -> list[int]:
 
 @pytest.fixture
 def server_api(monkeypatch):
-    from moto.ses.models import ses_backends
     from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
 
     url, stop = start_moto_server(port=0)
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)

@@ -97,7 +97,8 @@ class FakeLedgerStore:
 
     def members(self, team_id: str, user_ids: Iterable[str]) -> dict[str, Member]:
         self.member_reads.append(sorted(set(user_ids)))
-        return {user: self.memberships[(team_id, user)] for user in set(user_ids) if (team_id, user) in self.memberships}
+        return {user: self.memberships[(team_id, user)] for user in set(user_ids)
+                if (team_id, user) in self.memberships}
 
     def create_subscription(self, subscription: Subscription, *, listed_for_alerts: bool) -> bool:
         key = (subscription.team_id, subscription.subscription_id)
@@ -265,7 +266,8 @@ class FakeBillingStore:
 
     def record_attempt(self, recorded: Invoice, token: str, lease_until: datetime) -> Invoice | None:
         claim = self.attempt_claims.get(recorded.invoice_id)
-        if not claim or claim[0] != token or self.invoices[recorded.invoice_id].attempt_count != recorded.attempt_count - 1:
+        if (not claim or claim[0] != token
+                or self.invoices[recorded.invoice_id].attempt_count != recorded.attempt_count - 1):
             return None
         del self.attempt_claims[recorded.invoice_id]
         emailing = replace(recorded, email_status=SENDING, email_attempt=recorded.attempt_count)
@@ -392,7 +394,8 @@ class FakeGateway:
     max_call_seconds: float = 0.0
     cards: dict[str, PaymentMethod] = field(default_factory=dict)
 
-    def save_card(self, payment_method_id: str, *, customer_id: str | None, reference: str) -> tuple[str, PaymentMethod]:
+    def save_card(self, payment_method_id: str, *, customer_id: str | None,
+                  reference: str) -> tuple[str, PaymentMethod]:
         if payment_method_id not in self.cards:
             raise PaymentMethodRejected(f"unknown payment method {payment_method_id!r}")
         return customer_id or f"cus_{reference}", self.cards[payment_method_id]

@@ -1,13 +1,12 @@
 """Property tests of usage_ledger.domain.calendar: billing cycles and refresh periods tile time without drift."""
 import calendar as _calendar
-from itertools import pairwise
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
-
 from usage_ledger.domain.calendar import (
     _local_midnight,
     cycle_at,

@@ -7,7 +7,6 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from usage_ledger.http.api import dumps
 
 # DynamoDB numbers: up to 38 significant digits
@@ -58,7 +57,7 @@ def test_more_digits_than_the_default_context_keeps_are_not_rounded():
 ])
 def test_integral_decimals_are_integers_and_fractions_keep_their_digits_without_exponent(value, text):
     assert dumps(value) == text
-    assert dumps({"n": value}) == '{"n":%s}' % text
+    assert dumps({"n": value}) == f'{{"n":{text}}}'
 
 
 @pytest.mark.parametrize("value", [Decimal("NaN"), Decimal("-sNaN"), Decimal("Infinity"), Decimal("-Infinity"),

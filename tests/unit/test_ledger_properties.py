@@ -1,15 +1,14 @@
 """Property tests of the consumption rules (usage_ledger.domain.ledger): conservation, no overdraft, order."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from usage_ledger.domain.ledger import BalanceState, apply_usage, period_key
 from usage_ledger.domain.model import Resource, Subscription, UsageEvent, in_consumption_order
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
-NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def resource(size: Decimal) -> Resource:

@@ -88,7 +88,8 @@ def two_teams(ledger):
     ledger.put_team(Team("team-b", "Team B"))
     ledger.create_subscription(Subscription("team-b", "flex-b", "minutes", "flex", NOW - timedelta(days=30),
                                             quantity=10), listed_for_alerts=True)
-    return [usage(20, event_id="a1"), UsageEvent("test", "b1", "team-b", "minutes", Decimal(40), NOW - timedelta(days=1))]
+    return [usage(20, event_id="a1"),
+            UsageEvent("test", "b1", "team-b", "minutes", Decimal(40), NOW - timedelta(days=1))]
 
 
 def test_a_group_that_fails_for_its_data_is_set_aside_and_the_other_groups_are_counted(services, ledger):

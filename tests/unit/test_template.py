@@ -103,7 +103,7 @@ def test_every_route_is_on_the_http_api_and_has_the_authorizer_of_its_kind():
     routes = http_routes()
     kinds = {route_kind(method, path) for method, path, _, _ in routes}
     assert kinds == {"operator", "producer", "team", "page", "processor"}, routes
-    assert PRODUCER_ROUTES <= {(method, path) for method, path, _, _ in routes}
+    assert {(method, path) for method, path, _, _ in routes} >= PRODUCER_ROUTES
     for function in FUNCTIONS:
         for name, props in events(function, "HttpApi").items():
             assert props.get("ApiId") == {"Ref": "HttpApi"}, f"{function}.{name} is not on HttpApi"
@@ -163,7 +163,7 @@ def _overlap(a: str, b: str) -> bool:
     if a in (ANY, SEGMENT) and b in (ANY, SEGMENT):
         return True
     literal, other = (b, a) if a in (ANY, SEGMENT) else (a, b)
-    return other == ANY or (other == SEGMENT and literal != "/") or other == literal
+    return other in (ANY, literal) or (other == SEGMENT and literal != "/")
 
 
 def grants(pattern: str, method: str, path: str) -> bool:
@@ -393,7 +393,8 @@ def test_the_template_managed_policies_reach_only_the_functions_that_list_them()
 def test_ses_send_is_limited_to_the_sender_address():
     emailing = sorted(function for function, access in EXPECTED_ACCESS.items() if ("email", "SenderEmail") in access)
     assert emailing == ["BalanceChangedAlertsFunction", "CloseBillingCyclesWorkerFunction",
-                        "EvaluateAlertsWorkerFunction", "OperatorApiFunction", "StripeWebhooksFunction", "TeamApiFunction"]
+                        "EvaluateAlertsWorkerFunction", "OperatorApiFunction", "StripeWebhooksFunction",
+                        "TeamApiFunction"]
     for function in emailing:
         statements = [statement for statement in statements_of(function)
                       if set(as_list(statement["Action"])) & SES_SEND_ACTIONS]
@@ -445,7 +446,8 @@ def test_every_async_source_has_a_dead_letter_queue():
         for name, props in {**events(function, "DynamoDB"), **events(function, "Kinesis")}.items():
             on_failure = props.get("DestinationConfig", {}).get("OnFailure", {})
             assert on_failure.get("Type") == "SQS" and ref(on_failure.get("Destination")) in QUEUES, (function, name)
-            assert props.get("MaximumRetryAttempts") is not None, f"{function}.{name} would retry a poison batch forever"
+            assert props.get("MaximumRetryAttempts") is not None, (
+                f"{function}.{name} would retry a poison batch forever")
         schedules = {**events(function, "Schedule"), **events(function, "ScheduleV2")}
         for name, props in schedules.items():
             dlq = props.get("DeadLetterConfig") or {}
@@ -805,7 +807,8 @@ def test_the_expander_unrolls_loops_as_language_extensions_does():
     with pytest.raises(ValueError, match="defined twice"):
         expand({"Resources": {"ThingA": {}, "Fn::ForEach::L": ["X", ["A"], {"Thing${X}": {}}]}})
     with pytest.raises(ValueError, match="checkov cannot read"):  # write !Sub "${${X}}" instead
-        expand({"Resources": {"Fn::ForEach::L": ["X", ["A"], {"T${X}": {"Properties": {"N": {"Ref": {"Fn::Sub": "${X}"}}}}}]}})
+        expand({"Resources": {"Fn::ForEach::L": [
+            "X", ["A"], {"T${X}": {"Properties": {"N": {"Ref": {"Fn::Sub": "${X}"}}}}}]}})
     with pytest.raises(ValueError, match="outside a key or !Sub"):  # CloudFormation would leave it as written
         expand({"Resources": {"Fn::ForEach::L": ["X", ["A"], {"Thing${X}": {"Properties": {"Name": "${X}"}}}]}})
 
@@ -833,7 +836,7 @@ def test_the_moto_runner_creates_every_queue_and_table(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         stack = deploy(prefix="template-test")
-    assert QUEUES | TABLES <= set(stack.physical)
+    assert set(stack.physical) >= QUEUES | TABLES
 
 
 def test_samconfig_deploys_with_the_needed_capabilities():

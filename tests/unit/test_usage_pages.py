@@ -22,7 +22,7 @@ quantities = st.decimals(min_value=0, max_value=Decimal(10) ** 21, places=6, all
 def test_the_size_bound_holds_in_json_and_csv(group_by, key, values, granularity):
     first = date(2026, 1, 1)
     all_periods = periods(first, first + timedelta(days=len(values) * 31), granularity)[:len(values)]
-    points = list(zip(all_periods, values))
+    points = list(zip(all_periods, values, strict=True))
     series = {"key": {KEY_NAMES[group_by]: key}, "points": [{"period": p, "quantity": q} for p, q in points]}
     report = {"group_by": group_by, "series": [series]}
     json_bound, csv_bound = series_sizes(KEY_NAMES[group_by], key, points)
