@@ -38,4 +38,5 @@ def read_mime(raw: str) -> MimeEmail:
             text = part.get_content()
         elif part.get_content_type() == "text/html" and html is None:
             html = part.get_content()
-    return MimeEmail(str(parsed.get("Subject", "")), text, html, attachments, parsed)
+    # a long subject is folded right after "Subject:": the unfolded value starts with that space
+    return MimeEmail(str(parsed.get("Subject", "")).strip(), text, html, attachments, parsed)

@@ -22,8 +22,7 @@ from conftest import (
     send_events,
     utc,
 )
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.ses.models import ses_backends
+from sent_mail import sent_emails
 
 ALICE, BOB, CAROL, HANK, OLGA = (Identity.user(name) for name in ("alice", "bob", "carol", "hank", "olga"))
 STRANGER = Identity.user("mallory")
@@ -67,7 +66,7 @@ def use(api, team_id, resource_id, units, at=YESTERDAY):
 
 
 def sent():
-    return list(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
+    return sent_emails()
 
 
 def scheduled_event(at=FROZEN_AT):

@@ -20,8 +20,7 @@ from conftest import (
     summary,
     utc,
 )
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.ses.models import ses_backends
+from sent_mail import sent_emails
 from usage_ledger.domain.errors import Conflict, NotFound, ProcessorUnavailable
 
 from infra.localstripe import CARD_DECLINED_ON_CHARGE, CARD_OK, LOCAL_SECRET_KEY, create_card
@@ -72,7 +71,7 @@ def ingest(api, clock, at, events):
 
 
 def emails():
-    return ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
+    return sent_emails()
 
 
 def payments(stack, team_id="team-a", subscription_id="payg-1"):
@@ -169,6 +168,9 @@ def test_a_declined_card_is_retried_on_days_1_3_5_7_then_uncollectible(api, decl
     assert len(payments(api.stack)) == 5 and len(emails()) == 5
     assert close_billing(api.stack, CLOSE_AT + timedelta(days=30))["attempts"] == 0  # no further automatic attempt
     assert len(payments(api.stack)) == 5 and len(emails()) == 5
+    # every failure notice has its plain-text part beside the HTML, the retry date or the last word in both
+    assert all(email.text and email.html for email in emails())
+    assert all("no more" in part.lower() for part in (emails()[-1].text, emails()[-1].html))
 
 
 def test_a_late_run_makes_the_missed_retry_once_and_keeps_the_schedule_of_the_first_failure(api, declined):

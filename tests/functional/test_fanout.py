@@ -18,8 +18,7 @@ from conftest import (
     summary,
     utc,
 )
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.ses.models import ses_backends
+from sent_mail import sent_emails
 
 ALICE = Identity.user("alice")
 
@@ -38,7 +37,7 @@ def drain_workers(stack, function="CloseBillingCyclesWorkerFunction"):
 
 
 def emails():
-    return ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
+    return sent_emails()
 
 
 def invoices(api, team_id):

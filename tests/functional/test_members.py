@@ -18,7 +18,7 @@ from conftest import (
 )
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
-from moto.ses.models import ses_backends
+from sent_mail import sent_emails
 
 ALICE, BOB, CAROL, HANK, OLGA = (Identity.user(name) for name in ("alice", "bob", "carol", "hank", "olga"))
 MEMBERS = "/v1/teams/team-a/members"
@@ -50,7 +50,7 @@ def use(api, resource_id, units, user_id=None, app_id=None):
 
 
 def sent():
-    return list(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
+    return sent_emails()
 
 
 def evaluate(stack):

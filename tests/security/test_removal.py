@@ -21,7 +21,7 @@ from conftest import (
 )
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
-from moto.ses.models import ses_backends
+from sent_mail import sent_emails
 
 from infra.apigw import http_event
 from infra.lambdas import FakeLambdaContext, load_handler
@@ -51,7 +51,7 @@ def ledger_items(stack) -> list[str]:
 
 
 def sent():
-    return list(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
+    return sent_emails()
 
 
 def evaluate(stack):

@@ -50,22 +50,10 @@ class SesMailer:
 
     def send(self, to: list[str], subject: str, html: str, text: str,
              attachments: Sequence[Attachment] = ()) -> str:
-        """One SES message with an HTML and a plain-text part; returns the SES message id. With
-        attachments it is a raw MIME message: multipart/mixed of multipart/alternative and the files."""
-        if attachments:
-            return self._send_raw(to, subject, html, text, attachments)
-        response = aws.client("ses").send_email(
-            Source=self.sender,
-            Destination={"ToAddresses": to},
-            Message={
-                "Subject": {"Data": subject, "Charset": "UTF-8"},
-                "Body": {"Text": {"Data": text, "Charset": "UTF-8"}, "Html": {"Data": html, "Charset": "UTF-8"}},
-            },
-        )
-        return response["MessageId"]
-
-    def _send_raw(self, to: list[str], subject: str, html: str, text: str,
-                  attachments: Sequence[Attachment]) -> str:
+        """One SES message, always raw MIME: multipart/alternative of the plain-text and the HTML
+        part, in multipart/mixed with the files when there are any; returns the SES message id.
+        One way for every email, so each keeps both its parts wherever it is read (moto's
+        SendEmail keeps only the HTML)."""
         raw = mime_message(self.sender, to, subject, html, text, attachments)
         # no Destinations: SES takes the recipients from the To header (naming both lists them twice)
         response = aws.client("ses").send_raw_email(Source=self.sender, RawMessage={"Data": raw})
@@ -74,7 +62,7 @@ class SesMailer:
 
 def mime_message(sender: str, to: list[str], subject: str, html: str, text: str,
                  attachments: Sequence[Attachment]) -> bytes:
-    """multipart/mixed: [multipart/alternative: [text/plain, text/html], attachment...] (RFC 2046)."""
+    """multipart/alternative: [text/plain, text/html], inside multipart/mixed with attachments (RFC 2046)."""
     message = EmailMessage(policy=SMTP)
     message["From"] = sender
     message["To"] = ", ".join(to)
