@@ -74,13 +74,13 @@ def start_local_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
     return url
 
 
-def failed_invoice_team(base_url: str, card_number: str | None = None) -> tuple[str, str, dict[str, Any]]:
-    """A team of its own (the demo's invoices stay as they are) whose Pay as You Go card attaches and
-    then declines (4000000000000341, or `card_number`): its closed cycle's invoice is payment_failed.
-    Returns the team, the subscription and the invoice."""
+def payg_team(base_url: str, card: str, purchaser: str = "alice") -> tuple[str, str]:
+    """A team of its own (the demo's data stays as it is) with a Pay as You Go bought 20 days ago on
+    `card` and 30 minutes used an hour ago (alice primary admin, bob secondary admin): the team and
+    the subscription."""
     from datetime import UTC, datetime, timedelta
 
-    from infra.localstripe import CARD_DECLINED_ON_CHARGE, create_card
+    from infra.localstripe import create_card
 
     team, subscription = f"team-pay-{uuid.uuid4().hex[:8]}", f"sub-pay-{uuid.uuid4().hex[:8]}"
     stripe_base = call(base_url, "GET", "/web/config.json").body["stripeJsUrl"].removesuffix("/js.stripe.com/v3/")
@@ -94,8 +94,8 @@ def failed_invoice_team(base_url: str, card_number: str | None = None) -> tuple[
     purchased = (now - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
     grant = {"subscription_id": subscription, "resource_id": "processing-minutes", "type": "payg",
              "starts_at": purchased, "purchased_at": purchased, "timezone": "UTC", "unit_amount": 250,
-             "currency": "usd", "purchaser_user_id": "alice",
-             "payment_method": {"id": create_card(stripe_base, card_number or CARD_DECLINED_ON_CHARGE)}}
+             "currency": "usd", "purchaser_user_id": purchaser,
+             "payment_method": {"id": create_card(stripe_base, card)}}
     created = call(base_url, "POST", f"/v1/admin/teams/{team}/subscriptions", operator=True, body=grant)
     assert created.status in (200, 201), created.body
     event = {"specversion": "1.0", "id": f"pay-{uuid.uuid4().hex}", "source": "urn:usage-ledger:browser-test",
@@ -107,6 +107,17 @@ def failed_invoice_team(base_url: str, card_number: str | None = None) -> tuple[
                   content_type="application/cloudevents-batch+json")
     assert posted.status == 202, posted.body
     assert call(base_url, "POST", "/_local/drain").status == 200
+    return team, subscription
+
+
+def failed_invoice_team(base_url: str, card_number: str | None = None) -> tuple[str, str, dict[str, Any]]:
+    """A payg_team whose card attaches and then declines (4000000000000341, or `card_number`): its
+    closed cycle's invoice is payment_failed. Returns the team, the subscription and the invoice."""
+    from datetime import UTC, datetime, timedelta
+
+    from infra.localstripe import CARD_DECLINED_ON_CHARGE
+
+    team, subscription = payg_team(base_url, card_number or CARD_DECLINED_ON_CHARGE)
     payg = call(base_url, "GET", f"/v1/teams/{team}/balances/processing-minutes", user="alice").body["payg"]
     end = datetime.fromisoformat(payg["cycle_end"]).replace(hour=12, tzinfo=UTC) + timedelta(days=2)
     ran = call(base_url, "POST", "/_local/run/CloseBillingCyclesFunction",

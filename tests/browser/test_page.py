@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from local_stack import call, failed_invoice_team, start_local_stack
+from local_stack import call, failed_invoice_team, payg_team, start_local_stack
 from usage_ledger.domain.links import alerts_link, balances_link, invoice_link, page_link, payment_method_link
 
 from infra.demo import LAB_TEAM_ID, close_demo_cycle
@@ -637,42 +637,6 @@ def past_due_card(driver: WebDriver, resource_id: str = "processing-minutes") ->
     return card
 
 
-def _payg_team(base_url: str, card: str, purchaser: str = "alice") -> tuple[str, str]:
-    """A team of its own (the demo's data stays as it is) with a Pay as You Go bought 20 days ago on
-    `card` and 30 minutes used an hour ago (alice primary admin, bob secondary admin): the team and
-    the subscription."""
-    from datetime import UTC, datetime, timedelta
-
-    from infra.localstripe import create_card
-
-    team, subscription = f"team-pay-{uuid.uuid4().hex[:8]}", f"sub-pay-{uuid.uuid4().hex[:8]}"
-    stripe_base = call(base_url, "GET", "/web/config.json").body["stripeJsUrl"].removesuffix("/js.stripe.com/v3/")
-    assert call(base_url, "PUT", f"/v1/admin/teams/{team}", operator=True,
-                body={"name": "Pay Team"}).status in (200, 201)
-    for user, roles in (("alice", ["primary_admin"]), ("bob", ["secondary_admin"])):
-        member = {"email": f"{user}@example.com", "roles": roles, "full_access": False}
-        assert call(base_url, "PUT", f"/v1/admin/teams/{team}/members/{user}", operator=True,
-                    body=member).status in (200, 201)
-    now = datetime.now(UTC).replace(microsecond=0)
-    purchased = (now - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    grant = {"subscription_id": subscription, "resource_id": "processing-minutes", "type": "payg",
-             "starts_at": purchased, "purchased_at": purchased, "timezone": "UTC", "unit_amount": 250,
-             "currency": "usd", "purchaser_user_id": purchaser,
-             "payment_method": {"id": create_card(stripe_base, card)}}
-    created = call(base_url, "POST", f"/v1/admin/teams/{team}/subscriptions", operator=True, body=grant)
-    assert created.status in (200, 201), created.body
-    event = {"specversion": "1.0", "id": f"pay-{uuid.uuid4().hex}", "source": "urn:usage-ledger:browser-test",
-             "type": "usage.recorded", "subject": team,
-             "time": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "datacontenttype": "application/json",
-             "data": {"resource_id": "processing-minutes", "quantity": 30, "user_id": "alice"}}
-    posted = call(base_url, "POST", "/v1/events", operator=True, body=[event],
-                  content_type="application/cloudevents-batch+json")
-    assert posted.status == 202, posted.body
-    assert call(base_url, "POST", "/_local/drain").status == 200
-    return team, subscription
-
-
 def test_a_declined_invoice_is_paid_by_updating_the_card_on_the_page(driver: WebDriver, base_url: str) -> None:
     team, subscription, invoice = failed_invoice_team(base_url)
     # a secondary admin (not the purchaser) sees past due too, and whom to ask: no link they could not follow
@@ -796,7 +760,7 @@ def test_the_purchaser_cancels_pay_as_you_go_and_the_card_shows_the_final_cycle(
                                                                                 base_url: str) -> None:
     from infra.localstripe import CARD_OK
 
-    team, subscription = _payg_team(base_url, CARD_OK, purchaser="bob")
+    team, subscription = payg_team(base_url, CARD_OK, purchaser="bob")
     before = api(base_url, f"/v1/teams/{team}/balances/processing-minutes", "bob")["payg"]
     assert before["ends_at"] is None and before["charged_units"] > 0
     sign_in(driver, base_url, "bob")  # the purchaser, a secondary admin
