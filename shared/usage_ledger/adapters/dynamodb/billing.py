@@ -18,7 +18,7 @@ from usage_ledger.adapters.dynamodb.errors import (
     is_condition_failure,
     lost_a_race,
 )
-from usage_ledger.adapters.dynamodb.leases import lease_free
+from usage_ledger.adapters.dynamodb.leases import lease_free, take
 from usage_ledger.adapters.dynamodb.ledger import card_attribute, card_of
 from usage_ledger.adapters.dynamodb.models import (
     AttemptAttribute,
@@ -281,16 +281,11 @@ class BillingStore:
                      & (InvoiceItem.claim_token.does_not_exist() | lease_free(InvoiceItem.claim_until, now)))
         actions = [InvoiceItem.claim_attempt.set(number), InvoiceItem.claim_token.set(token),
                    InvoiceItem.claim_until.set(lease_until)]
-        try:
-            data = InvoiceItem._get_connection().update_item(
-                # the item as it was (UPDATED_OLD would do; moto does not answer it)
-                item.PK, range_key=item.SK, actions=actions, condition=condition, return_values="ALL_OLD")
-        except UpdateError as error:
-            if is_condition_failure(error):
-                return False, False
-            raise
-        before = (data or {}).get("Attributes", {}).get("claim_attempt", {}).get("N")
-        return True, before is not None and int(before) == number
+        before = take(item, actions, condition)
+        if before is None:
+            return False, False
+        attempt = before.get("claim_attempt", {}).get("N")
+        return True, attempt is not None and int(attempt) == number
 
     def release_attempt(self, invoice: Invoice, token: str) -> None:
         """The processor was unreachable: give the attempt back at once (nothing recorded). The

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -22,10 +22,9 @@ from usage_ledger.adapters.dynamodb.billing import (
 from usage_ledger.adapters.dynamodb.errors import (
     CONDITION_FAILED,
     cancellation_codes,
-    is_condition_failure,
     lost_a_race,
 )
-from usage_ledger.adapters.dynamodb.leases import lease_free
+from usage_ledger.adapters.dynamodb.leases import lease_free, take
 from usage_ledger.adapters.dynamodb.ledger import card_attribute, card_of
 from usage_ledger.adapters.dynamodb.models import (
     CreditNoteItem,
@@ -143,14 +142,10 @@ class CreditNoteStore:
                      & (CreditNoteItem.refund_token.does_not_exist() | lease_free(CreditNoteItem.refund_until, now)))
         actions = [CreditNoteItem.refund_token.set(token), CreditNoteItem.refund_until.set(lease_until),
                    CreditNoteItem.refund_claimed.set(True)]
-        try:
-            data = CreditNoteItem._get_connection().update_item(
-                item.PK, range_key=item.SK, actions=actions, condition=condition, return_values="ALL_OLD")
-        except UpdateError as error:
-            if is_condition_failure(error):
-                return False, False
-            raise
-        return True, "refund_claimed" in (data or {}).get("Attributes", {})
+        before = take(item, actions, condition)
+        if before is None:
+            return False, False
+        return True, "refund_claimed" in before
 
     def release_refund(self, note: CreditNote, token: str) -> None:
         _update(_key(note.team_id, note.credit_note_id),
